@@ -1,0 +1,123 @@
+"""The ``.nf`` bundle: safetensors (weights + JSON metadata), compressed with zstandard.
+
+This module is the on-disk format and nothing else; ``docs/format.md``
+describes it for readers in other languages. Writing is deterministic, so a
+bundle that is loaded and saved again is byte-for-byte the same file.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import safetensors.torch
+import torch
+import zstandard
+
+from . import __version__
+from .errors import NeofieldError
+from .fields.neomlp import NeoMLPConfig, NeoMLPField, Segmentation
+from .files import atomic_output
+
+FORMAT_VERSION = 1
+ZSTD_LEVEL = 19
+WEIGHT_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+METADATA_KEY = "neofield"
+
+
+@dataclass
+class Bundle:
+    """A decoded bundle: the field, ready to evaluate, and its metadata."""
+
+    field: NeoMLPField
+    meta: dict
+
+    @property
+    def kind(self) -> str:
+        return self.meta["modality"]
+
+
+def round_weights(field: NeoMLPField, dtype: str) -> None:
+    """Round the field's parameters to the bundle's storage precision, in place.
+
+    Done right after fitting, so that what the encoder measures is exactly
+    what any decoder of the file will compute.
+    """
+    target = WEIGHT_DTYPES[dtype]
+    with torch.no_grad():
+        for p in field.parameters():
+            p.copy_(p.to(target).to(p.dtype))
+
+
+def pack(field: NeoMLPField, meta: dict) -> bytes:
+    """Serialise a field and its metadata to bundle bytes."""
+    dtype = WEIGHT_DTYPES[meta["weights_dtype"]]
+    meta = {**meta, "format_version": FORMAT_VERSION,
+            "model": {"type": "neomlp", "config": field.config.to_dict(),
+                      "segmentation": field.segmentation.to_dict()}}
+    tensors = {name: t.detach().to("cpu", dtype).contiguous() for name, t in field.state_dict().items()}
+    payload = safetensors.torch.save(tensors, metadata={METADATA_KEY: json.dumps(meta, sort_keys=True)})
+    return zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_content_size=True, write_checksum=True).compress(payload)
+
+
+def unpack(data: bytes, name: str = "bundle") -> Bundle:
+    """Parse bundle bytes; every way they can be wrong is one clear error."""
+    if not data:
+        raise NeofieldError(f"{name} is empty")
+    try:
+        payload = zstandard.ZstdDecompressor().decompress(data)
+    except zstandard.ZstdError:
+        raise NeofieldError(f"{name} is not a neofield bundle, or it is truncated or corrupted") from None
+    meta = _read_metadata(payload, name)
+    version = meta.get("format_version")
+    if not isinstance(version, int):
+        raise NeofieldError(f"{name}: bundle metadata has no format version")
+    if version > FORMAT_VERSION:
+        raise NeofieldError(f"{name} is bundle format v{version}, newer than this neofield ({__version__}) "
+                            f"reads (v{FORMAT_VERSION}); upgrade neofield")
+    try:
+        model = meta["model"]
+        config = NeoMLPConfig.from_dict(model["config"])
+        field = NeoMLPField(config, Segmentation(**model["segmentation"]))
+        tensors = safetensors.torch.load(payload)
+        field.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise NeofieldError(f"{name}: bundle is corrupted ({_short(exc)})") from None
+    field.eval()
+    return Bundle(field=field, meta=meta)
+
+
+def _read_metadata(payload: bytes, name: str) -> dict:
+    # safetensors layout: u64 little-endian header size, then a JSON header
+    # whose "__metadata__" maps strings to strings.
+    try:
+        (size,) = struct.unpack("<Q", payload[:8])
+        header = json.loads(payload[8:8 + size])
+        return json.loads(header["__metadata__"][METADATA_KEY])
+    except (struct.error, ValueError, KeyError, TypeError):
+        raise NeofieldError(f"{name} is not a neofield bundle (no neofield metadata)") from None
+
+
+def save(path: str | Path, field: NeoMLPField, meta: dict, force: bool = False) -> int:
+    """Write a bundle atomically; returns its size in bytes."""
+    data = pack(field, meta)
+    with atomic_output(Path(path), force=force) as tmp:
+        tmp.write_bytes(data)
+    return len(data)
+
+
+def load(path: str | Path) -> Bundle:
+    """Read a ``.nf`` file."""
+    path = Path(path)
+    if not path.exists():
+        raise NeofieldError(f"{path} does not exist")
+    if path.is_dir():
+        raise NeofieldError(f"{path} is a directory, not a bundle")
+    return unpack(path.read_bytes(), name=str(path))
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0][:160] if text else type(exc).__name__)

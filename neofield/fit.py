@@ -1,0 +1,181 @@
+"""The optimisation loop: a Signal's sampler, a field, Adam, and a schedule.
+
+It knows nothing about files or terminals; progress goes to a callback that
+the CLI turns into a Rich display (or that a script ignores).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .errors import NeofieldError
+from .signal import Signal
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """How long and how fast to fit. At least one of steps/epochs/time_budget
+    should be set; whichever ends first stops the fit."""
+
+    lr: float = 3e-3
+    warmup_steps: int = 50
+    final_lr_ratio: float = 0.05  # cosine decays to this fraction of lr
+    batch_size: int = 4096
+    steps: int | None = None
+    epochs: float | None = None
+    time_budget: float | None = None  # seconds of optimisation
+    seed: int = 0
+    device: str = "auto"
+    grad_clip: float | None = 1.0
+    report_every: int = 10
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass
+class FitProgress:
+    """One report from the loop (``planned`` is True once, when the step count is fixed)."""
+
+    step: int
+    total_steps: int
+    loss: float  # running (EMA) masked MSE in field units
+    psnr: float  # 10 log10(4 / loss): peak-to-peak 2 in field units
+    points_per_second: float
+    elapsed: float
+    eta: float
+    lr: float
+    planned: bool = False
+
+
+@dataclass
+class FitResult:
+    steps: int
+    seconds: float
+    final_loss: float
+    points_per_second: float
+
+    def to_dict(self) -> dict:
+        return {"steps": self.steps, "seconds": round(self.seconds, 3), "final_loss": self.final_loss,
+                "points_per_second": round(self.points_per_second, 1)}
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` picks CUDA when present; asking for CUDA without one is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise NeofieldError("--device cuda was asked for, but no CUDA device is available")
+    if device not in ("cpu", "cuda"):
+        raise NeofieldError(f"--device must be auto, cpu or cuda, not {device!r}")
+    return torch.device(device)
+
+
+def lr_at(step: int, total: int, config: FitConfig) -> float:
+    """Linear warm-up, then cosine decay to ``final_lr_ratio * lr``.
+
+    The warm-up matters: at the paper's rate with none, NeoMLP sits at the
+    signal mean for minutes on a CPU (docs/cpu-defaults.md).
+    """
+    warm = min(config.warmup_steps, max(total - 1, 1))
+    if step < warm:
+        return config.lr * (step + 1) / warm
+    progress = min(1.0, (step - warm) / max(total - warm, 1))
+    floor = config.final_lr_ratio
+    return config.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """MSE over the outputs each point owns: an audio-visual field's video points
+    are scored on RGB only, its audio points on the audio channels only."""
+    return ((pred.float() - target) ** 2 * mask).sum() / mask.sum().clamp_min(1)
+
+
+def mse_to_psnr(mse: float) -> float:
+    """PSNR for values in [-1, 1] (peak-to-peak 2)."""
+    return 10 * math.log10(4.0 / mse) if mse > 0 else float("inf")
+
+
+PROBE_SECONDS = 3.0  # how long to time the loop before turning a time budget into steps
+
+
+def fit(field: nn.Module, signal: Signal, config: FitConfig,
+        callback: Callable[[FitProgress], None] | None = None) -> FitResult:
+    """Fit ``field`` to ``signal`` in place and return what it cost.
+
+    A time budget is turned into a step count after a short probe of the
+    loop's speed, so the schedule still ends on its floor; the run also stops
+    hard when the budget is spent.
+    """
+    if not (config.steps or config.epochs or config.time_budget):
+        raise NeofieldError("give a number of --steps, --epochs or a --time-budget")
+    device = resolve_device(config.device)
+    field.to(device).train()
+    sample_gen = torch.Generator().manual_seed(config.seed)
+    opt = torch.optim.Adam(field.parameters(), lr=config.lr)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+
+    total = _planned_steps(config, signal.n_points)
+    planned = total is not None and not config.time_budget  # is the step count final?
+    announced = False
+    ema, t_start, step = None, time.perf_counter(), 0
+    while True:
+        elapsed = time.perf_counter() - t_start
+        if not announced and (step >= 20 and elapsed >= PROBE_SECONDS or total is not None and step >= total):
+            if config.time_budget:
+                budget_steps = step + int((config.time_budget - elapsed) * step / max(elapsed, 1e-9))
+                total = max(min(total, budget_steps) if total else budget_steps, step)
+            planned = announced = True
+            _report(callback, step, total, ema, config, elapsed, planned=True, lr=opt.param_groups[0]["lr"])
+        horizon = total if planned else (total or step + 1000)
+        if step >= horizon or (config.time_budget and elapsed >= config.time_budget):
+            break
+        lr = lr_at(step, horizon if planned else 10**9, config)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        coords, target, mask = (t.to(device, non_blocking=True) for t in signal.sample(config.batch_size, sample_gen))
+        with autocast:
+            pred = field(coords)
+        loss = masked_mse(pred, target, mask)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip:
+            nn.utils.clip_grad_norm_(field.parameters(), config.grad_clip)
+        opt.step()
+        step += 1
+        value = loss.item()
+        if not math.isfinite(value):
+            raise NeofieldError(f"the fit diverged at step {step} (loss {value}); try a lower --lr")
+        ema = value if ema is None else 0.95 * ema + 0.05 * value
+        if step % config.report_every == 0 or step == horizon:
+            _report(callback, step, horizon, ema, config, time.perf_counter() - t_start, lr=lr)
+    seconds = time.perf_counter() - t_start
+    field.eval()
+    return FitResult(steps=step, seconds=seconds, final_loss=ema if ema is not None else float("nan"),
+                     points_per_second=step * config.batch_size / max(seconds, 1e-9))
+
+
+def _planned_steps(config: FitConfig, n_points: int) -> int | None:
+    options = []
+    if config.steps:
+        options.append(config.steps)
+    if config.epochs:
+        options.append(max(1, math.ceil(config.epochs * n_points / config.batch_size)))
+    return min(options) if options else None
+
+
+def _report(callback, step, total, ema, config, elapsed, lr, planned=False) -> None:
+    if callback is None:
+        return
+    pps = step * config.batch_size / max(elapsed, 1e-9)
+    eta = (total - step) * elapsed / step if step else float("nan")
+    loss = ema if ema is not None else float("nan")
+    callback(FitProgress(step=step, total_steps=total, loss=loss, psnr=mse_to_psnr(loss) if ema else float("nan"),
+                         points_per_second=pps, elapsed=elapsed, eta=eta, lr=lr, planned=planned))

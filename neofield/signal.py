@@ -1,0 +1,244 @@
+"""Signal: what was measured, where, and how positions map to field coordinates.
+
+Conventions (they make any-resolution decoding exact, and are stored in every
+bundle):
+
+* **Physical positions.** ``x`` and ``y`` are fractions of the frame width and
+  height in [0, 1]; pixel ``i`` of a ``W``-wide grid sits at its centre,
+  ``(i + 0.5) / W``. Time is in seconds from the start of the encoded piece;
+  frame ``k`` sits at the centre of its display interval, ``(k + 0.5) / fps``,
+  and audio sample ``n`` at ``(n + 0.5) / sample_rate``. A grid at another
+  resolution is simply the same rule with another ``W``, ``fps`` or rate, so
+  scale 1 reproduces the training grid exactly and scale 2 interleaves it.
+* **Field coordinates.** One affine map per axis, ``field = scale * physical +
+  offset``. Following the NeoMLP paper: video x, y, t span [-1, 1]; audio time
+  runs at 200/7 units per second, centred on 0, so the 7 s Bach clip spans
+  [-100, 100]. An audio-visual field shares the audio time axis and puts audio
+  points at x = y = 0.
+* **Values.** 8-bit video ``v`` becomes ``v / 127.5 - 1``; audio is already in
+  [-1, 1] and is used as is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from .errors import NeofieldError
+from .media import Media
+
+AUDIO_UNITS_PER_SECOND = 200.0 / 7.0  # the paper's [-100, 100] for 7 s of Bach
+
+
+@dataclass(frozen=True)
+class Axis:
+    """An affine map from a physical position to a field coordinate."""
+
+    scale: float
+    offset: float
+
+    def __call__(self, physical: torch.Tensor) -> torch.Tensor:
+        return physical * self.scale + self.offset
+
+
+@dataclass(frozen=True)
+class ValueMap:
+    """An affine map from stored sample values to the field's output range."""
+
+    scale: float
+    offset: float
+
+    def to_field(self, raw: torch.Tensor) -> torch.Tensor:
+        return raw * self.scale + self.offset
+
+    def to_raw(self, field: torch.Tensor) -> torch.Tensor:
+        return (field - self.offset) / self.scale
+
+
+VIDEO_VALUES = ValueMap(scale=1 / 127.5, offset=-1.0)
+AUDIO_VALUES = ValueMap(scale=1.0, offset=0.0)
+
+
+@dataclass(frozen=True)
+class CoordinateMap:
+    """The field's input axes: (x, y, t) for pictures, (t,) for sound."""
+
+    t: Axis
+    x: Axis | None = None
+    y: Axis | None = None
+
+    @property
+    def in_features(self) -> int:
+        return 1 if self.x is None else 3
+
+    def coords(self, t: torch.Tensor, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Field coordinates ``(N, in_features)`` of physical positions.
+
+        ``t`` is in seconds; ``x``/``y`` are fractions of the frame. Points
+        given without ``x``/``y`` on a spatial field (audio points of an
+        audio-visual field) sit at field x = y = 0.
+        """
+        ft = self.t(t)
+        if self.x is None:
+            return ft[:, None]
+        fx = self.x(x) if x is not None else torch.zeros_like(ft)
+        fy = self.y(y) if y is not None else torch.zeros_like(ft)
+        return torch.stack([fx, fy, ft], dim=1)
+
+    def to_dict(self) -> dict:
+        return {k: (asdict(v) if v is not None else None) for k, v in (("x", self.x), ("y", self.y), ("t", self.t))}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> CoordinateMap:
+        ax = {k: Axis(**d[k]) if d.get(k) else None for k in ("x", "y", "t")}
+        return cls(t=ax["t"], x=ax["x"], y=ax["y"])
+
+    def time_span(self, duration: float) -> tuple[float, float]:
+        """Field-time interval covered by ``[0, duration]`` seconds."""
+        return self.t.offset, self.t.scale * duration + self.t.offset
+
+
+def video_pixel_grid(width: int, height: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Physical x, y of every pixel centre of a ``width x height`` frame, row-major."""
+    xs = (torch.arange(width, device=device, dtype=torch.float32) + 0.5) / width
+    ys = (torch.arange(height, device=device, dtype=torch.float32) + 0.5) / height
+    yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+    return xx.reshape(-1), yy.reshape(-1)
+
+
+def centre_times(count: int, rate: float, start: float = 0.0, first: int = 0,
+                 device: torch.device | str = "cpu") -> torch.Tensor:
+    """Seconds at the centres of samples ``first .. first+count`` at ``rate`` Hz, in float64
+    so that long audio keeps sub-sample precision before the map to field time."""
+    n = torch.arange(first, first + count, device=device, dtype=torch.float64)
+    return (start + (n + 0.5) / rate)
+
+
+class Signal:
+    """A decoded clip, sound or image, ready to be sampled for fitting.
+
+    Holds the values compactly (uint8 video, float32 audio) and generates
+    coordinates on the fly, so a 43-million-point clip costs its pixels and
+    nothing more.
+    """
+
+    def __init__(self, media: Media, audio_share: float | None = None):
+        self.media = media
+        self.kind = media.kind
+        self.video = torch.from_numpy(media.video) if media.video is not None else None
+        self.audio = torch.from_numpy(media.audio) if media.audio is not None else None
+        self.fps = media.fps
+        self.sample_rate = media.sample_rate
+        self.duration = max(
+            len(media.video) / media.fps if media.video is not None else 0.0,
+            len(media.audio) / media.sample_rate if media.audio is not None else 0.0,
+        )
+        self.coordinate_map = default_coordinate_map(self.kind, self.duration)
+        n_v, n_a = self.n_video_points, self.n_audio_points
+        if audio_share is None:  # the paper's i.i.d. draw over all points
+            audio_share = n_a / (n_a + n_v)
+        if not 0.0 <= audio_share <= 1.0:
+            raise NeofieldError("--audio-share must be in [0, 1]")
+        self.audio_share = audio_share if (n_a and n_v) else float(n_a > 0)
+
+    # ---- sizes -----------------------------------------------------------
+    @property
+    def video_channels(self) -> int:
+        return 3 if self.video is not None else 0
+
+    @property
+    def audio_channels(self) -> int:
+        return self.audio.shape[1] if self.audio is not None else 0
+
+    @property
+    def out_features(self) -> int:
+        return self.video_channels + self.audio_channels
+
+    @property
+    def n_video_points(self) -> int:
+        return 0 if self.video is None else int(np.prod(self.video.shape[:3]))
+
+    @property
+    def n_audio_points(self) -> int:
+        return 0 if self.audio is None else self.audio.shape[0]
+
+    @property
+    def n_points(self) -> int:
+        return self.n_video_points + self.n_audio_points
+
+    def geometry(self) -> dict:
+        """The original grid, as stored in bundles."""
+        g: dict = {"duration": self.duration}
+        if self.video is not None:
+            f, h, w, _ = self.video.shape
+            g["video"] = {"width": w, "height": h, "frames": f, "fps": self.fps, "still": self.media.still}
+        if self.audio is not None:
+            g["audio"] = {"sample_rate": self.sample_rate, "channels": self.audio_channels,
+                          "samples": self.n_audio_points}
+        return g
+
+    # ---- sampling ----------------------------------------------------------
+    def sample(self, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Draw ``batch`` points i.i.d. with replacement over the whole signal.
+
+        Returns field coordinates ``(B, I)``, target values ``(B, O)`` and a
+        loss mask ``(B, O)`` that is 1 on the outputs of each point's own
+        modality (video points: RGB; audio points: the audio channels).
+        """
+        n_audio = int(torch.binomial(torch.tensor(float(batch)), torch.tensor(self.audio_share),
+                                     generator=generator).item()) if 0 < self.audio_share < 1 else \
+            int(batch * self.audio_share)
+        n_video = batch - n_audio
+        coords, values, masks = [], [], []
+        if n_video:
+            c, v = self._sample_video(n_video, generator)
+            coords.append(c); values.append(self._pad(v, video=True)); masks.append(self._mask(n_video, video=True))
+        if n_audio:
+            c, v = self._sample_audio(n_audio, generator)
+            coords.append(c); values.append(self._pad(v, video=False)); masks.append(self._mask(n_audio, video=False))
+        return torch.cat(coords), torch.cat(values), torch.cat(masks)
+
+    def _sample_video(self, n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        f, h, w, _ = self.video.shape
+        idx = torch.randint(0, f * h * w, (n,), generator=g)
+        frame, rest = idx // (h * w), idx % (h * w)
+        row, col = rest // w, rest % w
+        t = (frame.double() + 0.5) / self.fps
+        coords = self.coordinate_map.coords(t.float(), (col.float() + 0.5) / w, (row.float() + 0.5) / h)
+        values = VIDEO_VALUES.to_field(self.video.view(-1, 3)[idx].float())
+        return coords.float(), values
+
+    def _sample_audio(self, n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.randint(0, self.n_audio_points, (n,), generator=g)
+        t = (idx.double() + 0.5) / self.sample_rate
+        coords = self.coordinate_map.coords(t).float()
+        return coords, AUDIO_VALUES.to_field(self.audio[idx])
+
+    def _pad(self, values: torch.Tensor, video: bool) -> torch.Tensor:
+        if self.video is None or self.audio is None:
+            return values
+        out = torch.zeros(values.shape[0], self.out_features)
+        sl = slice(0, 3) if video else slice(3, None)
+        out[:, sl] = values
+        return out
+
+    def _mask(self, n: int, video: bool) -> torch.Tensor:
+        mask = torch.zeros(n, self.out_features)
+        if self.video is None or self.audio is None:
+            mask += 1
+        else:
+            mask[:, slice(0, 3) if video else slice(3, None)] = 1
+        return mask
+
+
+def default_coordinate_map(kind: str, duration: float) -> CoordinateMap:
+    """The paper's coordinate scales for each kind of signal (see module docstring)."""
+    if kind == "audio" or kind == "audiovisual":
+        t = Axis(AUDIO_UNITS_PER_SECOND, -AUDIO_UNITS_PER_SECOND * duration / 2)
+    else:
+        t = Axis(2.0 / duration, -1.0)
+    if kind == "audio":
+        return CoordinateMap(t=t)
+    return CoordinateMap(t=t, x=Axis(2.0, -1.0), y=Axis(2.0, -1.0))

@@ -1,0 +1,101 @@
+"""The Python API end to end: encode -> bundle -> decode/psnr, on real media pieces."""
+
+import av
+import numpy as np
+import pytest
+
+import neofield
+from neofield.errors import NeofieldError
+from neofield.media import read_media
+
+FAST = dict(steps=120, batch_size=1024, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def video_bundle(tiny_clip, tmp_path_factory):
+    out = tmp_path_factory.mktemp("enc") / "tiny.nf"
+    report = neofield.encode(tiny_clip, out, **FAST)
+    return tiny_clip, out, report
+
+
+def test_encode_writes_a_bundle_smaller_than_the_raw_frames_would_suggest(video_bundle):
+    _, out, report = video_bundle
+    assert out.stat().st_size == report.bytes
+    assert report.quality["video_psnr_db"] > 15
+    assert neofield.load(out).kind == "video"
+
+
+def test_psnr_of_the_bundle_equals_what_the_encoder_measured(video_bundle):
+    clip, out, report = video_bundle
+    assert neofield.psnr(clip, out)["video_psnr_db"] == report.quality["video_psnr_db"]
+
+
+def test_decode_at_scale_one_reproduces_the_training_grid_and_the_psnr(video_bundle, tmp_path):
+    clip, out, report = video_bundle
+    decoded = neofield.decode(out, tmp_path / "same.mp4")
+    assert read_media(decoded).video.shape == read_media(clip).video.shape
+    # the mp4 is lossless RGB, so the file scores exactly what the bundle does
+    assert neofield.psnr(clip, decoded)["video_psnr_db"] == report.quality["video_psnr_db"]
+
+
+def test_decode_at_scale_two_doubles_width_height_and_frames(video_bundle, tmp_path):
+    clip, out, _ = video_bundle
+    f, h, w, _ = read_media(clip).video.shape
+    up = read_media(neofield.decode(out, tmp_path / "up.mp4", scale=2))
+    assert up.video.shape == (2 * f, 2 * h, 2 * w, 3) and up.fps == 50
+
+
+def test_decode_size_fps_and_time_range(video_bundle, tmp_path):
+    _, out, _ = video_bundle
+    media = read_media(neofield.decode(out, tmp_path / "part.mkv", size=(20, 10), fps=50, start=0.04, end=0.12))
+    assert media.video.shape == (4, 10, 20, 3)
+
+
+def test_decode_to_png_writes_one_frame(video_bundle, tmp_path):
+    _, out, _ = video_bundle
+    assert read_media(neofield.decode(out, tmp_path / "f.png")).video.shape[0] == 1
+
+
+def test_existing_output_is_kept_without_force(video_bundle, tmp_path):
+    clip, out, _ = video_bundle
+    target = tmp_path / "keep.nf"
+    target.write_bytes(b"precious")
+    with pytest.raises(NeofieldError, match="already exists"):
+        neofield.encode(clip, target, **FAST)
+    assert target.read_bytes() == b"precious"
+
+
+def test_audio_encode_decode_at_double_rate(tiny_sound, tmp_path):
+    report = neofield.encode(tiny_sound, tmp_path / "s.nf", steps=150, batch_size=512, device="cpu")
+    assert report.kind == "audio" and "audio_psnr_db" in report.quality
+    up = read_media(neofield.decode(tmp_path / "s.nf", tmp_path / "up.flac", scale=2))
+    original = read_media(tiny_sound)
+    assert up.sample_rate == 2 * original.sample_rate and len(up.audio) == 2 * len(original.audio)
+    same = neofield.decode(tmp_path / "s.nf", tmp_path / "same.wav")
+    assert neofield.psnr(tiny_sound, same)["audio_psnr_db"] == pytest.approx(report.quality["audio_psnr_db"],
+                                                                               abs=1e-3)
+
+
+def test_video_with_sound_is_one_field_decoded_to_both_streams(tiny_av_clip, tmp_path):
+    report = neofield.encode(tiny_av_clip, tmp_path / "av.nf", steps=60, batch_size=1024, device="cpu")
+    assert report.kind == "audiovisual"
+    assert neofield.load(tmp_path / "av.nf").field.config.out_features == 3 + 6
+    out = neofield.decode(tmp_path / "av.nf", tmp_path / "av.mp4", scale=2)
+    with av.open(str(out)) as c:
+        assert {s.type for s in c.streams} == {"video", "audio"}
+        assert c.streams.audio[0].channels == 6 and c.streams.audio[0].rate == 96000
+    scores = neofield.psnr(tiny_av_clip, tmp_path / "av.nf")
+    assert set(scores) >= {"video_psnr_db", "audio_psnr_db", "bytes", "compression_ratio"}
+    sound = read_media(neofield.decode(tmp_path / "av.nf", tmp_path / "av.wav"))
+    assert sound.kind == "audio" and sound.audio.shape[1] == 6
+
+
+def test_psnr_refuses_an_original_the_bundle_was_not_made_from(video_bundle, tiny_av_clip):
+    _, out, _ = video_bundle
+    with pytest.raises(NeofieldError, match="is not the media"):
+        neofield.psnr(tiny_av_clip, out)
+
+
+def test_psnr_refuses_media_of_another_grid(tiny_clip, tiny_av_clip):
+    with pytest.raises(NeofieldError, match="differ"):
+        neofield.psnr(tiny_clip, tiny_av_clip)

@@ -1,0 +1,70 @@
+import pytest
+import torch
+
+from neofield.fields.attention import LinearAttention, SoftmaxAttention
+from neofield.fields.encodings import rff_frequencies
+from neofield.fields.neomlp import NeoMLPField, Segmentation, build_config
+
+
+@pytest.mark.parametrize("preset,inputs,outputs,expected", [("audio", 1, 1, 182_017), ("video", 3, 3, 3_189_249)])
+def test_paper_presets_have_the_papers_parameter_counts(preset, inputs, outputs, expected):
+    field = NeoMLPField(build_config(preset, inputs, outputs))
+    assert field.num_parameters()["total"] == expected
+
+
+def test_output_bias_starts_at_zero_and_rff_projection_has_variance_two_over_d():
+    field = NeoMLPField(build_config("audio", 1, 1))
+    assert field.backbone.readout.bias.item() == 0
+    var = field.backbone.rff_proj.weight.var().item()
+    assert abs(var - 2 / 512) < 0.1 * 2 / 512
+
+
+def test_hidden_tokens_are_permutation_symmetric_outputs_are_not():
+    torch.manual_seed(0)
+    field = NeoMLPField(build_config("tiny", 3, 3, hidden_tokens=4)).eval()
+    coords = torch.rand(16, 3) * 2 - 1
+    with torch.no_grad():
+        base = field(coords)
+        table = field.latents.table
+        h = field.config.hidden_tokens
+        table[0, :h] = table[0, :h][torch.tensor([2, 0, 3, 1])]
+        assert torch.allclose(field(coords), base, atol=1e-5)
+        table[0, h:] = table[0, h:][torch.tensor([1, 2, 0])]
+        table.add_(0)  # permuting output tokens permutes the outputs
+        assert not torch.allclose(field(coords), base, atol=1e-5)
+
+
+@pytest.mark.parametrize("attention", [LinearAttention, SoftmaxAttention])
+def test_attention_keeps_shape_and_mixes_only_within_a_point(attention):
+    attn = attention(32, 4)
+    x = torch.randn(5, 7, 32)
+    y = attn(x)
+    assert y.shape == x.shape
+    x2 = x.clone()
+    x2[1] += 1  # changing point 1 must not change point 0
+    assert torch.allclose(attn(x2)[0], y[0])
+
+
+def test_rff_frequencies_are_regenerated_identically_from_the_seed():
+    a = rff_frequencies(3, 64, 10.0, seed=7)
+    assert torch.equal(a, rff_frequencies(3, 64, 10.0, seed=7))
+    assert not torch.equal(a, rff_frequencies(3, 64, 10.0, seed=8))
+    per_axis = rff_frequencies(2, 64, (1.0, 4.0), seed=7)
+    assert per_axis[1].std() > 2 * per_axis[0].std()
+
+
+def test_segments_pick_latents_by_time():
+    seg = Segmentation(segments=4, t_start=-1, t_end=1)
+    t = torch.tensor([[-1.0], [-0.51], [-0.49], [0.99], [1.0]])
+    assert seg.ids(t).tolist() == [0, 0, 1, 3, 3]
+
+
+def test_each_segment_uses_its_own_latents():
+    torch.manual_seed(0)
+    field = NeoMLPField(build_config("tiny", 1, 1), Segmentation(2, -1, 1)).eval()
+    coords = torch.tensor([[-0.5], [0.5]])
+    with torch.no_grad():
+        before = field(coords)
+        field.latents.table[1] += 0.5
+        after = field(coords)
+    assert torch.equal(before[0], after[0]) and not torch.equal(before[1], after[1])

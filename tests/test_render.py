@@ -1,0 +1,64 @@
+import numpy as np
+import torch
+
+from neofield.codec import make_field, plan_decode, render_media, signal_metadata
+from neofield.media import Media
+from neofield.render import AudioGrid, VideoGrid, render_audio, render_video
+from neofield.signal import Signal
+from pathlib import Path
+from tests.conftest import noise_video
+
+
+class Probe(torch.nn.Module):
+    """A 'field' that returns its own coordinates, to see exactly where it is evaluated."""
+
+    def __init__(self, outputs: int):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.outputs = outputs
+
+    def forward(self, coords):
+        return coords[:, :1].repeat(1, self.outputs) if coords.shape[1] == 1 else coords
+
+
+def test_scale_one_evaluates_exactly_the_training_coordinates():
+    signal = Signal(Media(video=noise_video(3, 4, 5), fps=25.0))
+    seen = []
+
+    class Recorder(Probe):
+        def forward(self, coords):
+            seen.append(coords)
+            return super().forward(coords)
+
+    list(render_video(Recorder(3), signal.coordinate_map, VideoGrid(5, 4, 3, 25.0)))
+    rendered = torch.cat(seen)
+    gen = torch.Generator().manual_seed(0)
+    sampled, _, _ = signal.sample(200, gen)
+    rendered_set = {tuple(np.round(c, 5)) for c in rendered.numpy()}
+    assert len(rendered_set) == 60
+    assert all(tuple(np.round(c, 5)) in rendered_set for c in sampled.numpy())
+
+
+def test_scale_two_doubles_every_axis_and_covers_the_same_span():
+    signal = Signal(Media(video=noise_video(4, 6, 8), fps=25.0, audio=np.zeros((400, 2), np.float32),
+                          sample_rate=2500))
+    meta = signal_metadata(signal, Path("x.mp4"), __import__("neofield").Selection())
+    plan = plan_decode(meta, scale=2)
+    assert (plan.video.width, plan.video.height, plan.video.frames, plan.video.fps) == (16, 12, 8, 50.0)
+    assert (plan.audio.samples, plan.audio.sample_rate) == (800, 5000)
+
+
+def test_audio_render_is_chunked_without_seams():
+    signal = Signal(Media(audio=np.zeros((1000, 1), np.float32), sample_rate=1000))
+    whole = render_audio(Probe(1), signal.coordinate_map, AudioGrid(1000, 1000), chunk=10_000)
+    chunked = render_audio(Probe(1), signal.coordinate_map, AudioGrid(1000, 1000), chunk=64)
+    assert np.array_equal(whole, chunked)
+
+
+def test_rendered_media_matches_grid_shapes():
+    signal = Signal(Media(video=noise_video(2, 4, 6), fps=10.0))
+    field = make_field(signal, "tiny", segments=2)
+    meta = signal_metadata(signal, Path("x.mp4"), __import__("neofield").Selection())
+    media = render_media(field, signal.coordinate_map, meta["outputs"], meta["geometry"],
+                         plan_decode(meta, scale=2))
+    assert media.video.shape == (4, 8, 12, 3) and media.video.dtype == np.uint8
