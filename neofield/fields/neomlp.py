@@ -81,7 +81,7 @@ PRESETS: dict[str, Preset] = {
     "small": Preset(NeoMLPConfig(dim=48, ffn_dim=192, heads=4, layers=2, rff_dim=256, rff_sigma=10.0,
                                  hidden_tokens=3), lr=3e-3, warmup_steps=50,
                     description="CPU default for audio and larger clips"),
-    "tiny": Preset(NeoMLPConfig(dim=32, ffn_dim=128, heads=2, layers=2, rff_dim=128, rff_sigma=10.0,
+    "tiny": Preset(NeoMLPConfig(dim=32, ffn_dim=128, heads=2, layers=2, rff_dim=128, rff_sigma=1.0,
                                 hidden_tokens=2), lr=5e-3, warmup_steps=30,
                    description="CPU default for video: fastest per point"),
 }
