@@ -69,7 +69,8 @@ def make_field(signal: Signal, preset: str, segments: int, seed: int = 0, **over
         raise NeofieldError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     if segments < 1:
         raise NeofieldError("--segments must be >= 1")
-    config = build_config(preset, signal.coordinate_map.in_features, signal.out_features, seed=seed, **overrides)
+    config = build_config(preset, signal.coordinate_map.in_features, signal.out_features, kind=signal.kind,
+                          seed=seed, **overrides)
     lo, hi = signal.coordinate_map.time_span(signal.duration)
     torch.manual_seed(seed)
     return NeoMLPField(config, Segmentation(segments, lo, hi))
