@@ -30,7 +30,7 @@ from .media import (AUDIO_OUT_SUFFIXES, IMAGE_SUFFIXES, VIDEO_OUT_SUFFIXES, Medi
                     write_audio, write_image, write_video)
 from .metrics import audio_psnr, bits_per_pixel, kbps, video_psnr
 from .render import AudioGrid, VideoGrid, render_audio, render_video
-from .signal import AUDIO_VALUES, VIDEO_VALUES, CoordinateMap, Signal
+from .signal import CoordinateMap, Signal, ValueMap
 
 DEFAULT_EPOCHS = 30
 AUDIO_SAMPLES_PER_SEGMENT = 1024  # one latent set per ~23 ms of 44.1 kHz audio
@@ -136,25 +136,8 @@ def encode(
 
 def signal_metadata(signal: Signal, source: Path, selection: Selection) -> dict:
     """Everything a decoder needs besides the weights (see docs/format.md)."""
-    outputs = {}
-    if signal.video is not None:
-        outputs["video"] = [0, 3]
-    if signal.audio is not None:
-        outputs["audio"] = [signal.video_channels, signal.out_features]
-    values = {}
-    if signal.video is not None:
-        values["video"] = {"scale": VIDEO_VALUES.scale, "offset": VIDEO_VALUES.offset}
-    if signal.audio is not None:
-        values["audio"] = {"scale": AUDIO_VALUES.scale, "offset": AUDIO_VALUES.offset}
-    return {
-        "neofield_version": __version__,
-        "modality": signal.kind,
-        "geometry": signal.geometry(),
-        "coordinates": signal.coordinate_map.to_dict(),
-        "values": values,
-        "outputs": outputs,
-        "source": {"name": source.name, "selection": selection.to_dict(), "sha256": fingerprint(signal.media)},
-    }
+    return {"neofield_version": __version__, **signal.layout(),
+            "source": {"name": source.name, "selection": selection.to_dict(), "sha256": fingerprint(signal.media)}}
 
 
 def fingerprint(media: Media) -> str:
@@ -168,18 +151,7 @@ def fingerprint(media: Media) -> str:
 
 def measure(field_: NeoMLPField, signal: Signal) -> dict:
     """PSNR of the field against the signal on the training grid."""
-    rendered = render_media(field_, CoordinateMap.from_dict(signal.coordinate_map.to_dict()),
-                            _outputs(signal), signal.geometry())
-    return compare(signal.media, rendered)
-
-
-def _outputs(signal: Signal) -> dict:
-    out = {}
-    if signal.video is not None:
-        out["video"] = [0, 3]
-    if signal.audio is not None:
-        out["audio"] = [signal.video_channels, signal.out_features]
-    return out
+    return compare(signal.media, render_media(field_, signal.layout()))
 
 
 # ---------------------------------------------------------------- decode ----
@@ -227,20 +199,25 @@ def plan_decode(meta: dict, scale: float = 1.0, size: tuple[int, int] | None = N
     return DecodePlan(video, audio)
 
 
-def render_media(field_: NeoMLPField, cmap: CoordinateMap, outputs: dict, geometry: dict,
-                 plan: DecodePlan | None = None, video_stream: bool = False) -> Media:
-    """Render a field on a plan's grids (default: the original grid) into :class:`Media`."""
-    plan = plan or plan_decode({"geometry": geometry})
+def render_media(field_: NeoMLPField, layout: dict, plan: DecodePlan | None = None,
+                 video_stream: bool = False) -> Media:
+    """Render a field on a plan's grids (default: the original grid) into :class:`Media`.
+
+    ``layout`` is a bundle's metadata (or :meth:`Signal.layout`): coordinates,
+    value maps, output ranges and geometry. Only the modalities in the plan are
+    rendered; with ``video_stream`` the frames come as a generator.
+    """
+    plan = plan or plan_decode(layout)
+    cmap = CoordinateMap.from_dict(layout["coordinates"])
+    outputs, values = layout["outputs"], layout["values"]
     media = Media()
     if plan.video is not None and "video" in outputs:
-        lo, hi = outputs["video"]
-        frames = render_video(field_, cmap, plan.video, slice(lo, hi))
+        frames = render_video(field_, cmap, plan.video, ValueMap(**values["video"]), slice(*outputs["video"]))
         media.video = frames if video_stream else np.stack(list(frames))
         media.fps = plan.video.fps
-        media.still = bool(geometry.get("video", {}).get("still"))
+        media.still = bool(layout["geometry"]["video"].get("still"))
     if plan.audio is not None and "audio" in outputs:
-        lo, hi = outputs["audio"]
-        media.audio = render_audio(field_, cmap, plan.audio, slice(lo, hi))
+        media.audio = render_audio(field_, cmap, plan.audio, ValueMap(**values["audio"]), slice(*outputs["audio"]))
         media.sample_rate = plan.audio.sample_rate
     return media
 
@@ -286,9 +263,9 @@ def decode(
     plan = plan_decode(b.meta, scale, size, fps, sample_rate, start, end)
     if suffix in AUDIO_OUT_SUFFIXES:
         plan = DecodePlan(None, plan.audio)
-    outputs = b.meta["outputs"] if suffix not in IMAGE_SUFFIXES else {"video": b.meta["outputs"]["video"]}
-    cmap = CoordinateMap.from_dict(b.meta["coordinates"])
-    media = render_media(b.field, cmap, outputs, b.meta["geometry"], plan, video_stream=True)
+    elif suffix in IMAGE_SUFFIXES:
+        plan = DecodePlan(plan.video, None)
+    media = render_media(b.field, b.meta, plan, video_stream=True)
     with atomic_output(output, force=force) as tmp:
         if suffix in IMAGE_SUFFIXES:
             write_image(tmp, next(iter(media.video)))
@@ -349,8 +326,7 @@ def psnr(original: str | Path, candidate: str | Path, selection: Selection | Non
         if fingerprint(media) != b.meta["source"]["sha256"]:
             raise NeofieldError(f"{original} is not the media {candidate} was encoded from "
                                 f"(it was {b.meta['source']['name']!r} with its stored selection)")
-        rendered = render_media(b.field, CoordinateMap.from_dict(b.meta["coordinates"]), b.meta["outputs"],
-                                b.meta["geometry"])
+        rendered = render_media(b.field, b.meta)
         report = compare(media, rendered)
         report.update(size_report(candidate.stat().st_size, media))
         return report

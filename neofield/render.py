@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .signal import AUDIO_VALUES, VIDEO_VALUES, CoordinateMap, centre_times, video_pixel_grid
+from .signal import CoordinateMap, ValueMap, centre_times, video_pixel_grid
 
 CHUNK_POINTS = 1 << 16  # points per forward pass: bounds decode memory to a few hundred MB
 
@@ -42,25 +42,25 @@ def evaluate(field: nn.Module, coords: torch.Tensor, chunk: int = CHUNK_POINTS) 
     return torch.cat(outs) if outs else torch.zeros(0, field.config.out_features)
 
 
-def render_video(field: nn.Module, cmap: CoordinateMap, grid: VideoGrid, channels: slice = slice(0, 3),
-                 chunk: int = CHUNK_POINTS) -> Iterator[np.ndarray]:
+def render_video(field: nn.Module, cmap: CoordinateMap, grid: VideoGrid, values_map: ValueMap,
+                 channels: slice = slice(0, 3), chunk: int = CHUNK_POINTS) -> Iterator[np.ndarray]:
     """Yield ``(height, width, 3)`` uint8 frames one at a time, so that a long
     or upscaled decode streams into the encoder instead of filling memory."""
     xs, ys = video_pixel_grid(grid.width, grid.height)
     for k in range(grid.frames):
         t = centre_times(1, grid.fps, grid.start, first=k).float().expand(len(xs))
         values = evaluate(field, cmap.coords(t, xs, ys), chunk)[:, channels]
-        raw = VIDEO_VALUES.to_raw(values).round_().clamp_(0, 255).to(torch.uint8)
+        raw = values_map.to_raw(values).round_().clamp_(0, 255).to(torch.uint8)
         yield raw.view(grid.height, grid.width, 3).numpy()
 
 
-def render_audio(field: nn.Module, cmap: CoordinateMap, grid: AudioGrid, channels: slice = slice(0, None),
-                 chunk: int = CHUNK_POINTS) -> np.ndarray:
+def render_audio(field: nn.Module, cmap: CoordinateMap, grid: AudioGrid, values_map: ValueMap,
+                 channels: slice = slice(0, None), chunk: int = CHUNK_POINTS) -> np.ndarray:
     """Samples ``(samples, channels)`` float32, clipped to [-1, 1]."""
     out = []
     for first in range(0, grid.samples, chunk):
         n = min(chunk, grid.samples - first)
         t = centre_times(n, grid.sample_rate, grid.start, first=first)
         values = evaluate(field, cmap.coords(t).float(), chunk)[:, channels]
-        out.append(AUDIO_VALUES.to_raw(values).clamp_(-1, 1))
+        out.append(values_map.to_raw(values).clamp_(-1, 1))
     return torch.cat(out).numpy() if out else np.zeros((0, 1), np.float32)

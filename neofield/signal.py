@@ -15,8 +15,10 @@ bundle):
   runs at 200/7 units per second, centred on 0, so the 7 s Bach clip spans
   [-100, 100]. An audio-visual field shares the audio time axis and puts audio
   points at x = y = 0.
-* **Values.** 8-bit video ``v`` becomes ``v / 127.5 - 1``; audio is already in
-  [-1, 1] and is used as is.
+* **Values.** 8-bit video ``v`` becomes ``v / 127.5 - 1``. Audio is divided
+  by its peak so that it spans [-1, 1] too: film soundtracks are often quiet
+  (Big Buck Bunny's peaks near 0.1), and a field fitting them at full scale
+  spends its precision on silence. The divisor is stored in the bundle.
 """
 
 from __future__ import annotations
@@ -56,9 +58,18 @@ class ValueMap:
     def to_raw(self, field: torch.Tensor) -> torch.Tensor:
         return (field - self.offset) / self.scale
 
+    def to_dict(self) -> dict:
+        return asdict(self)
+
 
 VIDEO_VALUES = ValueMap(scale=1 / 127.5, offset=-1.0)
-AUDIO_VALUES = ValueMap(scale=1.0, offset=0.0)
+MIN_AUDIO_PEAK = 1e-3  # below this (silence, -60 dBFS) the scale stops growing
+
+
+def audio_value_map(audio: np.ndarray) -> ValueMap:
+    """Scale audio by its peak so the field sees the full [-1, 1] range."""
+    peak = float(np.abs(audio).max()) if audio.size else 1.0
+    return ValueMap(scale=1.0 / max(peak, MIN_AUDIO_PEAK), offset=0.0)
 
 
 @dataclass(frozen=True)
@@ -136,6 +147,14 @@ class Signal:
             len(media.audio) / media.sample_rate if media.audio is not None else 0.0,
         )
         self.coordinate_map = default_coordinate_map(self.kind, self.duration)
+        self.value_maps: dict[str, ValueMap] = {}
+        self.outputs: dict[str, tuple[int, int]] = {}  # output index range of each modality
+        if media.video is not None:
+            self.value_maps["video"] = VIDEO_VALUES
+            self.outputs["video"] = (0, 3)
+        if media.audio is not None:
+            self.value_maps["audio"] = audio_value_map(media.audio)
+            self.outputs["audio"] = (self.video_channels, self.video_channels + self.audio_channels)
         n_v, n_a = self.n_video_points, self.n_audio_points
         if audio_share is None:  # the paper's i.i.d. draw over all points
             audio_share = n_a / (n_a + n_v)
@@ -207,30 +226,34 @@ class Signal:
         row, col = rest // w, rest % w
         t = (frame.double() + 0.5) / self.fps
         coords = self.coordinate_map.coords(t.float(), (col.float() + 0.5) / w, (row.float() + 0.5) / h)
-        values = VIDEO_VALUES.to_field(self.video.view(-1, 3)[idx].float())
+        values = self.value_maps["video"].to_field(self.video.view(-1, 3)[idx].float())
         return coords.float(), values
 
     def _sample_audio(self, n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         idx = torch.randint(0, self.n_audio_points, (n,), generator=g)
         t = (idx.double() + 0.5) / self.sample_rate
         coords = self.coordinate_map.coords(t).float()
-        return coords, AUDIO_VALUES.to_field(self.audio[idx])
+        return coords, self.value_maps["audio"].to_field(self.audio[idx])
 
     def _pad(self, values: torch.Tensor, video: bool) -> torch.Tensor:
-        if self.video is None or self.audio is None:
-            return values
         out = torch.zeros(values.shape[0], self.out_features)
-        sl = slice(0, 3) if video else slice(3, None)
-        out[:, sl] = values
+        out[:, slice(*self.outputs["video" if video else "audio"])] = values
         return out
 
     def _mask(self, n: int, video: bool) -> torch.Tensor:
         mask = torch.zeros(n, self.out_features)
-        if self.video is None or self.audio is None:
-            mask += 1
-        else:
-            mask[:, slice(0, 3) if video else slice(3, None)] = 1
+        mask[:, slice(*self.outputs["video" if video else "audio"])] = 1
         return mask
+
+    def layout(self) -> dict:
+        """How field outputs and coordinates relate to this signal: what a decoder needs."""
+        return {
+            "modality": self.kind,
+            "geometry": self.geometry(),
+            "coordinates": self.coordinate_map.to_dict(),
+            "values": {k: v.to_dict() for k, v in self.value_maps.items()},
+            "outputs": {k: list(v) for k, v in self.outputs.items()},
+        }
 
 
 def default_coordinate_map(kind: str, duration: float) -> CoordinateMap:

@@ -1,11 +1,10 @@
 import numpy as np
 import torch
 
-from neofield.codec import make_field, plan_decode, render_media, signal_metadata
+from neofield.codec import make_field, plan_decode, render_media
 from neofield.media import Media
 from neofield.render import AudioGrid, VideoGrid, render_audio, render_video
-from neofield.signal import Signal
-from pathlib import Path
+from neofield.signal import VIDEO_VALUES, Signal, ValueMap
 from tests.conftest import noise_video
 
 
@@ -30,7 +29,7 @@ def test_scale_one_evaluates_exactly_the_training_coordinates():
             seen.append(coords)
             return super().forward(coords)
 
-    list(render_video(Recorder(3), signal.coordinate_map, VideoGrid(5, 4, 3, 25.0)))
+    list(render_video(Recorder(3), signal.coordinate_map, VideoGrid(5, 4, 3, 25.0), VIDEO_VALUES))
     rendered = torch.cat(seen)
     gen = torch.Generator().manual_seed(0)
     sampled, _, _ = signal.sample(200, gen)
@@ -42,23 +41,20 @@ def test_scale_one_evaluates_exactly_the_training_coordinates():
 def test_scale_two_doubles_every_axis_and_covers_the_same_span():
     signal = Signal(Media(video=noise_video(4, 6, 8), fps=25.0, audio=np.zeros((400, 2), np.float32),
                           sample_rate=2500))
-    meta = signal_metadata(signal, Path("x.mp4"), __import__("neofield").Selection())
-    plan = plan_decode(meta, scale=2)
+    plan = plan_decode(signal.layout(), scale=2)
     assert (plan.video.width, plan.video.height, plan.video.frames, plan.video.fps) == (16, 12, 8, 50.0)
     assert (plan.audio.samples, plan.audio.sample_rate) == (800, 5000)
 
 
 def test_audio_render_is_chunked_without_seams():
     signal = Signal(Media(audio=np.zeros((1000, 1), np.float32), sample_rate=1000))
-    whole = render_audio(Probe(1), signal.coordinate_map, AudioGrid(1000, 1000), chunk=10_000)
-    chunked = render_audio(Probe(1), signal.coordinate_map, AudioGrid(1000, 1000), chunk=64)
+    whole = render_audio(Probe(1), signal.coordinate_map, AudioGrid(1000, 1000), ValueMap(1.0, 0.0), chunk=10_000)
+    chunked = render_audio(Probe(1), signal.coordinate_map, AudioGrid(1000, 1000), ValueMap(1.0, 0.0), chunk=64)
     assert np.array_equal(whole, chunked)
 
 
 def test_rendered_media_matches_grid_shapes():
     signal = Signal(Media(video=noise_video(2, 4, 6), fps=10.0))
     field = make_field(signal, "tiny", segments=2)
-    meta = signal_metadata(signal, Path("x.mp4"), __import__("neofield").Selection())
-    media = render_media(field, signal.coordinate_map, meta["outputs"], meta["geometry"],
-                         plan_decode(meta, scale=2))
+    media = render_media(field, signal.layout(), plan_decode(signal.layout(), scale=2))
     assert media.video.shape == (4, 8, 12, 3) and media.video.dtype == np.uint8

@@ -53,3 +53,19 @@ def test_audiovisual_points_mask_the_other_modality():
 def test_default_audio_share_is_the_share_of_points():
     media = Media(video=noise_video(2, 4, 4), fps=10.0, audio=np.zeros((96, 1), np.float32), sample_rate=480)
     assert np.isclose(Signal(media).audio_share, 96 / (96 + 2 * 4 * 4))
+
+
+def test_quiet_audio_is_scaled_to_the_full_range_and_the_scale_is_kept():
+    audio = np.array([[0.05], [-0.1], [0.02]], np.float32)
+    sig = Signal(Media(audio=audio, sample_rate=3))
+    vm = sig.value_maps["audio"]
+    assert np.isclose(vm.scale, 10.0)
+    assert sig.layout()["values"]["audio"] == {"scale": vm.scale, "offset": 0.0}
+    _, values, _ = sig.sample(64, torch.Generator().manual_seed(0))
+    assert values.abs().max() <= 1 and np.isclose(values.abs().max(), 1.0)
+    assert torch.allclose(vm.to_raw(vm.to_field(torch.from_numpy(audio))), torch.from_numpy(audio))
+
+
+def test_silence_does_not_blow_up_the_audio_scale():
+    sig = Signal(Media(audio=np.zeros((10, 1), np.float32), sample_rate=10))
+    assert sig.value_maps["audio"].scale == 1000.0
