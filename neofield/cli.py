@@ -68,6 +68,37 @@ def friendly(fn):
     return wrapper
 
 
+class FitDisplay:
+    """Rich output of an encode: the signal and model, the plan, then a live progress bar."""
+
+    def __init__(self, enabled: bool, batch_size: int):
+        self.enabled, self.batch_size, self.points = enabled, batch_size, 1
+        self.progress = Progress(TextColumn("[bold]fitting"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TextColumn("eta"),
+                                 TimeRemainingColumn(), console=err, disable=not enabled)
+        self.task = self.progress.add_task("fit", total=None, stats="")
+
+    def on_signal(self, signal, field) -> None:
+        self.points = signal.n_points
+        if not self.enabled:
+            return
+        n = field.num_parameters()
+        err.print(f"[bold]signal[/] {_describe_signal(signal)}")
+        err.print(f"[bold]model[/]  NeoMLP {field.config.dim}d x {field.config.layers} layers, "
+                  f"{n['total']:,} parameters ({n['backbone']:,} backbone + {n['latents']:,} latents "
+                  f"in {len(field.latents)} sets)")
+        self.progress.start()
+
+    def on_progress(self, p: FitProgress) -> None:
+        if p.planned and self.enabled:
+            epochs = p.total_steps * self.batch_size / self.points
+            self.progress.console.print(
+                f"[bold]plan[/]   {p.total_steps:,} steps x {self.batch_size:,} points ({epochs:.1f} epochs); "
+                f"measured {p.points_per_second:,.0f} points/s, so about {_duration(p.eta)} to go")
+        self.progress.update(self.task, completed=p.step, total=p.total_steps,
+                             stats=f"loss {p.loss:.2e}  psnr {p.psnr:5.2f} dB  {p.points_per_second:,.0f} pts/s")
+
+
 Force = Annotated[bool, typer.Option("--force", "-y", help="Overwrite the output if it exists.")]
 Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 
@@ -106,42 +137,18 @@ def encode(
     if attention is not None and attention not in ("linear", "softmax"):
         raise NeofieldError("--attention must be linear or softmax")
     selection = Selection(start, duration, max_frames, parse_size(resize) if resize else None)
-    show = not quiet
-    progress = Progress(TextColumn("[bold]fitting"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TextColumn("eta"),
-                        TimeRemainingColumn(), console=err, disable=not show, transient=False)
-    task = progress.add_task("fit", total=None, stats="")
-
-    def on_signal(signal, field) -> None:
-        if show:
-            n = field.num_parameters()
-            err.print(f"[bold]signal[/] {_describe_signal(signal)}")
-            err.print(f"[bold]model[/]  NeoMLP {field.config.dim}d x {field.config.layers} layers, "
-                      f"{n['total']:,} parameters ({n['backbone']:,} backbone + {n['latents']:,} latents "
-                      f"in {len(field.latents)} sets)")
-            progress.start()
-
-    def on_progress(p: FitProgress) -> None:
-        if p.planned and show:
-            epochs_ = p.total_steps * batch_size / max(1, signal_points[0])
-            err.print(f"[bold]plan[/]   {p.total_steps:,} steps x {batch_size:,} points ({epochs_:.1f} epochs); "
-                      f"measured {p.points_per_second:,.0f} points/s, so about {_duration(p.eta)} to go")
-        progress.update(task, completed=p.step, total=p.total_steps,
-                        stats=f"loss {p.loss:.2e}  psnr {p.psnr:5.2f} dB  {p.points_per_second:,.0f} pts/s")
-
-    signal_points = [1]
-    wrapped_on_signal = lambda s, f: (signal_points.__setitem__(0, s.n_points), on_signal(s, f))  # noqa: E731
+    display = FitDisplay(enabled=not quiet, batch_size=batch_size)
     try:
         report = codec.encode(source, output, selection=selection, preset=preset, segments=segments, lr=lr,
                               warmup_steps=warmup, batch_size=batch_size, steps=steps, epochs=epochs,
                               time_budget=time_budget, attention=attention, audio_share=audio_share,
                               weights_dtype=dtype, seed=seed, device=device, force=force,
-                              callback=on_progress, on_signal=wrapped_on_signal)
+                              callback=display.on_progress, on_signal=display.on_signal)
     finally:
-        progress.stop()
+        display.progress.stop()
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
-    elif show:
+    elif not quiet:
         q = "  ".join(f"{k.replace('_psnr_db', '')} {v:.2f} dB" for k, v in report.quality.items())
         err.print(f"[bold green]wrote[/] {report.path} ({report.bytes:,} bytes) in {report.fit.seconds:.1f} s "
                   f"of fitting; PSNR {q}")

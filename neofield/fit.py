@@ -139,7 +139,8 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
     ema, t_start, step = None, time.perf_counter(), 0
     while True:
         elapsed = time.perf_counter() - t_start
-        if not announced and (step >= 20 and elapsed >= PROBE_SECONDS or total is not None and step >= total):
+        probed = (step >= 20 and elapsed >= PROBE_SECONDS) if config.time_budget else step >= min(10, total)
+        if not announced and probed:
             if config.time_budget:
                 budget_steps = step + int((config.time_budget - elapsed) * step / max(elapsed, 1e-9))
                 total = max(min(total, budget_steps) if total else budget_steps, step)

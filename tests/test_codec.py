@@ -7,6 +7,7 @@ import pytest
 import neofield
 from neofield.errors import NeofieldError
 from neofield.media import read_media
+from tests.conftest import BBB
 
 FAST = dict(steps=120, batch_size=1024, device="cpu")
 
@@ -99,3 +100,14 @@ def test_psnr_refuses_an_original_the_bundle_was_not_made_from(video_bundle, tin
 def test_psnr_refuses_media_of_another_grid(tiny_clip, tiny_av_clip):
     with pytest.raises(NeofieldError, match="differ"):
         neofield.psnr(tiny_clip, tiny_av_clip)
+
+
+def test_still_image_encodes_and_decodes_at_double_size(tmp_path):
+    from neofield.media import write_image
+
+    image = read_media(BBB, neofield.Selection(max_frames=1, resize=(24, 16))).video[0]
+    write_image(tmp_path / "still.png", image)
+    report = neofield.encode(tmp_path / "still.png", tmp_path / "still.nf", steps=100, batch_size=384, device="cpu")
+    assert report.kind == "image"
+    up = read_media(neofield.decode(tmp_path / "still.nf", scale=2))
+    assert up.kind == "image" and up.video.shape == (1, 32, 48, 3)

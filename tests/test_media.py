@@ -99,3 +99,49 @@ def test_parse_size():
     assert parse_size("320x180") == (320, 180)
     with pytest.raises(NeofieldError):
         parse_size("320 by 180")
+
+
+@pytest.mark.parametrize("suffix,codec,pix_fmt", [
+    (".webm", "libvpx-vp9", "yuv420p"),
+    (".mov", "libx264", "yuv420p"),
+    (".mkv", "ffv1", "yuv444p"),
+    (".gif", "gif", "rgb8"),
+])
+def test_common_containers_are_read(tmp_path, suffix, codec, pix_fmt):
+    import av
+
+    path = tmp_path / f"clip{suffix}"
+    frames = read_media(BIKES, Selection(max_frames=3, resize=(32, 16))).video
+    with av.open(str(path), "w") as out:
+        s = out.add_stream(codec, rate=25)
+        s.width, s.height, s.pix_fmt = 32, 16, pix_fmt
+        for f in frames:
+            out.mux(s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        out.mux(s.encode(None))
+    media = read_media(path)
+    assert media.video.shape == (3, 16, 32, 3) and media.video.dtype == np.uint8
+
+
+@pytest.mark.parametrize("suffix,subtype", [(".ogg", "VORBIS"), (".flac", "PCM_16")])
+def test_compressed_sound_files_are_read(tmp_path, suffix, subtype):
+    audio = read_media(BACH, Selection(duration=0.1)).audio
+    sf.write(tmp_path / f"a{suffix}", audio, 44100, subtype=subtype)
+    media = read_media(tmp_path / f"a{suffix}")
+    assert media.kind == "audio" and abs(len(media.audio) - len(audio)) < 1024
+
+
+def test_mp3_is_read_through_ffmpeg_or_libsndfile(tmp_path):
+    import av
+
+    audio = read_media(BACH, Selection(duration=0.2)).audio
+    path = tmp_path / "a.mp3"
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("libmp3lame", rate=44100, layout="mono")
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio.T), format="fltp", layout="mono")
+        frame.sample_rate = 44100
+        rs = av.AudioResampler(format=s.codec_context.format, layout="mono", rate=44100)
+        for g in rs.resample(frame) + rs.resample(None):
+            out.mux(s.encode(g))
+        out.mux(s.encode(None))
+    media = read_media(path)
+    assert media.kind == "audio" and media.sample_rate == 44100 and len(media.audio) > 4000
