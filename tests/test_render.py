@@ -48,8 +48,8 @@ def test_scale_two_doubles_every_axis_and_covers_the_same_span():
 
 def test_audio_render_is_chunked_without_seams():
     signal = Signal(Media(audio=np.zeros((1000, 1), np.float32), sample_rate=1000))
-    whole = render_audio(Probe(1), signal.coordinate_map, AudioGrid(1000, 1000), ValueMap(1.0, 0.0), chunk=10_000)
-    chunked = render_audio(Probe(1), signal.coordinate_map, AudioGrid(1000, 1000), ValueMap(1.0, 0.0), chunk=64)
+    whole = render_audio(Probe(1), signal.coordinate_map, AudioGrid(1000, 1000), ValueMap(1.0, 0.0), block=10_000)
+    chunked = render_audio(Probe(1), signal.coordinate_map, AudioGrid(1000, 1000), ValueMap(1.0, 0.0), block=64)
     assert np.array_equal(whole, chunked)
 
 
