@@ -46,7 +46,7 @@ class FitProgress:
     """One report from the loop (``planned`` is True once, when the step count is fixed)."""
 
     step: int
-    total_steps: int
+    total_steps: int | None  # None until a time budget has been turned into steps
     loss: float  # running (EMA) masked MSE in field units
     psnr: float  # 10 log10(4 / loss): peak-to-peak 2 in field units
     points_per_second: float
@@ -133,23 +133,22 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
     opt = torch.optim.Adam(field.parameters(), lr=config.lr)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
 
-    total = _planned_steps(config, signal.n_points)
-    planned = total is not None and not config.time_budget  # is the step count final?
+    total = _planned_steps(config, signal.n_points)  # None when only a time budget is given
+    final = not config.time_budget  # a budget revises the step count after the speed probe
     announced = False
     ema, t_start, step = None, time.perf_counter(), 0
     while True:
         elapsed = time.perf_counter() - t_start
-        probed = (step >= 20 and elapsed >= PROBE_SECONDS) if config.time_budget else step >= min(10, total)
-        if not announced and probed:
-            if config.time_budget:
+        probed = step >= min(10, total) if final else (step >= 20 and elapsed >= PROBE_SECONDS)
+        if probed and not announced:
+            if not final:
                 budget_steps = step + int((config.time_budget - elapsed) * step / max(elapsed, 1e-9))
-                total = max(min(total, budget_steps) if total else budget_steps, step)
-            planned = announced = True
+                total, final = max(min(total, budget_steps) if total else budget_steps, step), True
+            announced = True
             _report(callback, step, total, ema, config, elapsed, planned=True, lr=opt.param_groups[0]["lr"])
-        horizon = total if planned else (total or step + 1000)
-        if step >= horizon or (config.time_budget and elapsed >= config.time_budget):
+        if (final and step >= total) or (config.time_budget and elapsed >= config.time_budget):
             break
-        lr = lr_at(step, horizon if planned else 10**9, config)
+        lr = lr_at(step, total if final else 10**9, config)  # warm-up, then hold until the plan is known
         for group in opt.param_groups:
             group["lr"] = lr
         coords, target, mask = (t.to(device, non_blocking=True) for t in signal.sample(config.batch_size, sample_gen))
@@ -166,8 +165,8 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
         if not math.isfinite(value):
             raise NeofieldError(f"the fit diverged at step {step} (loss {value}); try a lower --lr")
         ema = value if ema is None else 0.95 * ema + 0.05 * value
-        if step % config.report_every == 0 or step == horizon:
-            _report(callback, step, horizon, ema, config, time.perf_counter() - t_start, lr=lr)
+        if step % config.report_every == 0 or (final and step == total):
+            _report(callback, step, total if final else None, ema, config, time.perf_counter() - t_start, lr=lr)
     seconds = time.perf_counter() - t_start
     field.eval()
     return FitResult(steps=step, seconds=seconds, final_loss=ema if ema is not None else float("nan"),
@@ -187,7 +186,7 @@ def _report(callback, step, total, ema, config, elapsed, lr, planned=False) -> N
     if callback is None:
         return
     pps = step * config.batch_size / max(elapsed, 1e-9)
-    eta = (total - step) * elapsed / step if step else float("nan")
+    eta = (total - step) * elapsed / step if step and total else float("nan")
     loss = ema if ema is not None else float("nan")
     callback(FitProgress(step=step, total_steps=total, loss=loss, psnr=mse_to_psnr(loss) if ema else float("nan"),
                          points_per_second=pps, elapsed=elapsed, eta=eta, lr=lr, planned=planned))
