@@ -120,6 +120,8 @@ def encode(
     warmup: Annotated[Optional[int], typer.Option(help="Warm-up steps [default: the preset's].")] = None,
     batch_size: Annotated[int, typer.Option(help="Points per step.")] = 4096,
     attention: Annotated[Optional[str], typer.Option(help="linear (Shen et al.) or softmax.")] = None,
+    rff_sigma: Annotated[Optional[str], typer.Option(help="Fourier-feature sigma: one value, or one per input "
+                                                          "(x,y,t) e.g. 1,1,60 [default: the preset's].")] = None,
     audio_share: Annotated[Optional[float], typer.Option(help="Fraction of each batch drawn from the sound of a "
                                                               "video with sound [default: its share of points].")] = None,
     dtype: Annotated[str, typer.Option(help="Weight precision in the bundle: float16, bfloat16, float32.")] = "float16",
@@ -141,7 +143,8 @@ def encode(
     try:
         report = codec.encode(source, output, selection=selection, preset=preset, segments=segments, lr=lr,
                               warmup_steps=warmup, batch_size=batch_size, steps=steps, epochs=epochs,
-                              time_budget=time_budget, attention=attention, audio_share=audio_share,
+                              time_budget=time_budget, attention=attention, rff_sigma=_parse_sigma(rff_sigma),
+                              audio_share=audio_share,
                               weights_dtype=dtype, seed=seed, device=device, force=force,
                               callback=display.on_progress, on_signal=display.on_signal)
     finally:
@@ -255,6 +258,18 @@ def info(
         console.print(f"  fit    {fit['steps']:,} steps in {fit['seconds']:.1f} s ({fit['points_per_second']:,.0f} points/s)")
     for key, value in meta.get("quality", {}).items():
         console.print(f"  {key.replace('_psnr_db', '')} PSNR {value:.2f} dB")
+
+
+def _parse_sigma(text: str | None) -> float | tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise NeofieldError(f"--rff-sigma {text!r} is not a number or a comma-separated list") from None
+    if any(v <= 0 for v in values):
+        raise NeofieldError("--rff-sigma values must be > 0")
+    return values[0] if len(values) == 1 else values
 
 
 def _describe_signal(signal) -> str:

@@ -90,6 +90,7 @@ def encode(
     epochs: float | None = None,
     time_budget: float | None = None,
     attention: str | None = None,
+    rff_sigma: float | tuple[float, ...] | None = None,
     audio_share: float | None = None,
     weights_dtype: str = "float16",
     seed: int = 0,
@@ -113,7 +114,11 @@ def encode(
     media = read_media(source, selection)
     signal = Signal(media, audio_share=audio_share)
     preset = preset or default_preset(signal.kind)
-    field_ = make_field(signal, preset, segments or default_segments(signal), seed=seed, attention=attention)
+    if isinstance(rff_sigma, tuple) and len(rff_sigma) != signal.coordinate_map.in_features:
+        raise NeofieldError(f"--rff-sigma needs one value or {signal.coordinate_map.in_features} "
+                            f"(one per input: {'x, y, t' if signal.coordinate_map.x else 't'})")
+    field_ = make_field(signal, preset, segments or default_segments(signal), seed=seed, attention=attention,
+                        rff_sigma=rff_sigma)
     if not (steps or epochs or time_budget):
         epochs = DEFAULT_EPOCHS
     p = PRESETS[preset]

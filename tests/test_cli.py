@@ -107,6 +107,8 @@ def test_bad_option_values(encoded, tiny_clip, tmp_path):
     assert_one_line_error(neofield("encode", tiny_clip, "--resize", "big", "-o", tmp_path / "r.nf"), "WIDTHxHEIGHT")
     assert_one_line_error(neofield("encode", tiny_clip, "--preset", "huge", "-o", tmp_path / "r.nf", *FAST),
                           "unknown preset")
+    assert_one_line_error(neofield("encode", tiny_clip, "--rff-sigma", "1,2", "-o", tmp_path / "r.nf", *FAST),
+                          "one per input: x, y, t")
     assert not any(tmp_path.iterdir())
 
 
