@@ -77,8 +77,9 @@ def main() -> None:
             decode = points_per_second(field.eval(), inputs, outputs, False, args.seconds)
             rows.append((label, f"NeoMLP {preset}", field.num_parameters()["total"], train, decode,
                          train / ref_train, decode / ref_eval))
-    print(f"torch {torch.__version__}, {args.threads} threads, fp32, batch 4,096 (train); decode 65,536 points per call\n")
-    print(f"| signal | model | params | train points/s | decode points/s | train vs SIREN | decode vs SIREN |")
+    print(f"torch {torch.__version__}, {args.threads} threads, fp32, batch 4,096 (train); "
+          "decode 65,536 points per call\n")
+    print("| signal | model | params | train points/s | decode points/s | train vs SIREN | decode vs SIREN |")
     print("|---|---|---|---|---|---|---|")
     for label, name, n, tr, de, rt, rd in rows:
         print(f"| {label} | {name} | {n:,} | {tr:,.0f} | {de:,.0f} | {rt:.2f}x | {rd:.2f}x |")

@@ -140,7 +140,8 @@ def main() -> None:
         target = scores["audio_psnr_db"]
         ladder = []
         for kbps in OPUS_KBPS:
-            size, out = encode_decode_audio(media.audio, media.sample_rate, "libopus", {}, kbps * 1000 * media.audio.shape[1])
+            bitrate = kbps * 1000 * media.audio.shape[1]
+            size, out = encode_decode_audio(media.audio, media.sample_rate, "libopus", {}, bitrate)
             ladder.append((aligned_audio_psnr(media.audio, out), size))
         at = size_at(target, ladder)
         ratio = f"{nbytes / float(at.strip('~<=').replace(',', '')):.1f}x" if at[0] in "~<" else "-"

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -113,8 +114,9 @@ def encode(
     segments: Annotated[Optional[int], typer.Option(help="Latent sets along time [default: one per frame, "
                                                          "or per 1,024 audio samples].")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Stop after this many steps.")] = None,
-    epochs: Annotated[Optional[float], typer.Option(help=f"Stop after this many passes over the points "
-                                                         f"[default: {codec.DEFAULT_EPOCHS} if nothing else is set].")] = None,
+    epochs: Annotated[Optional[float], typer.Option(
+        help=f"Stop after this many passes over the points [default: {codec.DEFAULT_EPOCHS} if nothing else is set]."
+    )] = None,
     time_budget: Annotated[Optional[float], typer.Option("--time-budget", help="Stop after this many seconds.")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Peak learning rate [default: the preset's].")] = None,
     warmup: Annotated[Optional[int], typer.Option(help="Warm-up steps [default: the preset's].")] = None,
@@ -122,8 +124,9 @@ def encode(
     attention: Annotated[Optional[str], typer.Option(help="linear (Shen et al.) or softmax.")] = None,
     rff_sigma: Annotated[Optional[str], typer.Option(help="Fourier-feature sigma: one value, or one per input "
                                                           "(x,y,t) e.g. 1,1,60 [default: the preset's].")] = None,
-    audio_share: Annotated[Optional[float], typer.Option(help="Fraction of each batch drawn from the sound of a "
-                                                              "video with sound [default: its share of points].")] = None,
+    audio_share: Annotated[Optional[float], typer.Option(
+        help="Fraction of each batch drawn from the sound of a video with sound [default: its share of points]."
+    )] = None,
     dtype: Annotated[str, typer.Option(help="Weight precision in the bundle: float16, bfloat16, float32.")] = "float16",
     start: Annotated[float, typer.Option(help="Start of the piece to encode, in seconds.")] = 0.0,
     duration: Annotated[Optional[float], typer.Option(help="Length of the piece, in seconds.")] = None,
@@ -248,14 +251,16 @@ def info(
     console.print(f"  length {geo['duration']:.3f} s, from {meta['source']['name']}")
     cfg = meta["model"]["config"]
     n = meta["parameters"]
+    sigma = "/".join(f"{v:g}" for v in np.atleast_1d(cfg["rff_sigma"]))  # one value, or one per input
     console.print(f"  model  NeoMLP preset {meta.get('preset')}: D {cfg['dim']}, {cfg['layers']} layers, "
-                  f"{cfg['heads']} heads, {cfg['attention']} attention, RFF {cfg['rff_dim']} (sigma {cfg['rff_sigma']:g}), "
+                  f"{cfg['heads']} heads, {cfg['attention']} attention, RFF {cfg['rff_dim']} (sigma {sigma}), "
                   f"{cfg['hidden_tokens']} hidden tokens")
     console.print(f"         {n['total']:,} parameters ({n['backbone']:,} backbone + {n['latents']:,} latents in "
                   f"{meta['model']['segmentation']['segments']} sets), stored as {meta['weights_dtype']}")
     fit = meta.get("fit", {})
     if fit:
-        console.print(f"  fit    {fit['steps']:,} steps in {fit['seconds']:.1f} s ({fit['points_per_second']:,.0f} points/s)")
+        console.print(f"  fit    {fit['steps']:,} steps in {fit['seconds']:.1f} s "
+                      f"({fit['points_per_second']:,.0f} points/s)")
     for key, value in meta.get("quality", {}).items():
         console.print(f"  {key.replace('_psnr_db', '')} PSNR {value:.2f} dB")
 

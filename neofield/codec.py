@@ -26,8 +26,17 @@ from .errors import NeofieldError
 from .fields.neomlp import PRESETS, NeoMLPField, Segmentation, build_config
 from .files import atomic_output, check_output
 from .fit import FitConfig, FitProgress, FitResult, fit
-from .media import (AUDIO_OUT_SUFFIXES, IMAGE_SUFFIXES, VIDEO_OUT_SUFFIXES, Media, Selection, read_media,
-                    write_audio, write_image, write_video)
+from .media import (
+    AUDIO_OUT_SUFFIXES,
+    IMAGE_SUFFIXES,
+    VIDEO_OUT_SUFFIXES,
+    Media,
+    Selection,
+    read_media,
+    write_audio,
+    write_image,
+    write_video,
+)
 from .metrics import audio_psnr, bits_per_pixel, kbps, video_psnr
 from .render import AudioGrid, VideoGrid, render_audio, render_video
 from .signal import CoordinateMap, Signal, ValueMap

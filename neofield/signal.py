@@ -206,17 +206,18 @@ class Signal:
         loss mask ``(B, O)`` that is 1 on the outputs of each point's own
         modality (video points: RGB; audio points: the audio channels).
         """
-        n_audio = int(torch.binomial(torch.tensor(float(batch)), torch.tensor(self.audio_share),
-                                     generator=generator).item()) if 0 < self.audio_share < 1 else \
-            int(batch * self.audio_share)
-        n_video = batch - n_audio
+        if 0 < self.audio_share < 1:  # each point is audio with probability audio_share
+            n_audio = int(torch.binomial(torch.tensor(float(batch)), torch.tensor(self.audio_share),
+                                         generator=generator).item())
+        else:
+            n_audio = int(batch * self.audio_share)
         coords, values, masks = [], [], []
-        if n_video:
-            c, v = self._sample_video(n_video, generator)
-            coords.append(c); values.append(self._pad(v, video=True)); masks.append(self._mask(n_video, video=True))
-        if n_audio:
-            c, v = self._sample_audio(n_audio, generator)
-            coords.append(c); values.append(self._pad(v, video=False)); masks.append(self._mask(n_audio, video=False))
+        for modality, n in (("video", batch - n_audio), ("audio", n_audio)):
+            if n:
+                c, v = self._sample_video(n, generator) if modality == "video" else self._sample_audio(n, generator)
+                coords.append(c)
+                values.append(self._pad(v, modality))
+                masks.append(self._mask(n, modality))
         return torch.cat(coords), torch.cat(values), torch.cat(masks)
 
     def _sample_video(self, n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -235,14 +236,14 @@ class Signal:
         coords = self.coordinate_map.coords(t).float()
         return coords, self.value_maps["audio"].to_field(self.audio[idx])
 
-    def _pad(self, values: torch.Tensor, video: bool) -> torch.Tensor:
+    def _pad(self, values: torch.Tensor, modality: str) -> torch.Tensor:
         out = torch.zeros(values.shape[0], self.out_features)
-        out[:, slice(*self.outputs["video" if video else "audio"])] = values
+        out[:, slice(*self.outputs[modality])] = values
         return out
 
-    def _mask(self, n: int, video: bool) -> torch.Tensor:
+    def _mask(self, n: int, modality: str) -> torch.Tensor:
         mask = torch.zeros(n, self.out_features)
-        mask[:, slice(*self.outputs["video" if video else "audio"])] = 1
+        mask[:, slice(*self.outputs[modality])] = 1
         return mask
 
     def layout(self) -> dict:

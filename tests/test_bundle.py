@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,7 +11,6 @@ from neofield.errors import NeofieldError
 from neofield.media import Media, Selection
 from neofield.render import evaluate
 from neofield.signal import Signal
-from pathlib import Path
 from tests.conftest import noise_video
 
 

@@ -115,3 +115,11 @@ def test_bad_option_values(encoded, tiny_clip, tmp_path):
 def test_help_and_version():
     assert neofield("--help").returncode == 0
     assert "neofield" in neofield("--version").stdout
+
+
+def test_info_shows_a_per_axis_sigma_of_a_video_with_sound(tiny_av_clip, tmp_path):
+    out = tmp_path / "av.nf"
+    assert neofield("encode", tiny_av_clip, "-o", out, *FAST).returncode == 0
+    info = neofield("info", out)
+    assert info.returncode == 0, info.stderr
+    assert "audiovisual" in info.stdout and "sigma 1/1/10" in info.stdout

@@ -1,7 +1,6 @@
 """The Python API end to end: encode -> bundle -> decode/psnr, on real media pieces."""
 
 import av
-import numpy as np
 import pytest
 
 import neofield
