@@ -166,6 +166,9 @@ def _read_container(path: Path, sel: Selection) -> Media:
             media.audio, media.sample_rate = _decode_audio(path, sel)
     except av.FFmpegError as exc:
         raise NeofieldError(f"{path}: decoding failed ({_first_line(exc)})") from None
+    if media.video is not None and media.audio is not None and sel.max_frames is not None:
+        # --max-frames cuts the clip, so the sound ends with the last frame kept
+        media.audio = media.audio[: int(round(len(media.video) / media.fps * media.sample_rate))]
     if media.video is not None and len(media.video) == 1 and media.audio is None:
         media.still = True  # a one-frame container (e.g. a gif still) is an image
     return media

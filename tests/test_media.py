@@ -31,6 +31,11 @@ def test_video_with_sound_keeps_both_tracks():
     assert media.audio.shape == (24000, 6) and media.sample_rate == 48000 and len(media.video) == 12
 
 
+def test_max_frames_also_ends_the_sound():
+    media = read_media(BBB, Selection(max_frames=5))
+    assert len(media.video) == 5 and len(media.audio) == 5 * 48000 // 25
+
+
 def test_audio_file_is_read_as_float_in_unit_range():
     media = read_media(BACH, Selection(start=0.5, duration=0.25))
     assert media.kind == "audio" and media.audio.shape == (11025, 1) and media.audio.dtype == np.float32
