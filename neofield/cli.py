@@ -108,24 +108,24 @@ Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON on 
 @friendly
 def encode(
     source: Annotated[Path, typer.Argument(help="Video, audio or image file (anything FFmpeg reads).")],
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Bundle path [default: SOURCE.nf].")] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Bundle path \\[default: SOURCE.nf].")] = None,
     preset: Annotated[Optional[str], typer.Option(help=f"Model size: {', '.join(PRESETS)} "
-                                                       "[default: small for audio, tiny otherwise].")] = None,
-    segments: Annotated[Optional[int], typer.Option(help="Latent sets along time [default: one per frame, "
+                                                       "\\[default: small for audio, tiny otherwise].")] = None,
+    segments: Annotated[Optional[int], typer.Option(help="Latent sets along time \\[default: one per frame, "
                                                          "or per 1,024 audio samples].")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Stop after this many steps.")] = None,
     epochs: Annotated[Optional[float], typer.Option(
-        help=f"Stop after this many passes over the points [default: {codec.DEFAULT_EPOCHS} if nothing else is set]."
+        help=f"Stop after this many passes over the points \\[default: {codec.DEFAULT_EPOCHS} if nothing else is set]."
     )] = None,
     time_budget: Annotated[Optional[float], typer.Option("--time-budget", help="Stop after this many seconds.")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate [default: the preset's].")] = None,
-    warmup: Annotated[Optional[int], typer.Option(help="Warm-up steps [default: the preset's].")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate \\[default: the preset's].")] = None,
+    warmup: Annotated[Optional[int], typer.Option(help="Warm-up steps \\[default: the preset's].")] = None,
     batch_size: Annotated[int, typer.Option(help="Points per step.")] = 4096,
     attention: Annotated[Optional[str], typer.Option(help="linear (Shen et al.) or softmax.")] = None,
     rff_sigma: Annotated[Optional[str], typer.Option(help="Fourier-feature sigma: one value, or one per input "
-                                                          "(x,y,t) e.g. 1,1,60 [default: the preset's].")] = None,
+                                                          "(x,y,t) e.g. 1,1,60 \\[default: the preset's].")] = None,
     audio_share: Annotated[Optional[float], typer.Option(
-        help="Fraction of each batch drawn from the sound of a video with sound [default: its share of points]."
+        help="Fraction of each batch drawn from the sound of a video with sound \\[default: its share of points]."
     )] = None,
     dtype: Annotated[str, typer.Option(help="Weight precision in the bundle: float16, bfloat16, float32.")] = "float16",
     start: Annotated[float, typer.Option(help="Start of the piece to encode, in seconds.")] = 0.0,
@@ -166,7 +166,7 @@ def decode(
     bundle: Annotated[Path, typer.Argument(help="A .nf bundle.")],
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output media; its suffix picks the "
                                                    "format (.mp4 .mkv .mov .wav .flac .ogg .png) "
-                                                   "[default: BUNDLE.decoded.mp4/.wav/.png].")] = None,
+                                                   "\\[default: BUNDLE.decoded.mp4/.wav/.png].")] = None,
     scale: Annotated[float, typer.Option(help="Resample every axis by this factor (width, height, frame "
                                               "rate, sample rate).")] = 1.0,
     size: Annotated[Optional[str], typer.Option(help="Frame size WIDTHxHEIGHT (overrides --scale).")] = None,
