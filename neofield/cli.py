@@ -108,7 +108,8 @@ Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON on 
 @friendly
 def encode(
     source: Annotated[Path, typer.Argument(help="Video, audio or image file (anything FFmpeg reads).")],
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Bundle path \\[default: SOURCE.nf].")] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output",
+                                                   help="Bundle path \\[default: SOURCE.nf].")] = None,
     preset: Annotated[Optional[str], typer.Option(help=f"Model size: {', '.join(PRESETS)} "
                                                        "\\[default: small for audio, tiny otherwise].")] = None,
     segments: Annotated[Optional[int], typer.Option(help="Latent sets along time \\[default: one per frame, "
