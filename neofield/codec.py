@@ -188,6 +188,10 @@ def plan_decode(meta: dict, scale: float = 1.0, size: tuple[int, int] | None = N
     if not scale > 0:
         raise NeofieldError("--scale must be > 0")
     geo = meta["geometry"]
+    if (size or fps) and "video" not in geo:
+        raise NeofieldError("--size and --fps apply to pictures; this bundle holds sound only")
+    if sample_rate and "audio" not in geo:
+        raise NeofieldError("--sample-rate applies to sound; this bundle holds no sound")
     duration = geo["duration"]
     t0 = 0.0 if start is None else start
     t1 = duration if end is None else end

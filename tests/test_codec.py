@@ -71,6 +71,8 @@ def test_audio_encode_decode_at_double_rate(tiny_sound, tmp_path):
     up = read_media(neofield.decode(tmp_path / "s.nf", tmp_path / "up.flac", scale=2))
     original = read_media(tiny_sound)
     assert up.sample_rate == 2 * original.sample_rate and len(up.audio) == 2 * len(original.audio)
+    with pytest.raises(NeofieldError, match="sound only"):
+        neofield.decode(tmp_path / "s.nf", tmp_path / "x.wav", size=(10, 10))
     same = neofield.decode(tmp_path / "s.nf", tmp_path / "same.wav")
     assert neofield.psnr(tiny_sound, same)["audio_psnr_db"] == pytest.approx(report.quality["audio_psnr_db"],
                                                                                abs=1e-3)
