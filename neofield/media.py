@@ -154,7 +154,8 @@ def _read_container(path: Path, sel: Selection) -> Media:
     except (av.FFmpegError, UnicodeDecodeError) as exc:
         raise NeofieldError(f"{path} is not a media file FFmpeg can read ({_first_line(exc)})") from None
     with container:
-        has_video = bool(container.streams.video)
+        # cover art (an mp3's or m4a's attached picture) is not a video track
+        has_video = any(not s.disposition & av.stream.Disposition.attached_pic for s in container.streams.video)
         has_audio = bool(container.streams.audio)
     if not has_video and not has_audio:
         raise NeofieldError(f"{path} has no video or audio stream")
@@ -176,7 +177,7 @@ def _read_container(path: Path, sel: Selection) -> Media:
 
 def _decode_video(path: Path, sel: Selection) -> tuple[np.ndarray, float]:
     with av.open(str(path)) as container:
-        stream = container.streams.video[0]
+        stream = next(s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic)
         stream.thread_type = "AUTO"
         rate = stream.average_rate or stream.guessed_rate or Fraction(25)
         fps = float(rate)

@@ -150,3 +150,31 @@ def test_mp3_is_read_through_ffmpeg_or_libsndfile(tmp_path):
         out.mux(s.encode(None))
     media = read_media(path)
     assert media.kind == "audio" and media.sample_rate == 44100 and len(media.audio) > 4000
+
+
+def test_cover_art_is_not_a_video_track(tmp_path):
+    import av
+
+    audio = read_media(BACH, Selection(duration=0.2)).audio
+    art = np.zeros((16, 16, 3), np.uint8)
+    write_image(tmp_path / "cover.png", art)
+    path = tmp_path / "song.m4a"
+    with av.open(str(path), "w", format="mp4") as out, av.open(str(tmp_path / "cover.png")) as cover:
+        a = out.add_stream("alac", rate=44100, layout="mono")
+        pic = out.add_stream_from_template(cover.streams.video[0])
+        pic.disposition = av.stream.Disposition.attached_pic
+        for packet in cover.demux(cover.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = pic
+                out.mux(packet)
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio.T), format="fltp", layout="mono")
+        frame.sample_rate = 44100
+        rs = av.AudioResampler(format=a.codec_context.format, layout="mono", rate=44100)
+        for g in rs.resample(frame) + rs.resample(None):
+            out.mux(a.encode(g))
+        out.mux(a.encode(None))
+    with av.open(str(path)) as c:
+        if not any(s.disposition & av.stream.Disposition.attached_pic for s in c.streams.video):
+            pytest.skip("this FFmpeg build did not keep the attached-picture flag")
+    media = read_media(path)
+    assert media.kind == "audio" and len(media.audio) > 8000
