@@ -24,7 +24,7 @@ import av
 import numpy as np
 
 import neofield
-from neofield.media import Selection, read_media
+from neofield.media import Selection, mux_audio, read_media
 from neofield.metrics import audio_psnr, video_psnr
 
 os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1: errors only
@@ -67,16 +67,7 @@ def encode_decode_audio(audio: np.ndarray, rate: int, codec: str, options: dict,
         if bitrate:
             s.bit_rate = bitrate
         s.options = options
-        rs = av.AudioResampler(format=s.codec_context.format, layout=layout, rate=enc_rate)
-        planar = np.ascontiguousarray(audio.T.astype(np.float32))
-        for i in range(0, planar.shape[1], 4096):
-            fr = av.AudioFrame.from_ndarray(np.ascontiguousarray(planar[:, i:i + 4096]), format="fltp", layout=layout)
-            fr.sample_rate, fr.pts, fr.time_base = rate, i, Fraction(1, rate)
-            for g in rs.resample(fr):
-                out.mux(s.encode(g))
-        for g in rs.resample(None):
-            out.mux(s.encode(g))
-        out.mux(s.encode(None))
+        mux_audio(out, s, audio, rate)
     data = buf.getvalue()
     chunks = []
     with av.open(io.BytesIO(data)) as c:

@@ -154,8 +154,7 @@ def _read_container(path: Path, sel: Selection) -> Media:
     except (av.FFmpegError, UnicodeDecodeError) as exc:
         raise NeofieldError(f"{path} is not a media file FFmpeg can read ({_first_line(exc)})") from None
     with container:
-        # cover art (an mp3's or m4a's attached picture) is not a video track
-        has_video = any(not s.disposition & av.stream.Disposition.attached_pic for s in container.streams.video)
+        has_video = bool(_video_streams(container))
         has_audio = bool(container.streams.audio)
     if not has_video and not has_audio:
         raise NeofieldError(f"{path} has no video or audio stream")
@@ -175,9 +174,14 @@ def _read_container(path: Path, sel: Selection) -> Media:
     return media
 
 
+def _video_streams(container) -> list:
+    """The real video tracks: cover art (an mp3's or m4a's attached picture) is not one."""
+    return [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+
+
 def _decode_video(path: Path, sel: Selection) -> tuple[np.ndarray, float]:
     with av.open(str(path)) as container:
-        stream = next(s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic)
+        stream = _video_streams(container)[0]
         stream.thread_type = "AUTO"
         rate = stream.average_rate or stream.guessed_rate or Fraction(25)
         fps = float(rate)
@@ -263,7 +267,7 @@ def write_video(
         if vstream is not None:
             out.mux(vstream.encode(None))
         if astream is not None:
-            _encode_audio(out, astream, audio, sample_rate)
+            mux_audio(out, astream, audio, sample_rate)
 
 
 LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
@@ -275,9 +279,11 @@ def _layout(channels: int) -> str:
     return LAYOUTS[channels]
 
 
-def _encode_audio(out, stream, audio: np.ndarray, sample_rate: int) -> None:
+def mux_audio(out, stream, audio: np.ndarray, sample_rate: int) -> None:
+    """Encode ``(samples, channels)`` float audio at ``sample_rate`` into an open output's
+    audio ``stream``, converting to the stream's sample format and rate, and flush it."""
     layout = stream.layout
-    resampler = av.AudioResampler(format=stream.codec_context.format, layout=layout, rate=sample_rate)
+    resampler = av.AudioResampler(format=stream.codec_context.format, layout=layout, rate=stream.rate)
     planar = np.ascontiguousarray(np.clip(audio, -1, 1).T.astype(np.float32))
     for begin in range(0, planar.shape[1], 4096):
         frame = av.AudioFrame.from_ndarray(planar[:, begin:begin + 4096], format="fltp", layout=layout)

@@ -11,10 +11,9 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
-import numpy as np
 import soundfile as sf
 
-from neofield.media import Selection, read_media
+from neofield.media import Selection, mux_audio, read_media
 
 DATA = Path(sys.argv[1] if len(sys.argv) > 1 else "../shared/data")
 
@@ -31,17 +30,7 @@ def write(path: str, media, crf: str) -> None:
             out.mux(v.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         out.mux(v.encode(None))
         if a is not None:
-            planar = np.ascontiguousarray(media.audio.T)
-            rs = av.AudioResampler(format=a.codec_context.format, layout="5.1", rate=media.sample_rate)
-            for s in range(0, planar.shape[1], 1024):
-                f = av.AudioFrame.from_ndarray(np.ascontiguousarray(planar[:, s:s + 1024]), format="fltp",
-                                               layout="5.1")
-                f.sample_rate, f.pts, f.time_base = media.sample_rate, s, Fraction(1, media.sample_rate)
-                for g in rs.resample(f):
-                    out.mux(a.encode(g))
-            for g in rs.resample(None):
-                out.mux(a.encode(g))
-            out.mux(a.encode(None))
+            mux_audio(out, a, media.audio, media.sample_rate)
 
 
 write("examples/bikes_1s.mp4", read_media(DATA / "bikes.mp4", Selection(duration=1.0, resize=(160, 68))), crf="10")

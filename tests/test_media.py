@@ -3,7 +3,7 @@ import pytest
 import soundfile as sf
 
 from neofield.errors import NeofieldError
-from neofield.media import Selection, parse_size, read_media, write_audio, write_image, write_video
+from neofield.media import Selection, mux_audio, parse_size, read_media, write_audio, write_image, write_video
 from tests.conftest import BACH, BBB, BIKES
 
 
@@ -141,13 +141,7 @@ def test_mp3_is_read_through_ffmpeg_or_libsndfile(tmp_path):
     audio = read_media(BACH, Selection(duration=0.2)).audio
     path = tmp_path / "a.mp3"
     with av.open(str(path), "w") as out:
-        s = out.add_stream("libmp3lame", rate=44100, layout="mono")
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio.T), format="fltp", layout="mono")
-        frame.sample_rate = 44100
-        rs = av.AudioResampler(format=s.codec_context.format, layout="mono", rate=44100)
-        for g in rs.resample(frame) + rs.resample(None):
-            out.mux(s.encode(g))
-        out.mux(s.encode(None))
+        mux_audio(out, out.add_stream("libmp3lame", rate=44100, layout="mono"), audio, 44100)
     media = read_media(path)
     assert media.kind == "audio" and media.sample_rate == 44100 and len(media.audio) > 4000
 
@@ -167,12 +161,7 @@ def test_cover_art_is_not_a_video_track(tmp_path):
             if packet.dts is not None:
                 packet.stream = pic
                 out.mux(packet)
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio.T), format="fltp", layout="mono")
-        frame.sample_rate = 44100
-        rs = av.AudioResampler(format=a.codec_context.format, layout="mono", rate=44100)
-        for g in rs.resample(frame) + rs.resample(None):
-            out.mux(a.encode(g))
-        out.mux(a.encode(None))
+        mux_audio(out, a, audio, 44100)
     with av.open(str(path)) as c:
         if not any(s.disposition & av.stream.Disposition.attached_pic for s in c.streams.video):
             pytest.skip("this FFmpeg build did not keep the attached-picture flag")
