@@ -6,14 +6,28 @@ Data flow (one module per step)::
     read          Signal       NeoMLPField          .nf          any grid      write
 
 The functions below are the public API; the ``neofield`` command wraps them.
+They are imported on first use, so that ``import neofield`` (and the
+command's ``--help``) does not pay for importing torch.
 """
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-from .codec import decode, encode, load, psnr  # noqa: E402
-from .errors import NeofieldError  # noqa: E402
-from .media import Selection, read_media  # noqa: E402
-from .render import evaluate  # noqa: E402
+_API = {
+    "encode": "codec", "decode": "codec", "psnr": "codec", "load": "codec",
+    "evaluate": "render", "read_media": "media", "Selection": "media", "NeofieldError": "errors",
+}
+__all__ = [*_API, "__version__"]
 
-__all__ = ["encode", "decode", "psnr", "load", "evaluate", "read_media", "Selection", "NeofieldError",
-           "__version__"]
+
+def __getattr__(name: str):
+    if name in _API:
+        return getattr(importlib.import_module(f".{_API[name]}", __name__), name)
+    raise AttributeError(f"module 'neofield' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

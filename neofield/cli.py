@@ -2,7 +2,8 @@
 
 Every user error becomes one red line on stderr and exit code 1; usage errors
 are Typer's (exit 2). Progress and tables go to stderr, so ``--json`` output
-on stdout stays machine-readable.
+(and ``decode -o -``) on stdout stays machine-readable. torch and the codec are
+imported inside the commands, so ``--help`` and ``--version`` answer at once.
 """
 
 from __future__ import annotations
@@ -11,25 +12,42 @@ import functools
 import json
 import os
 import sys
+import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
-import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from . import __version__, codec
+from . import __version__
 from .errors import NeofieldError
-from .fields.neomlp import PRESETS
-from .fit import FitProgress
-from .media import Selection, parse_size
+from .fields.presets import PRESETS
+from .options import parse_sigma, parse_size
+
+if TYPE_CHECKING:
+    from .fit import FitProgress
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
                   help="Compress video, audio or video with sound by fitting a NeoMLP neural field; "
                        "decode it back at any resolution.")
-err = Console(stderr=True)
+
+
+def _console(stderr: bool) -> Console:
+    """A console that hard-wraps only on a terminal: in a log or a pipe every
+    message stays one line, however long."""
+    stream = sys.stderr if stderr else sys.stdout
+    if stream.isatty():
+        return Console(stderr=stderr)
+    return Console(stderr=stderr, width=10_000, soft_wrap=True)
+
+
+err = _console(stderr=True)
+
+# the defaults, repeated here so that --help needs no torch (tests check they agree with codec's)
+DEFAULT_EPOCHS, DEFAULT_TIME_BUDGET = 20, 300
 
 
 def _version(value: bool) -> None:
@@ -52,7 +70,7 @@ def friendly(fn):
         try:
             return fn(*args, **kwargs)
         except NeofieldError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err.print("[bold red]interrupted[/] (no output was written)")
@@ -62,46 +80,68 @@ def friendly(fn):
         except Exception as exc:  # a bug, not bad input: still one line unless asked
             if os.environ.get("NEOFIELD_DEBUG"):
                 raise
-            err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc} "
-                      "(set NEOFIELD_DEBUG=1 for a traceback)", highlight=False, soft_wrap=True)
+            err.print(f"[bold red]internal error:[/] {escape(type(exc).__name__)}: {escape(str(exc))} "
+                      "(set NEOFIELD_DEBUG=1 for a traceback)", highlight=False)
             raise typer.Exit(3) from None
 
     return wrapper
 
 
 class FitDisplay:
-    """Rich output of an encode: the signal and model, the plan, then a live progress bar."""
+    """Rich output of an encode: the signal and model, the budget and plan, then
+    a live progress bar (on a terminal) or a plain line every 30 s (in a log)."""
+
+    LOG_EVERY = 30.0
 
     def __init__(self, enabled: bool, batch_size: int):
         self.enabled, self.batch_size, self.points = enabled, batch_size, 1
+        self.live = enabled and err.is_terminal
+        self.budget: dict = {}
+        self.last_log = time.monotonic()
         self.progress = Progress(TextColumn("[bold]fitting"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TextColumn("eta"),
-                                 TimeRemainingColumn(), console=err, disable=not enabled)
+                                 TimeRemainingColumn(), console=err, disable=not self.live)
         self.task = self.progress.add_task("fit", total=None, stats="")
 
-    def on_signal(self, signal, field) -> None:
-        self.points = signal.n_points
+    def on_signal(self, signal, field, budget: dict) -> None:
+        self.points, self.budget = signal.n_points, budget
         if not self.enabled:
             return
         n = field.num_parameters()
-        err.print(f"[bold]signal[/] {_describe_signal(signal)}")
+        err.print(f"[bold]signal[/] {escape(_describe_signal(signal))}")
         err.print(f"[bold]model[/]  NeoMLP {field.config.dim}d x {field.config.layers} layers, "
                   f"{n['total']:,} parameters ({n['backbone']:,} backbone + {n['latents']:,} latents "
                   f"in {len(field.latents)} sets)")
+        err.print(f"[bold]budget[/] {_describe_budget(budget)}")
         self.progress.start()
 
     def on_progress(self, p: FitProgress) -> None:
-        if p.planned and self.enabled:
+        if not self.enabled:
+            return
+        stats = f"loss {p.loss:.2e}  psnr {p.psnr:5.2f} dB  {p.points_per_second:,.0f} pts/s"
+        if p.planned:
             epochs = p.total_steps * self.batch_size / self.points
             self.progress.console.print(
-                f"[bold]plan[/]   {p.total_steps:,} steps x {self.batch_size:,} points ({epochs:.1f} epochs); "
+                f"[bold]plan[/]   {p.total_steps:,} steps x {self.batch_size:,} points ({epochs:.2f} epochs); "
                 f"measured {p.points_per_second:,.0f} points/s, so about {_duration(p.eta)} to go")
-        self.progress.update(self.task, completed=p.step, total=p.total_steps,
-                             stats=f"loss {p.loss:.2e}  psnr {p.psnr:5.2f} dB  {p.points_per_second:,.0f} pts/s")
+            if p.eta > 600:
+                self.progress.console.print(
+                    f"[bold yellow]warning:[/] this fit will take about {_duration(p.eta)}; Ctrl-C stops it "
+                    "(nothing is written), --time-budget SECONDS bounds it")
+            if self.budget.get("default") and epochs < 1:
+                self.progress.console.print(
+                    f"[bold yellow]note:[/] the default budget sees each point {epochs:.2f} times: expect a "
+                    "rough result; a shorter --duration, a smaller --resize or a longer --time-budget does better")
+        self.progress.update(self.task, completed=p.step, total=p.total_steps, stats=stats)
+        if not self.live and p.total_steps and time.monotonic() - self.last_log >= self.LOG_EVERY:
+            self.last_log = time.monotonic()
+            err.print(f"fitting step {p.step:,}/{p.total_steps:,}  {stats}  {_duration(p.elapsed)} elapsed, "
+                      f"about {_duration(p.eta)} to go")
 
 
 Force = Annotated[bool, typer.Option("--force", "-y", help="Overwrite the output if it exists.")]
 Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
 
 
 @app.command()
@@ -116,7 +156,8 @@ def encode(
                                                          "or per 1,024 audio samples].")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Stop after this many steps.")] = None,
     epochs: Annotated[Optional[float], typer.Option(
-        help=f"Stop after this many passes over the points \\[default: {codec.DEFAULT_EPOCHS} if nothing else is set]."
+        help=f"Stop after this many passes over the points \\[default, with no other budget: {DEFAULT_EPOCHS}, "
+             f"or {DEFAULT_TIME_BUDGET // 60} minutes if that comes first]."
     )] = None,
     time_budget: Annotated[Optional[float], typer.Option("--time-budget", help="Stop after this many seconds.")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Peak learning rate \\[default: the preset's].")] = None,
@@ -132,62 +173,93 @@ def encode(
     start: Annotated[float, typer.Option(help="Start of the piece to encode, in seconds.")] = 0.0,
     duration: Annotated[Optional[float], typer.Option(help="Length of the piece, in seconds.")] = None,
     max_frames: Annotated[Optional[int], typer.Option(help="Encode at most this many frames.")] = None,
-    resize: Annotated[Optional[str], typer.Option(help="Encode a resized copy, WIDTHxHEIGHT.")] = None,
+    resize: Annotated[Optional[str], typer.Option(help="Encode a resized copy, WIDTHxHEIGHT (as displayed).")] = None,
     seed: Annotated[int, typer.Option(help="Seed for initialisation and sampling.")] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     force: Force = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    quiet: Quiet = False,
     as_json: Json = False,
 ) -> None:
-    """Fit a neural field to SOURCE and store it as a small .nf bundle."""
-    if attention is not None and attention not in ("linear", "softmax"):
-        raise NeofieldError("--attention must be linear or softmax")
-    selection = Selection(start, duration, max_frames, parse_size(resize) if resize else None)
+    """Fit a neural field to SOURCE and store it as a small .nf bundle.
+
+    Without --steps, --epochs or --time-budget the fit stops after 20 epochs or
+    5 minutes, whichever comes first; the plan is printed before it starts.
+    """
+    from . import codec
+    from .media import Selection
+
+    selection = Selection(start, duration, max_frames, parse_size(resize, "--resize") if resize else None)
     display = FitDisplay(enabled=not quiet, batch_size=batch_size)
     try:
         report = codec.encode(source, output, selection=selection, preset=preset, segments=segments, lr=lr,
                               warmup_steps=warmup, batch_size=batch_size, steps=steps, epochs=epochs,
-                              time_budget=time_budget, attention=attention, rff_sigma=_parse_sigma(rff_sigma),
-                              audio_share=audio_share,
-                              weights_dtype=dtype, seed=seed, device=device, force=force,
+                              time_budget=time_budget, attention=attention, rff_sigma=parse_sigma(rff_sigma),
+                              audio_share=audio_share, weights_dtype=dtype, seed=seed, device=device, force=force,
                               callback=display.on_progress, on_signal=display.on_signal)
     finally:
         display.progress.stop()
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
     elif not quiet:
-        q = "  ".join(f"{k.replace('_psnr_db', '')} {v:.2f} dB" for k, v in report.quality.items())
-        err.print(f"[bold green]wrote[/] {report.path} ({report.bytes:,} bytes) in {report.fit.seconds:.1f} s "
-                  f"of fitting; PSNR {q}")
+        err.print(f"[bold green]wrote[/] {escape(str(report.path))} ({report.bytes:,} bytes) in "
+                  f"{report.fit.seconds:.1f} s of fitting; {_describe_quality(report.quality)}")
 
 
 @app.command()
 @friendly
 def decode(
     bundle: Annotated[Path, typer.Argument(help="A .nf bundle.")],
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output media; its suffix picks the "
-                                                   "format (.mp4 .mkv .mov .wav .flac .ogg .png) "
-                                                   "\\[default: BUNDLE.decoded.mp4/.wav/.png].")] = None,
-    scale: Annotated[float, typer.Option(help="Resample every axis by this factor (width, height, frame "
-                                              "rate, sample rate).")] = 1.0,
+    output: Annotated[Optional[Path], typer.Option(
+        "-o", "--output", help="Output; its name picks the format: .mp4 .mov .mkv .webm .gif, .wav .flac .ogg "
+                               ".opus .m4a .mp3, .png/.jpg with --frame, frames/%05d.png for every frame, "
+                               "or - for standard output \\[default: BUNDLE.decoded.mp4/.wav/.png].")] = None,
+    scale: Annotated[float, typer.Option(help="Resample every axis by this factor: width, height, frame rate "
+                                              "and sample rate (see --scale-time, --scale-rate).")] = 1.0,
+    scale_time: Annotated[Optional[float], typer.Option(
+        help="Frame-rate factor apart from --scale (e.g. --scale 2 --scale-time 1: twice the size, same rate).")
+    ] = None,
+    scale_rate: Annotated[Optional[float], typer.Option(help="Sample-rate factor apart from --scale.")] = None,
     size: Annotated[Optional[str], typer.Option(help="Frame size WIDTHxHEIGHT (overrides --scale).")] = None,
     fps: Annotated[Optional[float], typer.Option(help="Frame rate (overrides --scale).")] = None,
     sample_rate: Annotated[Optional[int], typer.Option(help="Audio rate in Hz (overrides --scale).")] = None,
     start: Annotated[Optional[float], typer.Option(help="Decode from this time, in seconds.")] = None,
     end: Annotated[Optional[float], typer.Option(help="Decode up to this time, in seconds.")] = None,
+    frame: Annotated[Optional[float], typer.Option(help="Write the one frame at this time (seconds) as a "
+                                                        "picture (-o still.png).")] = None,
+    codec_name: Annotated[Optional[str], typer.Option(
+        "--codec", help="Video codec: h264, h265, vp9, av1, ffv1 \\[default: h264; vp9 for .webm].")] = None,
+    crf: Annotated[Optional[float], typer.Option(help="Constant quality of the video codec (lower is better) "
+                                                      "\\[default: 18 for h264].")] = None,
+    lossless: Annotated[bool, typer.Option(help="Exact RGB video (H.264 RGB, qp 0) + FLAC: the file used for "
+                                                "measurement; plays in FFmpeg-based players, not in browsers.")
+                        ] = False,
+    format: Annotated[Optional[str], typer.Option(help="Format for -o - (standard output): mkv, webm, mp4, "
+                                                       "wav, flac, … \\[default: mkv, or wav for sound].")] = None,
     force: Force = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    quiet: Quiet = False,
+    as_json: Json = False,
 ) -> None:
     """Render a bundle at any resolution and write real media."""
+    from . import codec
+
     progress = Progress(TextColumn("[bold]decoding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=err, disable=quiet, transient=True)
+                        TextColumn("eta"), TimeRemainingColumn(), console=err, disable=quiet or not err.is_terminal,
+                        transient=True)
     task = progress.add_task("decode", total=None)
     with progress:
-        out = codec.decode(bundle, output, scale=scale, size=parse_size(size) if size else None, fps=fps,
-                           sample_rate=sample_rate, start=start, end=end, force=force,
-                           on_frame=lambda i, n: progress.update(task, completed=i, total=n))
-    if not quiet:
-        err.print(f"[bold green]wrote[/] {out}")
+        report = codec.decode(bundle, output, scale=scale, scale_time=scale_time, scale_rate=scale_rate,
+                              size=parse_size(size, "--size") if size else None, fps=fps, sample_rate=sample_rate,
+                              start=start, end=end, frame=frame, codec=codec_name, crf=crf, lossless=lossless,
+                              format=format, force=force,
+                              on_frame=lambda i, n: progress.update(task, completed=i, total=n))
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2), file=sys.stderr if report.path is None else sys.stdout)
+    elif not quiet:
+        for note in report.notes:
+            err.print(f"[bold yellow]note:[/] {escape(note)}")
+        where = "standard output" if report.path is None else escape(str(report.path))
+        err.print(f"[bold green]wrote[/] {where} ({_describe_grid(report.plan)}; {report.bytes:,} bytes"
+                  + (f" in {report.files:,} files)" if report.files > 1 else ")"))
 
 
 @app.command()
@@ -199,30 +271,46 @@ def psnr(
     duration: Annotated[Optional[float], typer.Option(help="Length of the cut, seconds.")] = None,
     max_frames: Annotated[Optional[int], typer.Option(help="At most this many frames of the original.")] = None,
     resize: Annotated[Optional[str], typer.Option(help="Resize the original to WIDTHxHEIGHT first.")] = None,
-    as_json: Json = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout, with the PSNR "
+                                                         "and SSIM of every frame.")] = False,
 ) -> None:
-    """Reconstruction quality: PSNR per modality, size, bits per pixel or kbps.
+    """Reconstruction quality: PSNR, SSIM / SNR per modality, size, bits per pixel or kbps.
 
-    Video PSNR = 10 log10(255^2 / MSE) over all 8-bit RGB values; audio PSNR =
-    10 log10(2^2 / MSE) with samples in [-1, 1]. A bundle is compared on the
-    grid and piece it was encoded from.
+    Video PSNR = 10 log10(255^2 / MSE) over all 8-bit RGB values, SSIM on luma;
+    audio PSNR = 10 log10(2^2 / MSE) with samples in [-1, 1], and SNR, which
+    does not flatter quiet sound. A bundle, or a file neofield decoded, is
+    compared on the piece it was encoded from: no options needed.
     """
+    from . import codec
+    from .media import Selection
+
     selection = None
     if any(v is not None for v in (start, duration, max_frames, resize)):
-        selection = Selection(start or 0.0, duration, max_frames, parse_size(resize) if resize else None)
-    report = codec.psnr(original, candidate, selection)
+        selection = Selection(start or 0.0, duration, max_frames, parse_size(resize, "--resize") if resize else None)
+    report = codec.psnr(original, candidate, selection, per_frame=as_json)
     if as_json:
         print(json.dumps(report, indent=2))
         return
     table = Table(show_header=False, box=None)
-    labels = {"video_psnr_db": "video PSNR (RGB, peak 255)", "audio_psnr_db": "audio PSNR ([-1, 1], peak-to-peak 2)",
-              "bytes": "bundle bytes", "bits_per_pixel": "bits per pixel", "kbps": "kbps",
-              "raw_bytes": "raw bytes (8-bit RGB / 16-bit PCM)", "compression_ratio": "compression ratio"}
     for key, value in report.items():
-        unit = " dB" if key.endswith("_db") else ""
-        text = f"{value:,.2f}{unit}" if isinstance(value, float) else f"{value:,}"
-        table.add_row(labels.get(key, key), text)
-    Console().print(table)
+        label, unit = LABELS.get(key, (key, ""))
+        text = f"{value:,.4f}" if key.endswith("ssim") else f"{value:,.2f}" if isinstance(value, float) \
+            else f"{value:,}"
+        table.add_row(label, text + unit)
+    _console(stderr=False).print(table)
+
+
+LABELS = {
+    "video_psnr_db": ("video PSNR (RGB, peak 255)", " dB"), "video_ssim": ("video SSIM (luma)", ""),
+    "audio_psnr_db": ("audio PSNR ([-1, 1], peak-to-peak 2)", " dB"), "audio_snr_db": ("audio SNR", " dB"),
+    "audio_segmental_snr_db": ("audio segmental SNR (20 ms)", " dB"),
+    "field_video_psnr_db": ("video PSNR of the field itself (bundle)", " dB"),
+    "field_audio_psnr_db": ("audio PSNR of the field itself (bundle)", " dB"),
+    "video_output_loss_db": ("video PSNR lost to this file's codec", " dB"),
+    "audio_output_loss_db": ("audio PSNR lost to this file's codec", " dB"),
+    "bytes": ("bundle bytes", ""), "bits_per_pixel": ("bits per pixel", ""), "kbps": ("kbps", ""),
+    "raw_bytes": ("raw bytes (8-bit RGB / 16-bit PCM)", ""), "compression_ratio": ("compression ratio", ""),
+}
 
 
 @app.command()
@@ -232,6 +320,8 @@ def info(
     as_json: Json = False,
 ) -> None:
     """Show what a bundle holds: geometry, model, fit and quality."""
+    from . import codec
+
     b = codec.load(bundle)
     meta = dict(b.meta)
     meta["bytes"] = bundle.stat().st_size
@@ -239,43 +329,60 @@ def info(
     if as_json:
         print(json.dumps(meta, indent=2, sort_keys=True))
         return
-    console = Console()
+    out = _console(stderr=False)
+    say = functools.partial(out.print, markup=False, highlight=False)  # every string here comes from the file
     geo = meta["geometry"]
-    console.print(f"[bold]{bundle}[/]: {meta['modality']}, {meta['bytes']:,} bytes, format v{meta['format_version']} "
-                  f"(neofield {meta['neofield_version']})")
+    say(f"{bundle}: {meta['modality']}, {meta['bytes']:,} bytes, format v{meta['format_version']} "
+        f"(neofield {meta['neofield_version']})")
     if "video" in geo:
         v = geo["video"]
-        console.print(f"  video  {v['width']}x{v['height']}, {v['frames']} frames at {v['fps']:g} fps")
+        extra = "".join([f", shown rotated {v['rotation']} degrees in the source" if v.get("rotation") else "",
+                         f", pixel aspect {v['sample_aspect_ratio'][0]}:{v['sample_aspect_ratio'][1]}"
+                         if v.get("sample_aspect_ratio") else "",
+                         ", variable-rate source resampled" if v.get("vfr") else ""])
+        say(f"  video  {v['width']}x{v['height']}, {v['frames']} frames at {v['fps']:g} fps{extra}")
     if "audio" in geo:
         a = geo["audio"]
-        console.print(f"  audio  {a['channels']} ch at {a['sample_rate']} Hz, {a['samples']:,} samples")
-    console.print(f"  length {geo['duration']:.3f} s, from {meta['source']['name']}")
+        say(f"  audio  {a['channels']} ch at {a['sample_rate']} Hz, {a['samples']:,} samples")
+    say(f"  length {geo['duration']:.3f} s, from {meta['source']['name']}")
     cfg = meta["model"]["config"]
     n = meta["parameters"]
-    sigma = "/".join(f"{v:g}" for v in np.atleast_1d(cfg["rff_sigma"]))  # one value, or one per input
-    console.print(f"  model  NeoMLP preset {meta.get('preset')}: D {cfg['dim']}, {cfg['layers']} layers, "
-                  f"{cfg['heads']} heads, {cfg['attention']} attention, RFF {cfg['rff_dim']} (sigma {sigma}), "
-                  f"{cfg['hidden_tokens']} hidden tokens")
-    console.print(f"         {n['total']:,} parameters ({n['backbone']:,} backbone + {n['latents']:,} latents in "
-                  f"{meta['model']['segmentation']['segments']} sets), stored as {meta['weights_dtype']}")
+    sigma = cfg["rff_sigma"] if isinstance(cfg["rff_sigma"], list) else [cfg["rff_sigma"]]
+    say(f"  model  NeoMLP preset {meta.get('preset')}: D {cfg['dim']}, {cfg['layers']} layers, "
+        f"{cfg['heads']} heads, {cfg['attention']} attention, RFF {cfg['rff_dim']} "
+        f"(sigma {'/'.join(f'{v:g}' for v in sigma)}), {cfg['hidden_tokens']} hidden tokens")
+    say(f"         {n['total']:,} parameters ({n['backbone']:,} backbone + {n['latents']:,} latents in "
+        f"{meta['model']['segmentation']['segments']} sets), stored as {meta['weights_dtype']}")
     fit = meta.get("fit", {})
     if fit:
-        console.print(f"  fit    {fit['steps']:,} steps in {fit['seconds']:.1f} s "
-                      f"({fit['points_per_second']:,.0f} points/s)")
-    for key, value in meta.get("quality", {}).items():
-        console.print(f"  {key.replace('_psnr_db', '')} PSNR {value:.2f} dB")
+        say(f"  fit    {fit['steps']:,} steps in {fit['seconds']:.1f} s ({fit['points_per_second']:,.0f} points/s)")
+    if meta.get("quality"):
+        say(f"  quality {_describe_quality(meta['quality'])}")
 
 
-def _parse_sigma(text: str | None) -> float | tuple[float, ...] | None:
-    if text is None:
-        return None
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise NeofieldError(f"--rff-sigma {text!r} is not a number or a comma-separated list") from None
-    if any(v <= 0 for v in values):
-        raise NeofieldError("--rff-sigma values must be > 0")
-    return values[0] if len(values) == 1 else values
+def _describe_quality(quality: dict) -> str:
+    parts = []
+    if "video_psnr_db" in quality:
+        parts.append(f"video PSNR {quality['video_psnr_db']:.2f} dB"
+                     + (f", SSIM {quality['video_ssim']:.4f}" if "video_ssim" in quality else ""))
+    if "audio_psnr_db" in quality:
+        parts.append(f"audio PSNR {quality['audio_psnr_db']:.2f} dB"
+                     + (f", SNR {quality['audio_snr_db']:.2f} dB" if "audio_snr_db" in quality else ""))
+    return "; ".join(parts)
+
+
+def _describe_budget(budget: dict) -> str:
+    rules = []
+    if budget.get("steps") is not None:
+        rules.append(f"{budget['steps']:,} steps")
+    if budget.get("epochs") is not None:
+        rules.append(f"{budget['epochs']:g} epochs")
+    if budget.get("time_budget") is not None:
+        rules.append(_duration(budget["time_budget"]))
+    text = " or ".join(rules) + (", whichever comes first" if len(rules) > 1 else "")
+    if budget.get("default"):
+        text += " (the default; set --steps, --epochs or --time-budget to change it)"
+    return text
 
 
 def _describe_signal(signal) -> str:
@@ -288,12 +395,24 @@ def _describe_signal(signal) -> str:
     return f"{signal.kind}: " + " + ".join(parts) + f" ({signal.n_points:,} points, {signal.duration:.2f} s)"
 
 
+def _describe_grid(plan) -> str:
+    parts = []
+    if plan.video is not None:
+        v = plan.video
+        parts.append(f"{v.width}x{v.height}, {v.frames} frame{'s' * (v.frames != 1)} at {v.fps:g} fps")
+    if plan.audio is not None:
+        parts.append(f"{plan.audio.samples:,} samples at {plan.audio.sample_rate} Hz")
+    return " + ".join(parts)
+
+
 def _duration(seconds: float) -> str:
     if seconds != seconds:  # nan
         return "?"
     if seconds < 90:
         return f"{seconds:.0f} s"
-    return f"{seconds / 60:.1f} min"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def run() -> None:  # console-script entry point

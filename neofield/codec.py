@@ -10,9 +10,14 @@ This is the Python API the CLI wraps::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import math
-from collections.abc import Callable
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,28 +26,28 @@ import torch
 
 from . import __version__
 from . import bundle as bundle_io
+from . import options as opt
 from .bundle import Bundle
 from .errors import NeofieldError
 from .fields.neomlp import PRESETS, NeoMLPField, Segmentation, build_config
 from .files import atomic_output, check_output
 from .fit import FitConfig, FitProgress, FitResult, fit
-from .media import (
-    AUDIO_OUT_SUFFIXES,
-    IMAGE_SUFFIXES,
-    VIDEO_OUT_SUFFIXES,
-    Media,
-    Selection,
-    read_media,
-    write_audio,
-    write_image,
-    write_video,
-)
-from .metrics import audio_psnr, bits_per_pixel, kbps, video_psnr
-from .render import AudioGrid, VideoGrid, render_audio, render_video
-from .signal import CoordinateMap, Signal, ValueMap
+from .media import Media, Selection, read_media, read_tags, write_audio, write_image, write_image_sequence, write_video
+from .outputs import OutputTarget, resolve_target
+from .quality import compare, size_report
+from .render import DecodePlan, plan_decode, render_media
+from .signal import Signal
 
-DEFAULT_EPOCHS = 30
+# Without --steps/--epochs/--time-budget an encode stops at whichever of these
+# comes first: 20 epochs is where the shipped 1 s clip reaches ~35 dB (about
+# 2 minutes on 2 cores); 5 minutes bounds a long or large clip, which then
+# gets fewer epochs and the plan says so (docs/cpu-defaults.md).
+DEFAULT_EPOCHS = 20.0
+DEFAULT_TIME_BUDGET = 300.0
+LONG_FIT_SECONDS = 600.0  # plans longer than this are announced with a warning
 AUDIO_SAMPLES_PER_SEGMENT = 1024  # one latent set per ~23 ms of 44.1 kHz audio
+MAX_SEGMENTS = 1_000_000
+ATTENTIONS = ("linear", "softmax")
 
 
 # ---------------------------------------------------------------- encode ----
@@ -53,11 +58,12 @@ class EncodeReport:
     kind: str
     parameters: dict
     fit: FitResult
+    budget: dict
     quality: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"path": str(self.path), "bytes": self.bytes, "kind": self.kind, "parameters": self.parameters,
-                "fit": self.fit.to_dict(), "quality": self.quality}
+                "budget": self.budget, "fit": self.fit.to_dict(), "quality": self.quality}
 
 
 def default_preset(kind: str) -> str:
@@ -72,17 +78,51 @@ def default_segments(signal: Signal) -> int:
     return max(1, math.ceil(signal.n_audio_points / AUDIO_SAMPLES_PER_SEGMENT))
 
 
+def default_budget(steps: int | None, epochs: float | None, time_budget: float | None) -> dict:
+    """The stopping rules of a fit: the user's, or the default when none is given."""
+    if steps is None and epochs is None and time_budget is None:
+        return {"steps": None, "epochs": DEFAULT_EPOCHS, "time_budget": DEFAULT_TIME_BUDGET, "default": True}
+    return {"steps": steps, "epochs": epochs, "time_budget": time_budget, "default": False}
+
+
 def make_field(signal: Signal, preset: str, segments: int, seed: int = 0, **overrides) -> NeoMLPField:
     """A fresh NeoMLP sized for ``signal``, with ``segments`` latent sets along time."""
     if preset not in PRESETS:
         raise NeofieldError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    if segments < 1:
-        raise NeofieldError("--segments must be >= 1")
+    opt.positive_int("--segments", segments, MAX_SEGMENTS)
     config = build_config(preset, signal.coordinate_map.in_features, signal.out_features, kind=signal.kind,
                           seed=seed, **overrides)
     lo, hi = signal.coordinate_map.time_span(signal.duration)
     torch.manual_seed(seed)
     return NeoMLPField(config, Segmentation(segments, lo, hi))
+
+
+def check_selection(selection: Selection) -> None:
+    """``--start/--duration/--max-frames/--resize``, before the file is opened."""
+    opt.non_negative_float("--start", selection.start)
+    opt.positive_float("--duration", selection.duration)
+    opt.positive_int("--max-frames", selection.max_frames)
+    if selection.resize is not None:
+        w, h = selection.resize
+        if not (0 < w <= opt.MAX_SIDE and 0 < h <= opt.MAX_SIDE):
+            raise NeofieldError(f"--resize {w}x{h} is out of range (1 to {opt.MAX_SIDE} pixels a side)")
+
+
+def check_round_trip(signal: Signal) -> None:
+    """The decoder's grid at scale 1 must be the signal's own, stream by stream.
+
+    Checked before the fit, so that a clip the bundle could not represent fails
+    in the first second rather than after minutes of fitting.
+    """
+    plan = plan_decode(signal.layout())
+    if signal.video is not None and not signal.media.still:
+        f, h, w, _ = signal.video.shape
+        if plan.video is None or (plan.video.frames, plan.video.height, plan.video.width) != (f, h, w):
+            raise NeofieldError(f"cannot represent this clip's video grid ({w}x{h}, {f} frames at "
+                                f"{signal.fps:g} fps): please report it")
+    if signal.audio is not None and (plan.audio is None or plan.audio.samples != signal.n_audio_points):
+        raise NeofieldError(f"cannot represent this clip's sound ({signal.n_audio_points} samples at "
+                            f"{signal.sample_rate} Hz): please report it")
 
 
 def encode(
@@ -107,35 +147,55 @@ def encode(
     force: bool = False,
     evaluate: bool = True,
     callback: Callable[[FitProgress], None] | None = None,
-    on_signal: Callable[[Signal, NeoMLPField], None] | None = None,
+    on_signal: Callable[[Signal, NeoMLPField, dict], None] | None = None,
 ) -> EncodeReport:
     """Fit a NeoMLP to a media file and write it as a ``.nf`` bundle.
 
-    With no stopping rule given, fits ``DEFAULT_EPOCHS`` epochs. ``on_signal``
-    is called once the media is read and the field built (the CLI prints the
-    plan there).
+    Every option is checked before the media is read. With no stopping rule
+    given, the fit stops after ``DEFAULT_EPOCHS`` epochs or
+    ``DEFAULT_TIME_BUDGET`` seconds, whichever comes first. ``on_signal`` is
+    called once the media is read and the field built, with the budget (the CLI
+    prints the plan there).
     """
+    if preset is not None and preset not in PRESETS:
+        raise NeofieldError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    opt.positive_int("--segments", segments, MAX_SEGMENTS)
+    opt.positive_float("--lr", lr, maximum=10.0)
+    opt.non_negative_int("--warmup", warmup_steps)
+    opt.positive_int("--batch-size", batch_size, opt.MAX_BATCH)
+    opt.positive_int("--steps", steps)
+    opt.positive_float("--epochs", epochs)
+    opt.positive_float("--time-budget", time_budget)
+    opt.fraction("--audio-share", audio_share)
+    opt.non_negative_int("--seed", seed)
+    if attention is not None and attention not in ATTENTIONS:
+        raise NeofieldError(f"--attention must be {' or '.join(ATTENTIONS)}, not {attention!r}")
+    if weights_dtype not in bundle_io.WEIGHT_DTYPES:
+        raise NeofieldError(f"--dtype must be one of {', '.join(bundle_io.WEIGHT_DTYPES)}")
+    for v in (rff_sigma if isinstance(rff_sigma, tuple) else (rff_sigma,)):
+        opt.positive_float("--rff-sigma", v)
+    opt.check_device(device)
+    check_selection(selection)
     source = Path(source)
     output = Path(output) if output is not None else source.with_suffix(".nf")
     check_output(output, force)  # fail before minutes of fitting, not after
-    if weights_dtype not in bundle_io.WEIGHT_DTYPES:
-        raise NeofieldError(f"--dtype must be one of {', '.join(bundle_io.WEIGHT_DTYPES)}")
+
     media = read_media(source, selection)
     signal = Signal(media, audio_share=audio_share)
     preset = preset or default_preset(signal.kind)
     if isinstance(rff_sigma, tuple) and len(rff_sigma) != signal.coordinate_map.in_features:
         raise NeofieldError(f"--rff-sigma needs one value or {signal.coordinate_map.in_features} "
                             f"(one per input: {'x, y, t' if signal.coordinate_map.x else 't'})")
+    check_round_trip(signal)
     field_ = make_field(signal, preset, segments or default_segments(signal), seed=seed, attention=attention,
                         rff_sigma=rff_sigma)
-    if not (steps or epochs or time_budget):
-        epochs = DEFAULT_EPOCHS
+    budget = default_budget(steps, epochs, time_budget)
     p = PRESETS[preset]
     config = FitConfig(lr=lr or p.lr, warmup_steps=p.warmup_steps if warmup_steps is None else warmup_steps,
-                       batch_size=batch_size, steps=steps, epochs=epochs, time_budget=time_budget, seed=seed,
-                       device=device)
+                       batch_size=batch_size, steps=budget["steps"], epochs=budget["epochs"],
+                       time_budget=budget["time_budget"], seed=seed, device=device)
     if on_signal:
-        on_signal(signal, field_)
+        on_signal(signal, field_, budget)
     result = fit(field_, signal, config, callback)
     field_.cpu()
     bundle_io.round_weights(field_, weights_dtype)
@@ -145,7 +205,7 @@ def encode(
                 quality=quality)
     nbytes = bundle_io.save(output, field_, meta, force=force)
     return EncodeReport(path=output, bytes=nbytes, kind=signal.kind, parameters=field_.num_parameters(),
-                        fit=result, quality=quality)
+                        fit=result, budget=budget, quality=quality)
 
 
 def signal_metadata(signal: Signal, source: Path, selection: Selection) -> dict:
@@ -164,7 +224,7 @@ def fingerprint(media: Media) -> str:
 
 
 def measure(field_: NeoMLPField, signal: Signal) -> dict:
-    """PSNR of the field against the signal on the training grid."""
+    """Quality of the field against the signal on the training grid (what the bundle stores)."""
     return compare(signal.media, render_media(field_, signal.layout()))
 
 
@@ -174,76 +234,51 @@ def load(path: str | Path) -> Bundle:
     return bundle_io.load(path)
 
 
-@dataclass(frozen=True)
-class DecodePlan:
-    """The grid a decode renders: derived from the original geometry and the options."""
-
-    video: VideoGrid | None
-    audio: AudioGrid | None
+TAG_KEY = "comment"  # a container tag every muxer we write keeps (mp4, mov, mkv, webm, flac, ogg, wav)
 
 
-def plan_decode(meta: dict, scale: float = 1.0, size: tuple[int, int] | None = None, fps: float | None = None,
-                sample_rate: int | None = None, start: float | None = None, end: float | None = None) -> DecodePlan:
-    """Resolve ``--scale/--size/--fps/--sample-rate/--start/--end`` against a bundle's geometry."""
-    if not scale > 0:
-        raise NeofieldError("--scale must be > 0")
-    geo = meta["geometry"]
-    if (size or fps) and "video" not in geo:
-        raise NeofieldError("--size and --fps apply to pictures; this bundle holds sound only")
-    if sample_rate and "audio" not in geo:
-        raise NeofieldError("--sample-rate applies to sound; this bundle holds no sound")
-    duration = geo["duration"]
-    t0 = 0.0 if start is None else start
-    t1 = duration if end is None else end
-    if t0 < 0 or t1 > duration + 1e-6 or t1 <= t0:
-        raise NeofieldError(f"--start/--end must satisfy 0 <= start < end <= {duration:.3f} s")
-    video = audio = None
-    if "video" in geo:
-        g = geo["video"]
-        w, h = size or (max(1, round(g["width"] * scale)), max(1, round(g["height"] * scale)))
-        if g.get("still"):
-            video = VideoGrid(w, h, 1, g["fps"], 0.0)
-        else:
-            rate = fps or g["fps"] * scale
-            if not rate > 0:
-                raise NeofieldError("--fps must be > 0")
-            video = VideoGrid(w, h, max(1, round((t1 - t0) * rate)), rate, t0)
-    if "audio" in geo:
-        g = geo["audio"]
-        rate = sample_rate or max(1, round(g["sample_rate"] * scale))
-        if rate <= 0:
-            raise NeofieldError("--sample-rate must be > 0")
-        audio = AudioGrid(max(1, round((t1 - t0) * rate)), rate, t0)
-    return DecodePlan(video, audio)
+@dataclass
+class DecodeReport:
+    path: Path | None  # None when written to standard output
+    kind: str  # video, audio, still or sequence
+    plan: DecodePlan
+    bytes: int
+    files: int = 1
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"path": str(self.path) if self.path else "-", "kind": self.kind, "grid": self.plan.to_dict(),
+                "points": self.plan.points, "bytes": self.bytes, "files": self.files, "notes": self.notes}
 
 
-def render_media(field_: NeoMLPField, layout: dict, plan: DecodePlan | None = None,
-                 video_stream: bool = False) -> Media:
-    """Render a field on a plan's grids (default: the original grid) into :class:`Media`.
-
-    ``layout`` is a bundle's metadata (or :meth:`Signal.layout`): coordinates,
-    value maps, output ranges and geometry. Only the modalities in the plan are
-    rendered; with ``video_stream`` the frames come as a generator.
-    """
-    plan = plan or plan_decode(layout)
-    cmap = CoordinateMap.from_dict(layout["coordinates"])
-    outputs, values = layout["outputs"], layout["values"]
-    media = Media()
-    if plan.video is not None and "video" in outputs:
-        frames = render_video(field_, cmap, plan.video, ValueMap(**values["video"]), slice(*outputs["video"]))
-        media.video = frames if video_stream else np.stack(list(frames))
-        media.fps = plan.video.fps
-        media.still = bool(layout["geometry"]["video"].get("still"))
-    if plan.audio is not None and "audio" in outputs:
-        media.audio = render_audio(field_, cmap, plan.audio, ValueMap(**values["audio"]), slice(*outputs["audio"]))
-        media.sample_rate = plan.audio.sample_rate
-    return media
+def check_decode_options(scale: float, scale_time: float | None, scale_rate: float | None,
+                         size: tuple[int, int] | None, fps: float | None, sample_rate: int | None,
+                         start: float | None, end: float | None, frame: float | None, crf: float | None) -> None:
+    opt.positive_float("--scale", scale, maximum=64.0)
+    opt.positive_float("--scale-time", scale_time, maximum=64.0)
+    opt.positive_float("--scale-rate", scale_rate, maximum=64.0)
+    if size is not None:
+        opt.parse_size(f"{size[0]}x{size[1]}", "--size")
+    opt.positive_float("--fps", fps, maximum=opt.MAX_FPS)
+    opt.positive_int("--sample-rate", sample_rate, opt.MAX_SAMPLE_RATE)
+    opt.non_negative_float("--start", start)
+    opt.non_negative_float("--end", end)
+    opt.non_negative_float("--frame", frame)
+    opt.non_negative_float("--crf", crf)
 
 
-def default_output(bundle_path: Path, kind: str, scale: float) -> Path:
-    suffix = {"audio": ".wav", "image": ".png"}.get(kind, ".mp4")
-    tag = "decoded" if scale == 1 else f"x{scale:g}"
-    return bundle_path.with_name(f"{bundle_path.stem}.{tag}{suffix}")
+def check_plan(plan: DecodePlan) -> None:
+    """Sizes a scale produced must still be ones a file can hold."""
+    if plan.video is not None:
+        v = plan.video
+        if max(v.width, v.height) > opt.MAX_SIDE:
+            raise NeofieldError(f"the decoded frames would be {v.width}x{v.height}: at most {opt.MAX_SIDE} "
+                                "pixels a side")
+        if v.fps > opt.MAX_FPS:
+            raise NeofieldError(f"the decoded frame rate would be {v.fps:g} fps: at most {opt.MAX_FPS:g}")
+    if plan.audio is not None and plan.audio.sample_rate > opt.MAX_SAMPLE_RATE:
+        raise NeofieldError(f"the decoded sample rate would be {plan.audio.sample_rate} Hz: at most "
+                            f"{opt.MAX_SAMPLE_RATE}")
 
 
 def decode(
@@ -251,48 +286,106 @@ def decode(
     output: str | Path | None = None,
     *,
     scale: float = 1.0,
+    scale_time: float | None = None,
+    scale_rate: float | None = None,
     size: tuple[int, int] | None = None,
     fps: float | None = None,
     sample_rate: int | None = None,
     start: float | None = None,
     end: float | None = None,
+    frame: float | None = None,
+    codec: str | None = None,
+    crf: float | None = None,
+    lossless: bool = False,
+    format: str | None = None,
     force: bool = False,
     on_frame: Callable[[int, int], None] | None = None,
-) -> Path:
+) -> DecodeReport:
     """Render a bundle's field on a grid and write it as real media.
 
-    The output's suffix picks what is written: ``.mp4/.mkv/.mov`` video (with
-    sound for audio-visual bundles), ``.wav/.flac/.ogg`` sound only (also from
-    an audio-visual bundle), ``.png/.jpg`` a still image.
+    The output's name picks what is written (see :mod:`neofield.outputs`).
+    Video defaults to what plays everywhere (H.264 4:2:0 + AAC in mp4/mov/mkv,
+    VP9 + Opus in webm); ``lossless`` writes the exact RGB file used in
+    measurement (H.264 RGB qp 0 + FLAC), so it shows the field's error alone.
     """
+    check_decode_options(scale, scale_time, scale_rate, size, fps, sample_rate, start, end, frame, crf)
     bundle_path = Path(bundle_path)
     b = load(bundle_path)
-    output = Path(output) if output is not None else default_output(bundle_path, b.kind, scale)
-    suffix = output.suffix.lower()
-    writes_video = suffix in VIDEO_OUT_SUFFIXES or suffix in IMAGE_SUFFIXES
-    if suffix not in VIDEO_OUT_SUFFIXES | AUDIO_OUT_SUFFIXES | IMAGE_SUFFIXES:
-        raise NeofieldError(f"cannot write {suffix or 'files without a suffix'}: use "
-                            f"{', '.join(sorted(VIDEO_OUT_SUFFIXES | AUDIO_OUT_SUFFIXES))} or .png")
-    if writes_video and "video" not in b.meta["outputs"]:
-        raise NeofieldError(f"{bundle_path} holds sound only: decode it to .wav, .flac or .ogg")
-    if suffix in AUDIO_OUT_SUFFIXES and "audio" not in b.meta["outputs"]:
-        raise NeofieldError(f"{bundle_path} holds no sound: decode it to .mp4, .mkv, .mov or .png")
-    check_output(output, force)
-    plan = plan_decode(b.meta, scale, size, fps, sample_rate, start, end)
-    if suffix in AUDIO_OUT_SUFFIXES:
-        plan = DecodePlan(None, plan.audio)
-    elif suffix in IMAGE_SUFFIXES:
+    target = resolve_target(output, bundle_path, b.meta, scale, format, frame)
+    if target.kind != "video" and (codec is not None or crf is not None or lossless):
+        raise NeofieldError("--codec, --crf and --lossless apply to video files (.mp4 .mov .mkv .webm .gif)")
+    if target.kind == "sequence" and not target.path.parent.is_dir():
+        raise NeofieldError(f"output folder {target.path.parent} does not exist")
+    if target.kind != "sequence" and not target.stdout:
+        check_output(target.path, force)  # before any rendering
+    plan = plan_decode(b.meta, scale, size, fps, sample_rate, start, end, scale_time, scale_rate, frame)
+    notes = []
+    if target.kind in ("still", "sequence"):
         plan = DecodePlan(plan.video, None)
+    elif target.kind == "audio":
+        plan = DecodePlan(None, plan.audio)
+    elif target.suffix == ".gif" and plan.audio is not None:
+        plan = DecodePlan(plan.video, None)
+        notes.append("a gif holds no sound: the sound was left out")
+    if plan.video is None and target.kind != "audio":
+        raise NeofieldError(f"no video lies after --start {start:g} s (only sound does); decode it to .wav")
+    check_plan(plan)
     media = render_media(b.field, b.meta, plan, video_stream=True)
-    with atomic_output(output, force=force) as tmp:
-        if suffix in IMAGE_SUFFIXES:
+    tags = {TAG_KEY: json.dumps(decode_tag(bundle_path, b.meta, plan), sort_keys=True)}
+
+    if target.kind == "sequence":
+        paths = write_image_sequence(str(target.path), _counted(media.video, plan.video.frames, on_frame),
+                                     force=force, frames_total=plan.video.frames)
+        return DecodeReport(target.path, target.kind, plan, sum(p.stat().st_size for p in paths), len(paths), notes)
+    with _destination(target, force) as tmp:
+        if target.kind == "still":
             write_image(tmp, next(iter(media.video)))
-        elif suffix in AUDIO_OUT_SUFFIXES:
-            write_audio(tmp, media.audio, media.sample_rate)
+        elif target.kind == "audio":
+            write_audio(tmp, media.audio, media.sample_rate, metadata=tags)
         else:
-            write_video(tmp, _counted(media.video, plan.video.frames, on_frame), media.fps,
-                        media.audio, media.sample_rate)
-    return output
+            sar = b.meta["geometry"]["video"].get("sample_aspect_ratio") or (1, 1)
+            write_video(tmp, _counted(media.video, plan.video.frames, on_frame), media.fps, media.audio,
+                        media.sample_rate, codec=codec, crf=crf, lossless=lossless, sample_aspect_ratio=tuple(sar),
+                        end_time=plan.video.seconds, frames_total=plan.video.frames,
+                        metadata=tags)
+        nbytes = tmp.stat().st_size
+    return DecodeReport(None if target.stdout else target.path, target.kind, plan, nbytes, 1, notes)
+
+
+@contextlib.contextmanager
+def _destination(target: OutputTarget, force: bool) -> Iterator[Path]:
+    """A temporary file that becomes the output only once it is complete: renamed
+    into place, or for ``-o -`` copied to standard output."""
+    if not target.stdout:
+        with atomic_output(target.path, force=force) as tmp:
+            yield tmp
+        return
+    with tempfile.TemporaryDirectory(prefix="neofield-") as folder:
+        tmp = Path(folder) / target.path.name
+        yield tmp
+        with open(tmp, "rb") as f:
+            shutil.copyfileobj(f, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+
+
+def decode_tag(bundle_path: Path, meta: dict, plan: DecodePlan) -> dict:
+    """What a decoded file says about itself, so that ``psnr ORIGINAL FILE`` can cut
+    the same piece of the original and tell the field's loss from the file's."""
+    full = plan_decode(meta)
+    on_original_grid = (plan.video == full.video or plan.video is None) and (plan.audio == full.audio
+                                                                             or plan.audio is None)
+    return {"neofield": __version__, "bundle": bundle_path.name, "source": meta["source"],
+            "grid": plan.to_dict(), "original_grid": on_original_grid,
+            "field_quality": meta.get("quality", {}) if on_original_grid else {}}
+
+
+def read_decode_tag(path: Path) -> dict | None:
+    """The tag :func:`decode` wrote into ``path``, or None for other files."""
+    try:
+        tag = json.loads(read_tags(path).get(TAG_KEY, ""))
+    except ValueError:
+        return None
+    return tag if isinstance(tag, dict) and "neofield" in tag and isinstance(tag.get("source"), dict) else None
 
 
 def _counted(frames, total: int, on_frame):
@@ -303,73 +396,73 @@ def _counted(frames, total: int, on_frame):
 
 
 # ------------------------------------------------------------------ psnr ----
-def compare(original: Media, candidate: Media) -> dict:
-    """PSNR per modality of ``candidate`` against ``original`` (same grids required)."""
-    out: dict = {}
-    if original.video is not None and candidate.video is not None:
-        if original.video.shape != candidate.video.shape:
-            raise NeofieldError(f"video grids differ: original {_shape(original.video)} vs {_shape(candidate.video)}")
-        out["video_psnr_db"] = round(video_psnr(original.video, candidate.video), 4)
-    if original.audio is not None and candidate.audio is not None:
-        a, b = original.audio, candidate.audio
-        if a.shape[1] != b.shape[1]:
-            raise NeofieldError(f"audio channels differ: {a.shape[1]} vs {b.shape[1]}")
-        n = min(len(a), len(b))
-        if abs(len(a) - len(b)) > max(2048, 0.005 * len(a)):
-            raise NeofieldError(f"audio lengths differ: {len(a)} vs {len(b)} samples")
-        out["audio_psnr_db"] = round(audio_psnr(a[:n], b[:n]), 4)
-    if not out:
-        raise NeofieldError("the two inputs share no modality (one is video only, the other sound only)")
-    return out
-
-
-def _shape(video: np.ndarray) -> str:
-    f, h, w, _ = video.shape
-    return f"{w}x{h}, {f} frames"
-
-
-def psnr(original: str | Path, candidate: str | Path, selection: Selection | None = None) -> dict:
+def psnr(original: str | Path, candidate: str | Path, selection: Selection | None = None,
+         per_frame: bool = False) -> dict:
     """Quality of a bundle (or a decoded file) against the original media.
 
     For a bundle, the original is cut with the selection stored in the bundle
     and must be the very signal that was encoded (checked by fingerprint); the
     report adds the bundle size, bits per pixel or kbps, and the compression
-    ratio against the raw signal (8-bit RGB, 16-bit PCM).
+    ratio against the raw signal (8-bit RGB, 16-bit PCM). A file written by
+    ``decode`` carries the same selection in a tag, so it needs no options
+    either, and a lossy one is reported beside the field's own quality.
     """
+    if selection is not None:
+        check_selection(selection)
     candidate = Path(candidate)
     if candidate.suffix.lower() == ".nf":
         b = load(candidate)
-        sel = selection or Selection.from_dict(b.meta["source"]["selection"])
-        media = read_media(original, sel)
+        stored = Selection.from_dict(b.meta["source"]["selection"])
+        if selection is not None and selection != stored:
+            raise NeofieldError(f"{candidate} was encoded from {_describe(stored)} of its source; the options ask "
+                                f"for {_describe(selection)} (leave them out: a bundle knows its selection)")
+        media = read_media(original, stored)
         if fingerprint(media) != b.meta["source"]["sha256"]:
             raise NeofieldError(f"{original} is not the media {candidate} was encoded from "
-                                f"(it was {b.meta['source']['name']!r} with its stored selection)")
-        rendered = render_media(b.field, b.meta)
-        report = compare(media, rendered)
+                                f"(it was {b.meta['source']['name']!r}, {_describe(stored)})")
+        report = compare(media, render_media(b.field, b.meta), per_frame)
         report.update(size_report(candidate.stat().st_size, media))
         return report
+    tag = read_decode_tag(candidate)
+    if selection is None and tag is not None:
+        selection = _tag_selection(tag)
     media = read_media(original, selection or Selection())
+    if tag is not None and tag["original_grid"] and selection == _tag_selection(tag) \
+            and fingerprint(media) != tag["source"].get("sha256"):
+        raise NeofieldError(f"{original} is not the media {candidate} was decoded from "
+                            f"(its bundle was encoded from {tag['source'].get('name')!r})")
     other = read_media(candidate)
     if media.kind != other.kind and {media.kind, other.kind} != {"video", "audiovisual"}:
         raise NeofieldError(f"cannot compare {media.kind} with {other.kind}")
-    return compare(media, other)
+    report = compare(media, other, per_frame)
+    if tag is not None and tag.get("field_quality"):
+        for key, value in tag["field_quality"].items():
+            if key.endswith("_psnr_db") and key in report:
+                report[f"field_{key}"] = value  # the bundle's own score on this grid
+                report[f"{key[:-8]}_output_loss_db"] = round(value - report[key], 4)
+    return report
 
 
-def size_report(nbytes: int, media: Media) -> dict:
-    """Bytes, bits per pixel / kbps, and the ratio against the raw signal."""
-    raw = 0
-    out: dict = {"bytes": nbytes}
-    duration = 0.0
-    if media.video is not None:
-        f, h, w, _ = media.video.shape
-        raw += media.video.size
-        out["bits_per_pixel"] = round(bits_per_pixel(nbytes, f, h, w), 5)
-        duration = f / media.fps
-    if media.audio is not None:
-        raw += media.audio.size * 2
-        duration = max(duration, len(media.audio) / media.sample_rate)
-    if duration and not media.still:
-        out["kbps"] = round(kbps(nbytes, duration), 2)
-    out["raw_bytes"] = raw
-    out["compression_ratio"] = round(raw / nbytes, 2)
-    return out
+def _tag_selection(tag: dict) -> Selection:
+    """The original's piece a decoded file shows: the bundle's selection, narrowed
+    to the decode's time range when it was a part."""
+    stored = Selection.from_dict(tag["source"].get("selection") or {})
+    if tag.get("original_grid"):
+        return stored
+    grids = tag.get("grid", {})
+    starts = [g["start"] for g in grids.values()]
+    ends = [g["start"] + g["seconds"] for g in grids.values()]
+    if not starts:
+        return stored
+    return Selection(stored.start + min(starts), max(ends) - min(starts), None, stored.resize)
+
+
+def _describe(sel: Selection) -> str:
+    parts = [f"from {sel.start:g} s"]
+    if sel.duration is not None:
+        parts.append(f"for {sel.duration:g} s")
+    if sel.max_frames is not None:
+        parts.append(f"at most {sel.max_frames} frames")
+    if sel.resize is not None:
+        parts.append(f"resized to {sel.resize[0]}x{sel.resize[1]}")
+    return ", ".join(parts)

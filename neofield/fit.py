@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .errors import NeofieldError
+from .options import check_device
 from .signal import Signal
 
 
@@ -69,13 +70,10 @@ class FitResult:
 
 
 def resolve_device(device: str) -> torch.device:
-    """``auto`` picks CUDA when present; asking for CUDA without one is an error."""
+    """``auto`` picks CUDA when present; a named device must exist (see :func:`check_device`)."""
+    device = check_device(device)
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise NeofieldError("--device cuda was asked for, but no CUDA device is available")
-    if device not in ("cpu", "cuda"):
-        raise NeofieldError(f"--device must be auto, cpu or cuda, not {device!r}")
     return torch.device(device)
 
 
@@ -115,7 +113,7 @@ def fit(field: nn.Module, signal: Signal, config: FitConfig,
     loop's speed, so the schedule still ends on its floor; the run also stops
     hard when the budget is spent.
     """
-    if not (config.steps or config.epochs or config.time_budget):
+    if config.steps is None and config.epochs is None and config.time_budget is None:
         raise NeofieldError("give a number of --steps, --epochs or a --time-budget")
     previous = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
@@ -134,19 +132,20 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
 
     total = _planned_steps(config, signal.n_points)  # None when only a time budget is given
-    final = not config.time_budget  # a budget revises the step count after the speed probe
+    final = config.time_budget is None  # a budget revises the step count after the speed probe
     announced = False
     ema, t_start, step = None, time.perf_counter(), 0
     while True:
         elapsed = time.perf_counter() - t_start
-        probed = step >= min(10, total) if final else (step >= 20 and elapsed >= PROBE_SECONDS)
+        probed = (step >= min(10, total) if final else
+                  (step >= 20 and elapsed >= PROBE_SECONDS) or (total is not None and step >= total))
         if probed and not announced:
             if not final:
                 budget_steps = step + int((config.time_budget - elapsed) * step / max(elapsed, 1e-9))
                 total, final = max(min(total, budget_steps) if total else budget_steps, step), True
             announced = True
             _report(callback, step, total, ema, config, elapsed, planned=True, lr=opt.param_groups[0]["lr"])
-        if (final and step >= total) or (config.time_budget and elapsed >= config.time_budget):
+        if (final and step >= total) or (config.time_budget is not None and elapsed >= config.time_budget):
             break
         lr = lr_at(step, total if final else 10**9, config)  # warm-up, then hold until the plan is known
         for group in opt.param_groups:
@@ -175,9 +174,9 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
 
 def _planned_steps(config: FitConfig, n_points: int) -> int | None:
     options = []
-    if config.steps:
+    if config.steps is not None:
         options.append(config.steps)
-    if config.epochs:
+    if config.epochs is not None:
         options.append(max(1, math.ceil(config.epochs * n_points / config.batch_size)))
     return min(options) if options else None
 

@@ -11,6 +11,11 @@ writers, so the rest of neofield only sees numpy arrays:
 from __future__ import annotations
 
 import logging
+import math
+import os
+import re
+import shutil
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -21,12 +26,13 @@ import imageio.v3 as iio
 import numpy as np
 import soundfile as sf
 
+from . import options
 from .errors import NeofieldError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".opus", ".m4a", ".aac", ".aiff", ".aif"}
-VIDEO_OUT_SUFFIXES = {".mp4", ".mkv", ".mov"}
-AUDIO_OUT_SUFFIXES = {".wav", ".flac", ".ogg"}
+VIDEO_OUT_SUFFIXES = {".mp4", ".mkv", ".mov", ".webm", ".gif"}
+AUDIO_OUT_SUFFIXES = {".wav", ".flac", ".ogg", ".opus", ".m4a", ".mp3"}
 
 logging.getLogger("libav").setLevel(logging.ERROR)
 
@@ -40,6 +46,9 @@ class Media:
     audio: np.ndarray | None = None  # (samples, channels) float32 in [-1, 1]
     sample_rate: int | None = None
     still: bool = False  # a single image rather than a clip
+    rotation: int = 0  # degrees (counter-clockwise) the source asked players to turn it; already applied
+    sample_aspect_ratio: tuple[int, int] = (1, 1)  # pixel shape (width : height) of the frames as stored
+    vfr: bool = False  # the source had a variable frame rate and was resampled to ``fps``
 
     @property
     def kind(self) -> str:
@@ -72,13 +81,7 @@ class Selection:
 
 def parse_size(text: str) -> tuple[int, int]:
     """Parse ``WxH`` (e.g. ``320x180``) into ``(width, height)``."""
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise NeofieldError(f"size {text!r} is not of the form WIDTHxHEIGHT, e.g. 320x180") from None
-    if w <= 0 or h <= 0:
-        raise NeofieldError(f"size {text!r} must be positive")
-    return w, h
+    return options.parse_size(text)
 
 
 def read_media(path: str | Path, selection: Selection = Selection()) -> Media:
@@ -161,7 +164,7 @@ def _read_container(path: Path, sel: Selection) -> Media:
     media = Media()
     try:
         if has_video:
-            media.video, media.fps = _decode_video(path, sel)
+            media = _decode_video(path, sel)
         if has_audio:
             media.audio, media.sample_rate = _decode_audio(path, sel)
     except av.FFmpegError as exc:
@@ -179,16 +182,27 @@ def _video_streams(container) -> list:
     return [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
 
 
-def _decode_video(path: Path, sel: Selection) -> tuple[np.ndarray, float]:
+def _decode_video(path: Path, sel: Selection) -> Media:
+    """Decode the selected frames upright, at a constant rate.
+
+    Rotation (the stream's display matrix) is applied as players apply it, so
+    every output format shows the picture upright without metadata, and
+    ``sel.resize`` is the displayed size. A variable-rate stream is resampled
+    to its average rate: output frame ``k`` shows the latest source frame at
+    or before ``(k + 0.5) / fps`` (FFmpeg's ``fps`` filter does the same).
+    """
     with av.open(str(path)) as container:
         stream = _video_streams(container)[0]
         stream.thread_type = "AUTO"
         rate = stream.average_rate or stream.guessed_rate or Fraction(25)
         fps = float(rate)
+        sar = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio or Fraction(1)
         end = None if sel.duration is None else sel.start + sel.duration
         if sel.start > 0:
             container.seek(int(sel.start / stream.time_base), stream=stream, backward=True)
         frames: list[np.ndarray] = []
+        times: list[float] = []
+        rotation = 0
         half = 0.5 / fps
         for index, frame in enumerate(container.decode(stream)):
             t = frame.time if frame.time is not None else index / fps
@@ -196,15 +210,48 @@ def _decode_video(path: Path, sel: Selection) -> tuple[np.ndarray, float]:
                 continue
             if end is not None and t >= end - half:
                 break
-            kwargs = {}
-            if sel.resize:
-                kwargs = dict(width=sel.resize[0], height=sel.resize[1], interpolation="AREA")
-            frames.append(frame.to_ndarray(format="rgb24", **kwargs))
-            if sel.max_frames is not None and len(frames) >= sel.max_frames:
+            if not frames:
+                rotation = int(round(frame.rotation or 0)) % 360 // 90 * 90
+            frames.append(_upright(frame, rotation, sel.resize))
+            times.append(t)
+            if sel.max_frames is not None and len(frames) >= sel.max_frames and not _uneven(times, fps):
                 break
+        last_duration = float(frame.duration * frame.time_base) if frames and frame.duration and \
+            frame.time_base else 1 / fps
+    if rotation in (90, 270):
+        sar = 1 / Fraction(sar)
+    sar = Fraction(sar).limit_denominator(65535) if sar else Fraction(1)
+    media = Media(fps=fps, rotation=rotation, sample_aspect_ratio=(sar.numerator, sar.denominator))
     if not frames:
-        return np.zeros((0, 1, 1, 3), np.uint8), fps
-    return np.stack(frames), fps
+        media.video = np.zeros((0, 1, 1, 3), np.uint8)
+        return media
+    if _uneven(times, fps):
+        span = min(times[-1] + last_duration, end if end is not None else math.inf) - times[0]
+        count = max(1, round(span * fps))
+        picks = np.searchsorted(np.asarray(times) - times[0], (np.arange(count) + 0.5) / fps, side="right") - 1
+        frames = [frames[i] for i in np.clip(picks, 0, len(frames) - 1)]
+        media.vfr = True
+    if sel.max_frames is not None:
+        frames = frames[: sel.max_frames]
+    media.video = np.stack(frames)
+    return media
+
+
+def _uneven(times: list[float], fps: float) -> bool:
+    """Frame times that stray from a constant rate by more than a quarter frame."""
+    if len(times) < 2:
+        return False
+    gaps = np.diff(times)
+    return bool(np.abs(gaps - 1 / fps).max() > 0.25 / fps)
+
+
+def _upright(frame: av.VideoFrame, rotation: int, resize: tuple[int, int] | None) -> np.ndarray:
+    kwargs = {}
+    if resize:  # the displayed size: the coded frame is resized before it is turned
+        w, h = resize if rotation in (0, 180) else resize[::-1]
+        kwargs = dict(width=w, height=h, interpolation="AREA")
+    image = frame.to_ndarray(format="rgb24", **kwargs)
+    return np.ascontiguousarray(np.rot90(image, k=rotation // 90)) if rotation else image
 
 
 def _decode_audio(path: Path, sel: Selection) -> tuple[np.ndarray, int]:
@@ -218,6 +265,10 @@ def _decode_audio(path: Path, sel: Selection) -> tuple[np.ndarray, int]:
         chunks: list[np.ndarray] = []
         first_time = None
         end = None if sel.duration is None else sel.start + sel.duration
+        # where the stream says it ends: AAC decodes a padded last frame (48,000 written, 49,152 read)
+        declared_end = None
+        if stream.duration and stream.time_base:
+            declared_end = float((stream.duration + (stream.start_time or 0)) * stream.time_base)
         for frame in container.decode(stream):
             if first_time is None:
                 first_time = frame.time if frame.time is not None else 0.0
@@ -230,9 +281,69 @@ def _decode_audio(path: Path, sel: Selection) -> tuple[np.ndarray, int]:
     if not chunks:
         return np.zeros((0, channels), np.float32), sr
     audio = np.concatenate(chunks, axis=1).T
+    if declared_end is not None:
+        audio = audio[: max(0, int(round((declared_end - (first_time or 0.0)) * sr)))]
     skip = max(0, int(round((sel.start - (first_time or 0.0)) * sr)))
     stop = None if sel.duration is None else skip + int(round(sel.duration * sr))
     return np.ascontiguousarray(audio[skip:stop], dtype=np.float32), sr
+
+
+@dataclass(frozen=True)
+class VideoCodec:
+    """One video codec as neofield writes it: the FFmpeg encoder and its settings."""
+
+    encoder: str
+    pix_fmt: str
+    containers: frozenset[str]
+    crf: tuple[float, float, float] | None  # default, lowest, highest; None: lossless only
+
+    def options(self, crf: float | None) -> dict[str, str]:
+        if self.crf is None:
+            return {}
+        value = f"{self.crf[0] if crf is None else crf:g}"
+        return {"libx264": {"crf": value, "preset": "medium"},
+                "libx265": {"crf": value, "preset": "medium", "x265-params": "log-level=error"},
+                "libvpx-vp9": {"crf": value, "b": "0", "row-mt": "1", "deadline": "good", "cpu-used": "4"},
+                "libsvtav1": {"crf": value, "preset": "8"}}[self.encoder]
+
+
+VIDEO_CODECS = {
+    "h264": VideoCodec("libx264", "yuv420p", frozenset({".mp4", ".mov", ".mkv"}), (18, 0, 51)),
+    "h265": VideoCodec("libx265", "yuv420p", frozenset({".mp4", ".mov", ".mkv"}), (20, 0, 51)),
+    "vp9": VideoCodec("libvpx-vp9", "yuv420p", frozenset({".webm", ".mkv", ".mp4"}), (32, 0, 63)),
+    "av1": VideoCodec("libsvtav1", "yuv420p", frozenset({".webm", ".mkv", ".mp4"}), (30, 1, 63)),
+    "ffv1": VideoCodec("ffv1", "bgr0", frozenset({".mkv"}), None),  # exact RGB, archival
+}
+LOSSLESS_RGB = VideoCodec("libx264rgb", "rgb24", frozenset({".mp4", ".mov", ".mkv"}), None)
+DEFAULT_VIDEO_CODEC = {".mp4": "h264", ".mov": "h264", ".mkv": "h264", ".webm": "vp9"}
+CONTAINER_FORMATS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".gif": "gif"}
+# sound beside lossy pictures: AAC plays everywhere mp4 does, Opus is webm's; lossless: FLAC (ALAC in .mov)
+AUDIO_CODEC = {".mp4": "aac", ".mov": "aac", ".mkv": "aac", ".webm": "libopus"}
+LOSSLESS_AUDIO_CODEC = {".mp4": "flac", ".mov": "alac", ".mkv": "flac"}
+AUDIO_BITS_PER_SECOND = {"aac": 96_000, "libopus": 64_000, "libmp3lame": 96_000}  # per channel
+TIME_BASE = Fraction(1, 90_000)  # fine enough that every frame time, and the last frame's end, is exact
+
+
+def video_codec(suffix: str, codec: str | None, lossless: bool) -> VideoCodec | None:
+    """The codec a video file gets (None for gif), checked against its container."""
+    if suffix == ".gif":
+        if codec is not None or lossless:
+            raise NeofieldError("a .gif has its own codec: --codec and --lossless do not apply")
+        return None
+    if lossless and codec in (None, "h264"):
+        if suffix not in LOSSLESS_RGB.containers:
+            raise NeofieldError(f"--lossless writes H.264 RGB into .mp4, .mkv or .mov, not {suffix} "
+                                "(or use --codec ffv1 in .mkv)")
+        return LOSSLESS_RGB
+    name = codec or DEFAULT_VIDEO_CODEC[suffix]
+    if name not in VIDEO_CODECS:
+        raise NeofieldError(f"--codec must be one of {', '.join(VIDEO_CODECS)}, not {name!r}")
+    chosen = VIDEO_CODECS[name]
+    if lossless and chosen.crf is not None:
+        raise NeofieldError(f"--lossless writes H.264 RGB or FFV1, not {name}")
+    if suffix not in chosen.containers:
+        raise NeofieldError(f"{name} does not go into {suffix}: use {', '.join(sorted(chosen.containers))}")
+    return chosen
 
 
 def write_video(
@@ -241,33 +352,157 @@ def write_video(
     fps: float,
     audio: np.ndarray | None = None,
     sample_rate: int | None = None,
+    *,
+    codec: str | None = None,
+    crf: float | None = None,
+    lossless: bool = False,
+    sample_aspect_ratio: tuple[int, int] = (1, 1),
+    end_time: float | None = None,
+    frames_total: int | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> None:
-    """Encode RGB frames (and optional audio) losslessly.
+    """Encode RGB frames (and optional sound) into the container ``path``'s suffix names.
 
-    Video uses libx264rgb at qp 0, which stores RGB exactly, so the file shows
-    the field's error and not the container's. Audio goes in as FLAC (16-bit).
-    ``frames`` may be a generator: frames are encoded as they arrive, so a long
+    By default what plays everywhere: H.264 4:2:0 (crf 18) + AAC in .mp4/.mov/.mkv,
+    VP9 + Opus in .webm, a palette GIF without sound. ``lossless`` writes
+    H.264 RGB at qp 0 + FLAC, which stores the frames exactly, so the file
+    shows the field's error and not the container's. 4:2:0 needs even sizes:
+    an odd width or height gets one replicated edge column or row. The frames
+    are stamped on a 1/90,000 s clock, and with ``frames_total`` and
+    ``end_time`` the last one lasts until ``end_time`` (default: a whole
+    frame), so a rate that does not divide the clip still gives its exact length. ``frames`` may be a generator: a long
     decode never holds the whole clip in memory.
     """
     suffix = path.suffix.lower()
-    with av.open(str(path), "w", format={".mp4": "mp4", ".mkv": "matroska", ".mov": "mov"}.get(suffix)) as out:
-        vstream = None
+    if suffix not in CONTAINER_FORMATS:
+        raise NeofieldError(f"cannot write video into {suffix}: use {', '.join(CONTAINER_FORMATS)}")
+    chosen = video_codec(suffix, codec, lossless)
+    if crf is not None and (chosen is None or chosen.crf is None or not chosen.crf[1] <= crf <= chosen.crf[2]):
+        if chosen is None or chosen.crf is None:
+            raise NeofieldError("--crf applies to lossy codecs (h264, h265, vp9, av1)")
+        raise NeofieldError(f"--crf for {chosen.encoder} must be in [{chosen.crf[1]:g}, {chosen.crf[2]:g}]")
+    rate = Fraction(fps).limit_denominator(1001000)
+    options = {"movflags": "+faststart"} if suffix in (".mp4", ".mov") else {}
+    with av.open(str(path), "w", format=CONTAINER_FORMATS[suffix], options=options) as out:
+        out.metadata.update(metadata or {})
         astream = None
-        if audio is not None:
-            layout = _layout(audio.shape[1])
-            astream = out.add_stream("flac" if suffix != ".mov" else "alac", rate=sample_rate, layout=layout)
+        if audio is not None and suffix != ".gif":
+            astream = _audio_stream(out, (LOSSLESS_AUDIO_CODEC if lossless else AUDIO_CODEC)[suffix],
+                                    audio.shape[1], sample_rate)
+        writer = _FrameWriter(out, chosen, rate, crf, sample_aspect_ratio, frames_total, end_time)
         for frame in frames:
-            if vstream is None:
-                vstream = out.add_stream("libx264rgb", rate=Fraction(fps).limit_denominator(1001000))
-                vstream.height, vstream.width = frame.shape[:2]
-                vstream.pix_fmt = "rgb24"
-                vstream.options = {"qp": "0", "preset": "medium"}
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-            out.mux(vstream.encode(vf))
-        if vstream is not None:
-            out.mux(vstream.encode(None))
+            writer.write(frame)
+        writer.close()
         if astream is not None:
             mux_audio(out, astream, audio, sample_rate)
+
+
+class _FrameWriter:
+    """Frames into one video stream: sized from the first frame, padded to even
+    sizes for 4:2:0, timed on ``TIME_BASE``; the last of ``frames_total``
+    frames lasts until ``end_time``."""
+
+    def __init__(self, out, codec: VideoCodec | None, rate: Fraction, crf: float | None, sar: tuple[int, int],
+                 frames_total: int | None, end_time: float | None):
+        self.out, self.codec, self.rate, self.crf, self.sar = out, codec, rate, crf, sar
+        self.stream = self.palette = None
+        self.count = 0
+        self.frame_ticks = round(1 / rate / TIME_BASE)
+        self.last_pts = self.last_ticks = None
+        if frames_total is not None and end_time is not None:
+            self.last_pts = self._pts(frames_total - 1)
+            self.last_ticks = max(1, round(end_time / TIME_BASE) - self.last_pts)
+
+    def _pts(self, index: int) -> int:
+        return round(index / self.rate / TIME_BASE)
+
+    def _open(self, frame: np.ndarray) -> None:
+        h, w = frame.shape[:2]
+        self.even = self.codec is not None and self.codec.pix_fmt == "yuv420p"
+        if self.even:
+            h, w = h + h % 2, w + w % 2
+        encoder = "gif" if self.codec is None else self.codec.encoder
+        self.stream = self.out.add_stream(encoder, rate=self.rate)
+        self.stream.width, self.stream.height = w, h
+        self.stream.pix_fmt = "pal8" if self.codec is None else self.codec.pix_fmt
+        if self.codec is not None:
+            self.stream.codec_context.time_base = TIME_BASE
+            self.stream.time_base = TIME_BASE
+            self.stream.options = self.codec.options(self.crf) if self.codec.crf else (
+                {"qp": "0", "preset": "medium"} if self.codec is LOSSLESS_RGB else {})
+            if self.codec.encoder == "libx265" and self.out.format.name.startswith("mov"):
+                self.stream.codec_tag = "hvc1"  # what Apple's players want for H.265 in mp4/mov
+            if self.codec.encoder == "libvpx-vp9":
+                self.stream.bit_rate = 0  # constant quality: crf alone sets the rate
+        if tuple(self.sar) != (1, 1):
+            self.stream.codec_context.sample_aspect_ratio = Fraction(*self.sar)
+        if self.codec is None:
+            self.palette = _palette_graph(w, h)
+
+    def write(self, frame: np.ndarray) -> None:
+        if self.stream is None:
+            self._open(frame)
+        if self.even and (frame.shape[0] % 2 or frame.shape[1] % 2):
+            frame = np.pad(frame, ((0, frame.shape[0] % 2), (0, frame.shape[1] % 2), (0, 0)), mode="edge")
+        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        if self.palette is not None:  # GIF: frames go through palettegen/paletteuse, out at the end
+            vf.pts, vf.time_base = self.count, 1 / self.rate
+            self.palette.push(vf)
+        else:
+            vf.pts, vf.time_base = self._pts(self.count), TIME_BASE
+            self._mux(self.stream.encode(vf))
+        self.count += 1
+
+    def _mux(self, packets) -> None:
+        for packet in packets:
+            if self.codec is not None and packet.pts is not None:
+                packet.duration = self.last_ticks if packet.pts == self.last_pts else self.frame_ticks
+            self.out.mux(packet)
+
+    def close(self) -> None:
+        if self.stream is None:
+            return
+        if self.palette is not None:
+            self.palette.push(None)
+            for vf in _drain(self.palette):
+                self._mux(self.stream.encode(vf))
+        self._mux(self.stream.encode(None))
+
+
+def _palette_graph(width: int, height: int) -> av.filter.Graph:
+    """FFmpeg's two-pass GIF palette (palettegen + paletteuse): far better colour than a fixed 3-3-2 one."""
+    graph = av.filter.Graph()
+    src = graph.add_buffer(width=width, height=height, format="rgb24", time_base=Fraction(1, 100))
+    split, gen = graph.add("split"), graph.add("palettegen", "stats_mode=full")
+    use, sink = graph.add("paletteuse", "dither=sierra2_4a"), graph.add("buffersink")
+    src.link_to(split)
+    split.link_to(gen, 0, 0)
+    split.link_to(use, 1, 0)
+    gen.link_to(use, 0, 1)
+    use.link_to(sink)
+    graph.configure()
+    return graph
+
+
+def _drain(graph: av.filter.Graph):
+    while True:
+        try:
+            yield graph.pull()
+        except (av.error.EOFError, av.error.BlockingIOError):
+            return
+
+
+def _audio_stream(out, codec: str, channels: int, sample_rate: int):
+    """An audio stream for ``codec`` at the rate it supports nearest above ``sample_rate``."""
+    rates = av.codec.Codec(codec, "w").audio_rates
+    rate = sample_rate
+    if rates and sample_rate not in rates:
+        above = [r for r in rates if r >= sample_rate]
+        rate = min(above) if above else max(rates)
+    stream = out.add_stream(codec, rate=rate, layout=_layout(channels))
+    if codec in AUDIO_BITS_PER_SECOND:
+        stream.bit_rate = AUDIO_BITS_PER_SECOND[codec] * channels
+    return stream
 
 
 LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
@@ -296,17 +531,89 @@ def mux_audio(out, stream, audio: np.ndarray, sample_rate: int) -> None:
     out.mux(stream.encode(None))
 
 
-def write_audio(path: Path, audio: np.ndarray, sample_rate: int) -> None:
-    """Write audio: wav as 32-bit float (exact), flac as 24-bit, ogg as Vorbis."""
+SOUNDFILE_FORMATS = {".wav": ("WAV", "FLOAT"), ".flac": ("FLAC", "PCM_24"), ".ogg": ("OGG", "VORBIS")}
+FFMPEG_AUDIO = {".opus": ("ogg", "libopus"), ".m4a": ("ipod", "aac"), ".mp3": ("mp3", "libmp3lame")}
+
+
+def write_audio(path: Path, audio: np.ndarray, sample_rate: int, metadata: dict[str, str] | None = None) -> None:
+    """Write sound: wav as 32-bit float (exact), flac as 24-bit, ogg as Vorbis;
+    opus, m4a (AAC) and mp3 through FFmpeg. ``metadata`` goes into the file's tags."""
     suffix = path.suffix.lower()
-    subtype = {".wav": "FLOAT", ".flac": "PCM_24", ".ogg": "VORBIS"}[suffix]
-    fmt = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}[suffix]
-    sf.write(str(path), np.clip(audio, -1, 1), sample_rate, subtype=subtype, format=fmt)
+    if suffix in FFMPEG_AUDIO:
+        fmt, codec = FFMPEG_AUDIO[suffix]
+        with av.open(str(path), "w", format=fmt) as out:
+            out.metadata.update(metadata or {})
+            mux_audio(out, _audio_stream(out, codec, audio.shape[1], sample_rate), audio, sample_rate)
+        return
+    fmt, subtype = SOUNDFILE_FORMATS[suffix]
+    with sf.SoundFile(str(path), "w", sample_rate, audio.shape[1], subtype=subtype, format=fmt) as f:
+        for key, value in (metadata or {}).items():
+            if key in ("comment", "title"):
+                setattr(f, key, value)
+        f.write(np.clip(audio, -1, 1))
 
 
 def write_image(path: Path, image: np.ndarray) -> None:
     """Write one RGB frame; the format follows the suffix (png is lossless)."""
     iio.imwrite(path, image, extension=path.suffix.lower())
+
+
+SEQUENCE_FIELD = re.compile(r"%0?(\d*)d")
+
+
+def write_image_sequence(pattern: str, frames: Iterable[np.ndarray], *, force: bool = False,
+                         frames_total: int | None = None) -> list[Path]:
+    """Write frames as numbered pictures, ``frames/%05d.png`` style, numbered from 0.
+
+    All-or-nothing like every other output: the pictures are written into a
+    temporary folder beside the target and moved into place only once all of
+    them are made; existing files are refused unless ``force``.
+    """
+    target = Path(pattern)
+    fields = SEQUENCE_FIELD.findall(target.name)
+    if len(fields) != 1 or target.name.count("%") != 1:
+        raise NeofieldError(f"{pattern!r} needs exactly one frame-number field such as %05d")
+    if target.suffix.lower() not in IMAGE_SUFFIXES:
+        raise NeofieldError(f"{pattern!r}: pictures are written as {', '.join(sorted(IMAGE_SUFFIXES))}")
+    folder = target.parent
+    if not folder.is_dir():
+        raise NeofieldError(f"output folder {folder} does not exist")
+
+    def name(i: int) -> str:
+        return target.name % i
+
+    if frames_total is not None and not force:
+        for i in range(frames_total):
+            if (folder / name(i)).exists():
+                raise NeofieldError(f"{folder / name(i)} already exists (pass --force to overwrite it)")
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.stem.split('%')[0] or 'frames'}.", dir=folder))
+    try:
+        written = []
+        for i, frame in enumerate(frames):
+            if not force and (folder / name(i)).exists():
+                raise NeofieldError(f"{folder / name(i)} already exists (pass --force to overwrite it)")
+            write_image(staging / name(i), frame)
+            written.append(name(i))
+        paths = []
+        for n in written:
+            os.replace(staging / n, folder / n)
+            paths.append(folder / n)
+        return paths
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def read_tags(path: str | Path) -> dict[str, str]:
+    """A file's tags, container-level and its streams' (Ogg keeps them there), with
+    lower-case keys (Matroska reads them back upper-case); empty for non-media."""
+    try:
+        with av.open(str(path)) as container:
+            tags = {}
+            for source in (*(s.metadata for s in container.streams), container.metadata):
+                tags.update({k.lower(): v for k, v in source.items()})
+            return tags
+    except (av.FFmpegError, OSError, UnicodeDecodeError):
+        return {}
 
 
 def _first_line(exc: BaseException) -> str:

@@ -193,6 +193,12 @@ class Signal:
         if self.video is not None:
             f, h, w, _ = self.video.shape
             g["video"] = {"width": w, "height": h, "frames": f, "fps": self.fps, "still": self.media.still}
+            # how the source was shown: the frames are stored upright (rotation already applied), with
+            # the pixel shape written back on decode; a variable-rate source was resampled to fps
+            for key in ("rotation", "sample_aspect_ratio", "vfr"):
+                value = getattr(self.media, key, None)
+                if value not in (None, 0, False, (1, 1)):
+                    g["video"][key] = list(value) if isinstance(value, tuple) else value
         if self.audio is not None:
             g["audio"] = {"sample_rate": self.sample_rate, "channels": self.audio_channels,
                           "samples": self.n_audio_points}

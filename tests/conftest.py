@@ -23,7 +23,7 @@ def tiny_clip(tmp_path_factory) -> Path:
     """4 frames of the bikes clip at 32x14: a real clip small enough to fit in seconds."""
     media = read_media(BIKES, Selection(max_frames=4, resize=(32, 14)))
     path = tmp_path_factory.mktemp("media") / "tiny.mp4"
-    write_video(path, iter(media.video), media.fps)
+    write_video(path, iter(media.video), media.fps, lossless=True)
     return path
 
 
@@ -32,7 +32,7 @@ def tiny_av_clip(tmp_path_factory) -> Path:
     """0.12 s of Big Buck Bunny at 16x10 with its 6-channel sound."""
     media = read_media(BBB, Selection(duration=0.12, resize=(16, 10)))
     path = tmp_path_factory.mktemp("media") / "tiny_av.mp4"
-    write_video(path, iter(media.video), media.fps, media.audio, media.sample_rate)
+    write_video(path, iter(media.video), media.fps, media.audio, media.sample_rate, lossless=True)
     return path
 
 

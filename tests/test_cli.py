@@ -123,3 +123,107 @@ def test_info_shows_a_per_axis_sigma_of_a_video_with_sound(tiny_av_clip, tmp_pat
     info = neofield("info", out)
     assert info.returncode == 0, info.stderr
     assert "audiovisual" in info.stdout and "sigma 1/1/10" in info.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--steps", "0"], "--steps must be a whole number >= 1"),
+    (["--steps", "-3"], "--steps must be a whole number >= 1"),
+    (["--time-budget", "0"], "--time-budget must be > 0"),
+    (["--epochs", "inf"], "--epochs must be a finite number"),
+    (["--segments", "0"], "--segments must be a whole number >= 1"),
+    (["--batch-size", "0"], "--batch-size must be a whole number >= 1"),
+    (["--lr", "-1"], "--lr must be > 0"),
+    (["--lr", "nan"], "--lr must be a finite number"),
+    (["--audio-share", "2"], "--audio-share must be between 0 and 1"),
+    (["--duration", "0"], "--duration must be > 0"),
+    (["--start", "nan"], "--start must be a finite number"),
+    (["--device", "tpu"], "--device must be auto, cpu, cuda, cuda:N or mps"),
+    (["--device", "cuda:1"], "CUDA"),
+    (["--device", "mps"], "MPS"),
+])
+def test_bad_encode_numbers_fail_before_the_media_is_read(tmp_path, args, message):
+    # the source does not exist: a check that ran after reading would say so instead
+    result = neofield("encode", tmp_path / "missing.mp4", "-o", tmp_path / "x.nf", *args)
+    assert_one_line_error(result, message)
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--fps", "0"], "--fps must be > 0"),
+    (["--scale", "inf"], "--scale must be a finite number"),
+    (["--scale", "1000"], "--scale 1000 is too large"),
+    (["--start", "nan"], "--start must be a finite number"),
+    (["--sample-rate", "0"], "--sample-rate must be a whole number >= 1"),
+    (["--size", "0x10"], "--size '0x10' must be positive"),
+    (["--size", "20000x20000"], "too large"),
+    (["--crf", "-1"], "--crf must be >= 0"),
+])
+def test_bad_decode_numbers_are_one_line_errors(encoded, tmp_path, args, message):
+    out, _ = encoded
+    assert_one_line_error(neofield("decode", out, "-o", tmp_path / "x.mp4", *args), message)
+    assert not any(tmp_path.iterdir())
+
+
+def test_decode_of_a_clip_to_a_png_asks_for_a_frame_or_a_pattern(encoded, tmp_path):
+    out, _ = encoded
+    assert_one_line_error(neofield("decode", out, "-o", tmp_path / "f.png"), "--frame SECONDS")
+    assert neofield("decode", out, "-o", tmp_path / "f.png", "--frame", "0.05", "-q").returncode == 0
+    assert neofield("decode", out, "-o", tmp_path / "seq" / "%03d.png", "-q").returncode == 1  # no such folder
+    (tmp_path / "seq").mkdir()
+    assert neofield("decode", out, "-o", tmp_path / "seq" / "%03d.png", "-q").returncode == 0
+    assert sorted(p.name for p in (tmp_path / "seq").iterdir()) == ["000.png", "001.png", "002.png", "003.png"]
+
+
+def test_decode_to_standard_output_writes_the_file_there_and_nothing_else(encoded, tmp_path):
+    import io
+
+    import av
+
+    out, _ = encoded
+    result = subprocess.run([sys.executable, "-m", "neofield", "decode", str(out), "-o", "-", "--format", "mkv",
+                             "-q"], capture_output=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    with av.open(io.BytesIO(result.stdout)) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 4
+    assert not any(tmp_path.iterdir())  # no file named '-'
+
+
+def test_decode_json_reports_the_grid(encoded, tmp_path):
+    out, _ = encoded
+    result = neofield("decode", out, "-o", tmp_path / "up.mp4", "--scale", "2", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["grid"]["video"]["width"] == 64 and report["grid"]["video"]["frames"] == 8
+    assert report["bytes"] == (tmp_path / "up.mp4").stat().st_size
+
+
+def test_psnr_of_a_bundle_refuses_a_different_selection_by_name(encoded, tiny_clip):
+    out, _ = encoded
+    assert_one_line_error(neofield("psnr", tiny_clip, out, "--max-frames", "3"), "a bundle knows its selection")
+
+
+def test_help_and_version_do_not_import_torch():
+    code = "import sys, neofield.cli; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_cli_defaults_in_help_agree_with_the_codec():
+    from neofield import cli, codec
+
+    assert (cli.DEFAULT_EPOCHS, cli.DEFAULT_TIME_BUDGET) == (codec.DEFAULT_EPOCHS, codec.DEFAULT_TIME_BUDGET)
+
+
+def test_errors_are_not_wrapped_in_logs(tmp_path):
+    deep = tmp_path / ("a-rather-long-folder-name-" * 4)
+    deep.mkdir()
+    assert_one_line_error(neofield("encode", deep / "missing-clip-with-a-long-name.mp4"), "does not exist")
+
+
+def test_info_prints_names_from_the_file_verbatim(encoded, tmp_path):
+    out, _ = encoded
+    b = bundle.load(out)
+    meta = {**b.meta, "source": {**b.meta["source"], "name": "[/]evil[bold]name"}}
+    (tmp_path / "odd.nf").write_bytes(bundle.pack(b.field, meta))
+    info = neofield("info", tmp_path / "odd.nf")
+    assert info.returncode == 0, info.stderr
+    assert "[/]evil[bold]name" in info.stdout

@@ -1,6 +1,7 @@
 """The Python API end to end: encode -> bundle -> decode/psnr, on real media pieces."""
 
 import av
+import numpy as np
 import pytest
 
 import neofield
@@ -32,7 +33,7 @@ def test_psnr_of_the_bundle_equals_what_the_encoder_measured(video_bundle):
 
 def test_decode_at_scale_one_reproduces_the_training_grid_and_the_psnr(video_bundle, tmp_path):
     clip, out, report = video_bundle
-    decoded = neofield.decode(out, tmp_path / "same.mp4")
+    decoded = neofield.decode(out, tmp_path / "same.mp4", lossless=True).path
     assert read_media(decoded).video.shape == read_media(clip).video.shape
     # the mp4 is lossless RGB, so the file scores exactly what the bundle does
     assert neofield.psnr(clip, decoded)["video_psnr_db"] == report.quality["video_psnr_db"]
@@ -41,19 +42,21 @@ def test_decode_at_scale_one_reproduces_the_training_grid_and_the_psnr(video_bun
 def test_decode_at_scale_two_doubles_width_height_and_frames(video_bundle, tmp_path):
     clip, out, _ = video_bundle
     f, h, w, _ = read_media(clip).video.shape
-    up = read_media(neofield.decode(out, tmp_path / "up.mp4", scale=2))
+    up = read_media(neofield.decode(out, tmp_path / "up.mp4", scale=2).path)
     assert up.video.shape == (2 * f, 2 * h, 2 * w, 3) and up.fps == 50
 
 
 def test_decode_size_fps_and_time_range(video_bundle, tmp_path):
     _, out, _ = video_bundle
-    media = read_media(neofield.decode(out, tmp_path / "part.mkv", size=(20, 10), fps=50, start=0.04, end=0.12))
+    media = read_media(neofield.decode(out, tmp_path / "part.mkv", size=(20, 10), fps=50, start=0.04, end=0.12).path)
     assert media.video.shape == (4, 10, 20, 3)
 
 
-def test_decode_to_png_writes_one_frame(video_bundle, tmp_path):
+def test_decode_to_png_writes_the_frame_asked_for(video_bundle, tmp_path):
     _, out, _ = video_bundle
-    assert read_media(neofield.decode(out, tmp_path / "f.png")).video.shape[0] == 1
+    still = read_media(neofield.decode(out, tmp_path / "f.png", frame=0.1).path).video
+    whole = read_media(neofield.decode(out, tmp_path / "all.mkv", lossless=True).path).video
+    assert np.array_equal(still[0], whole[2])  # 0.1 s is the centre of frame 2 at 25 fps
 
 
 def test_existing_output_is_kept_without_force(video_bundle, tmp_path):
@@ -68,12 +71,12 @@ def test_existing_output_is_kept_without_force(video_bundle, tmp_path):
 def test_audio_encode_decode_at_double_rate(tiny_sound, tmp_path):
     report = neofield.encode(tiny_sound, tmp_path / "s.nf", steps=150, batch_size=512, device="cpu")
     assert report.kind == "audio" and "audio_psnr_db" in report.quality
-    up = read_media(neofield.decode(tmp_path / "s.nf", tmp_path / "up.flac", scale=2))
+    up = read_media(neofield.decode(tmp_path / "s.nf", tmp_path / "up.flac", scale=2).path)
     original = read_media(tiny_sound)
     assert up.sample_rate == 2 * original.sample_rate and len(up.audio) == 2 * len(original.audio)
     with pytest.raises(NeofieldError, match="sound only"):
         neofield.decode(tmp_path / "s.nf", tmp_path / "x.wav", size=(10, 10))
-    same = neofield.decode(tmp_path / "s.nf", tmp_path / "same.wav")
+    same = neofield.decode(tmp_path / "s.nf", tmp_path / "same.wav").path
     assert neofield.psnr(tiny_sound, same)["audio_psnr_db"] == pytest.approx(report.quality["audio_psnr_db"],
                                                                                abs=1e-3)
 
@@ -82,13 +85,13 @@ def test_video_with_sound_is_one_field_decoded_to_both_streams(tiny_av_clip, tmp
     report = neofield.encode(tiny_av_clip, tmp_path / "av.nf", steps=60, batch_size=1024, device="cpu")
     assert report.kind == "audiovisual"
     assert neofield.load(tmp_path / "av.nf").field.config.out_features == 3 + 6
-    out = neofield.decode(tmp_path / "av.nf", tmp_path / "av.mp4", scale=2)
+    out = neofield.decode(tmp_path / "av.nf", tmp_path / "av.mp4", scale=2, lossless=True).path
     with av.open(str(out)) as c:
         assert {s.type for s in c.streams} == {"video", "audio"}
         assert c.streams.audio[0].channels == 6 and c.streams.audio[0].rate == 96000
     scores = neofield.psnr(tiny_av_clip, tmp_path / "av.nf")
     assert set(scores) >= {"video_psnr_db", "audio_psnr_db", "bytes", "compression_ratio"}
-    sound = read_media(neofield.decode(tmp_path / "av.nf", tmp_path / "av.wav"))
+    sound = read_media(neofield.decode(tmp_path / "av.nf", tmp_path / "av.wav").path)
     assert sound.kind == "audio" and sound.audio.shape[1] == 6
 
 
@@ -110,5 +113,62 @@ def test_still_image_encodes_and_decodes_at_double_size(tmp_path):
     write_image(tmp_path / "still.png", image)
     report = neofield.encode(tmp_path / "still.png", tmp_path / "still.nf", steps=100, batch_size=384, device="cpu")
     assert report.kind == "image"
-    up = read_media(neofield.decode(tmp_path / "still.nf", scale=2))
+    up = read_media(neofield.decode(tmp_path / "still.nf", scale=2).path)
     assert up.kind == "image" and up.video.shape == (1, 32, 48, 3)
+
+
+@pytest.fixture(scope="module")
+def uneven_av_clip(tmp_path_factory):
+    """3 frames (0.12 s) of Big Buck Bunny at 16x10 with 0.2 s of its sound: the
+    sound runs on past the last frame, as it does in the whole bigbuckbunny.mp4."""
+    from neofield.media import write_video
+
+    media = read_media(BBB, neofield.Selection(duration=0.12, resize=(16, 10)))
+    sound = read_media(BBB, neofield.Selection(duration=0.2)).audio
+    path = tmp_path_factory.mktemp("media") / "uneven.mkv"
+    write_video(path, iter(media.video), media.fps, sound, media.sample_rate, lossless=True)
+    return path
+
+
+def test_streams_of_unequal_length_encode_and_decode_to_their_own_lengths(uneven_av_clip, tmp_path):
+    original = read_media(uneven_av_clip)
+    assert len(original.video) == 3 and len(original.audio) == 9600
+    neofield.encode(uneven_av_clip, tmp_path / "u.nf", steps=20, batch_size=512, device="cpu")
+    back = read_media(neofield.decode(tmp_path / "u.nf", tmp_path / "u.mkv", lossless=True).path)
+    assert back.video.shape == original.video.shape and len(back.audio) == len(original.audio)
+    assert set(neofield.psnr(uneven_av_clip, tmp_path / "u.nf")) >= {"video_psnr_db", "audio_psnr_db"}
+
+
+def test_a_start_inside_streams_of_unequal_length(uneven_av_clip, tmp_path):
+    report = neofield.encode(uneven_av_clip, tmp_path / "s.nf", selection=neofield.Selection(start=0.1), steps=10,
+                             batch_size=256, device="cpu")
+    geo = neofield.load(tmp_path / "s.nf").meta["geometry"]
+    assert geo["video"]["frames"] == 1 and geo["audio"]["samples"] == 4800
+    assert "audio_snr_db" in report.quality
+
+
+def test_no_budget_means_the_default_budget(tiny_clip, tmp_path):
+    report = neofield.encode(tiny_clip, tmp_path / "d.nf", batch_size=256, device="cpu")
+    assert report.budget == {"steps": None, "epochs": 20.0, "time_budget": 300.0, "default": True}
+    points = 4 * 14 * 32
+    assert report.fit.steps == -(-20 * points // 256)  # 20 epochs, well inside 5 minutes
+
+
+def test_a_lossy_decode_is_playable_and_psnr_tells_its_loss_from_the_fields(video_bundle, tmp_path):
+    clip, out, report = video_bundle
+    decoded = neofield.decode(out, tmp_path / "play.mp4").path
+    with av.open(str(decoded)) as c:
+        s = c.streams.video[0]
+        assert s.codec_context.name == "h264" and s.codec_context.pix_fmt == "yuv420p"
+    scores = neofield.psnr(clip, decoded)  # no selection options: the file's tag carries them
+    assert scores["field_video_psnr_db"] == report.quality["video_psnr_db"]
+    assert scores["video_output_loss_db"] == pytest.approx(scores["field_video_psnr_db"] - scores["video_psnr_db"])
+
+
+def test_psnr_of_a_decoded_file_takes_the_encodes_selection(tmp_path):
+    from tests.conftest import BIKES
+
+    sel = neofield.Selection(max_frames=3, resize=(24, 10))
+    neofield.encode(BIKES, tmp_path / "b.nf", selection=sel, steps=10, batch_size=256, device="cpu")
+    decoded = neofield.decode(tmp_path / "b.nf", tmp_path / "b.mkv", lossless=True).path
+    assert neofield.psnr(BIKES, decoded)["video_psnr_db"] == neofield.psnr(BIKES, tmp_path / "b.nf")["video_psnr_db"]

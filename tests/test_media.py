@@ -52,7 +52,7 @@ def test_image_is_a_one_frame_video(tmp_path):
 def test_lossless_video_and_sound_round_trip(tmp_path):
     video = np.random.default_rng(0).integers(0, 256, (3, 8, 10, 3), dtype=np.uint8)
     audio = np.random.default_rng(1).uniform(-0.9, 0.9, (4800, 2)).astype(np.float32)
-    write_video(tmp_path / "a.mp4", iter(video), 25.0, audio, 48000)
+    write_video(tmp_path / "a.mp4", iter(video), 25.0, audio, 48000, lossless=True)
     back = read_media(tmp_path / "a.mp4")
     assert np.array_equal(back.video, video)
     assert np.abs(back.audio - audio).max() < 1 / 2**14  # 16-bit FLAC
