@@ -231,8 +231,8 @@ def decode(
     crf: Annotated[Optional[float], typer.Option(help="Constant quality of the video codec (lower is better) "
                                                       "\\[default: 18 for h264].")] = None,
     lossless: Annotated[bool, typer.Option(help="Exact RGB video (H.264 RGB, qp 0) + FLAC: the file used for "
-                                                "measurement; plays in FFmpeg-based players, not in browsers.")
-                        ] = False,
+                                                "measurement; FFmpeg-based players show it right, browsers "
+                                                "do not (Chromium shows false colours).")] = False,
     format: Annotated[Optional[str], typer.Option(help="Format for -o - (standard output): mkv, webm, mp4, "
                                                        "wav, flac, … \\[default: mkv, or wav for sound].")] = None,
     force: Force = False,
@@ -364,7 +364,9 @@ def _describe_quality(quality: dict) -> str:
     parts = []
     if "video_psnr_db" in quality:
         parts.append(f"video PSNR {quality['video_psnr_db']:.2f} dB"
-                     + (f", SSIM {quality['video_ssim']:.4f}" if "video_ssim" in quality else ""))
+                     + (f", SSIM {quality['video_ssim']:.4f}" if "video_ssim" in quality else "")
+                     + (f" (on {quality['video_frames_measured']} evenly spaced frames; `neofield psnr` "
+                        "measures all)" if "video_frames_measured" in quality else ""))
     if "audio_psnr_db" in quality:
         parts.append(f"audio PSNR {quality['audio_psnr_db']:.2f} dB"
                      + (f", SNR {quality['audio_snr_db']:.2f} dB" if "audio_snr_db" in quality else ""))

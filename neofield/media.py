@@ -437,7 +437,7 @@ class _FrameWriter:
         if tuple(self.sar) != (1, 1):
             self.stream.codec_context.sample_aspect_ratio = Fraction(*self.sar)
         if self.codec is None:
-            self.palette = _palette_graph(w, h)
+            self.palette = _palette_graph(w, h, self.rate)
 
     def write(self, frame: np.ndarray) -> None:
         if self.stream is None:
@@ -469,10 +469,10 @@ class _FrameWriter:
         self._mux(self.stream.encode(None))
 
 
-def _palette_graph(width: int, height: int) -> av.filter.Graph:
+def _palette_graph(width: int, height: int, rate: Fraction) -> av.filter.Graph:
     """FFmpeg's two-pass GIF palette (palettegen + paletteuse): far better colour than a fixed 3-3-2 one."""
     graph = av.filter.Graph()
-    src = graph.add_buffer(width=width, height=height, format="rgb24", time_base=Fraction(1, 100))
+    src = graph.add_buffer(width=width, height=height, format="rgb24", time_base=1 / rate)
     split, gen = graph.add("split"), graph.add("palettegen", "stats_mode=full")
     use, sink = graph.add("paletteuse", "dither=sierra2_4a"), graph.add("buffersink")
     src.link_to(split)

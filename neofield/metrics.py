@@ -53,7 +53,11 @@ def video_psnr_per_frame(a: np.ndarray, b: np.ndarray) -> list[float]:
 
 
 def video_ssim(a: np.ndarray, b: np.ndarray) -> tuple[float, list[float]]:
-    """Mean SSIM over the frames of two uint8 clips, and each frame's SSIM (luma)."""
+    """Mean SSIM over the frames of two uint8 clips, and each frame's SSIM (luma).
+
+    One frame at a time, so a long clip never needs a float copy of itself; nan
+    (and no frames) for an empty clip.
+    """
     _same_shape(a, b)
     frames = [_ssim_frame(_luma(fa), _luma(fb)) for fa, fb in zip(a, b)]
     return (float(np.mean(frames)) if frames else math.nan), frames
@@ -64,17 +68,25 @@ def _luma(frame: np.ndarray) -> np.ndarray:
 
 
 def _ssim_frame(x: np.ndarray, y: np.ndarray) -> float:
-    import torch
-    import torch.nn.functional as F
-
-    kh, kw = min(SSIM_WINDOW, x.shape[0]), min(SSIM_WINDOW, x.shape[1])
-    window = torch.from_numpy(np.outer(_gauss(kh), _gauss(kw)))[None, None]
-    img = torch.from_numpy(np.stack([x, y, x * x, y * y, x * y]))[:, None]  # (5, 1, H, W), float64
-    mx, my, xx, yy, xy = F.conv2d(img, window)[:, 0]
+    # The Gaussian window is separable: two 1-D passes in numpy take ~0.4 s on a
+    # 1080p frame, where one 11x11 float64 torch conv2d took 12-20 s on CPU.
+    gh, gw = _gauss(min(SSIM_WINDOW, x.shape[0])), _gauss(min(SSIM_WINDOW, x.shape[1]))
+    img = np.stack([x, y, x * x, y * y, x * y])  # (5, H, W), float64: variances are differences of large terms
+    mx, my, xx, yy, xy = _filter_valid(_filter_valid(img, gh, 1), gw, 2)
     vx, vy, cxy = xx - mx * mx, yy - my * my, xy - mx * my
     c1, c2 = (SSIM_K1 * 255) ** 2, (SSIM_K2 * 255) ** 2
     ssim = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
     return float(ssim.mean())
+
+
+def _filter_valid(img: np.ndarray, taps: np.ndarray, axis: int) -> np.ndarray:
+    """Correlate ``img`` with ``taps`` along ``axis``, 'valid' part only (no padding)."""
+    n = img.shape[axis] - len(taps) + 1
+    at = lambda i: (slice(None),) * axis + (slice(i, i + n),)
+    out = taps[0] * img[at(0)]
+    for i, t in enumerate(taps[1:], 1):
+        out += t * img[at(i)]
+    return out
 
 
 def _gauss(n: int) -> np.ndarray:
@@ -101,19 +113,28 @@ def audio_snr(reference: np.ndarray, test: np.ndarray) -> float:
 
 def audio_segmental_snr(reference: np.ndarray, test: np.ndarray, sample_rate: int,
                         frame_seconds: float = 0.02) -> float:
-    """Mean per-frame SNR (dB) over non-overlapping frames, each clamped to [-10, 35],
-    silent frames (60 dB below the loudest) left out; nan when no frame is left."""
+    """Mean per-frame SNR (dB) over non-overlapping frames, the usual segmental SNR.
+
+    Each frame's SNR is clamped to [-10, 35] dB so that one exact or one wrecked
+    frame does not dominate the mean, and frames whose reference energy is more
+    than 60 dB below the loudest frame's are left out: the SNR of silence says
+    nothing. A frame spans all channels; a trailing partial frame is dropped
+    (a clip shorter than one frame is one frame). nan when no frame is left.
+    """
     _same_shape(reference, test)
-    n = max(1, int(round(frame_seconds * sample_rate)))
+    if not (sample_rate > 0 and frame_seconds > 0):
+        raise ValueError(f"sample_rate and frame_seconds must be positive: {sample_rate}, {frame_seconds}")
+    n = max(1, round(frame_seconds * sample_rate))
     frames = len(reference) // n or 1
     ref = reference[: frames * n].astype(np.float64).reshape(frames, -1)
     err = ref - test[: frames * n].astype(np.float64).reshape(frames, -1)
     signal, noise = (ref**2).sum(axis=1), (err**2).sum(axis=1)
-    loud = signal > signal.max() * 10 ** (-SEGSNR_SILENCE_DB / 10) if signal.max() > 0 else np.zeros_like(signal, bool)
-    if not loud.any():
+    peak = signal.max()
+    if peak == 0:
         return math.nan
-    with np.errstate(divide="ignore"):
-        snr = 10 * np.log10(signal[loud] / np.maximum(noise[loud], 1e-300))
+    loud = signal >= peak * 10 ** (-SEGSNR_SILENCE_DB / 10)
+    # Differences of logs cannot overflow; an exact frame (noise 0) lands far above the ceiling.
+    snr = 10 * (np.log10(signal[loud]) - np.log10(np.maximum(noise[loud], 1e-300)))
     return float(np.clip(snr, SEGSNR_FLOOR_DB, SEGSNR_CEIL_DB).mean())
 
 

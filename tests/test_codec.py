@@ -172,3 +172,22 @@ def test_psnr_of_a_decoded_file_takes_the_encodes_selection(tmp_path):
     neofield.encode(BIKES, tmp_path / "b.nf", selection=sel, steps=10, batch_size=256, device="cpu")
     decoded = neofield.decode(tmp_path / "b.nf", tmp_path / "b.mkv", lossless=True).path
     assert neofield.psnr(BIKES, decoded)["video_psnr_db"] == neofield.psnr(BIKES, tmp_path / "b.nf")["video_psnr_db"]
+
+
+def test_the_encoders_check_of_a_large_clip_is_bounded_to_evenly_spaced_frames(tiny_clip):
+    from neofield.codec import make_field, measure
+    from neofield.signal import Signal
+
+    signal = Signal(read_media(tiny_clip))
+    field = make_field(signal, "tiny", segments=4)
+    full = measure(field, signal)
+    assert "video_frames_measured" not in full
+    # a fit this slow could afford 2 frames of 32x14 in the measuring time
+    part = measure(field, signal, points_per_second=2 * 32 * 14 / neofield.codec.MEASURE_SECONDS)
+    assert part["video_frames_measured"] == 2
+    frames = read_media(tiny_clip).video
+    from neofield.metrics import video_psnr
+    from neofield.render import render_media
+
+    rendered = render_media(field, signal.layout()).video
+    assert part["video_psnr_db"] == pytest.approx(video_psnr(frames[[0, 3]], rendered[[0, 3]]), abs=1e-4)

@@ -1,6 +1,8 @@
 import math
+import tracemalloc
 
 import numpy as np
+import pytest
 
 from neofield.metrics import (
     audio_psnr,
@@ -37,16 +39,19 @@ def test_rates():
     assert kbps(1000, 2.0) == 4.0
 
 
-def slow_ssim(x: np.ndarray, y: np.ndarray, k: int = 11, sigma: float = 1.5) -> float:
-    """Wang et al.'s SSIM written out window by window, to check the fast one against."""
-    r = np.arange(k) - (k - 1) / 2
-    g = np.exp(-(r**2) / (2 * sigma**2))
-    w = np.outer(g, g) / np.outer(g, g).sum()
+def slow_ssim(x: np.ndarray, y: np.ndarray, sigma: float = 1.5) -> float:
+    """Wang et al.'s SSIM written out window by window, to check the fast one against.
+
+    The window is 11x11, or as tall/wide as the frame where the frame is smaller.
+    """
+    kh, kw = min(11, x.shape[0]), min(11, x.shape[1])
+    gh, gw = (np.exp(-((np.arange(k) - (k - 1) / 2) ** 2) / (2 * sigma**2)) for k in (kh, kw))
+    w = np.outer(gh, gw) / np.outer(gh, gw).sum()
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
     values = []
-    for i in range(x.shape[0] - k + 1):
-        for j in range(x.shape[1] - k + 1):
-            px, py = x[i:i + k, j:j + k], y[i:i + k, j:j + k]
+    for i in range(x.shape[0] - kh + 1):
+        for j in range(x.shape[1] - kw + 1):
+            px, py = x[i:i + kh, j:j + kw], y[i:i + kh, j:j + kw]
             mx, my = (w * px).sum(), (w * py).sum()
             vx, vy = (w * (px - mx) ** 2).sum(), (w * (py - my) ** 2).sum()
             cov = (w * (px - mx) * (py - my)).sum()
@@ -108,3 +113,69 @@ def test_segmental_snr_leaves_out_silence_and_clamps_each_frame():
     test[2000:] = 0.3  # errors only in the silence: no loud frame is touched
     assert audio_segmental_snr(ref, test, 1000) == 35.0  # exact loud frames are clamped at 35
     assert math.isnan(audio_segmental_snr(np.zeros((100, 1)), np.ones((100, 1)), 1000))
+
+
+@pytest.mark.parametrize("height, width", [(7, 20), (20, 5), (4, 6)])
+def test_ssim_of_a_frame_smaller_than_the_window_uses_a_window_of_the_frame_side(height, width):
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 256, (1, height, width, 3), dtype=np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-30, 31, a.shape), 0, 255).astype(np.uint8)
+    assert math.isclose(video_ssim(a, b)[1][0], slow_ssim(luma(a[0]), luma(b[0])), rel_tol=0, abs_tol=1e-9)
+
+
+def test_ssim_and_per_frame_psnr_never_hold_a_float_copy_of_the_clip():
+    rng = np.random.default_rng(4)
+    a = rng.integers(0, 256, (48, 48, 48, 3), dtype=np.uint8)
+    b = rng.integers(0, 256, a.shape, dtype=np.uint8)
+    clip_as_float = a.size * 8
+    for measure in (video_ssim, video_psnr_per_frame):
+        tracemalloc.start()
+        try:
+            measure(a, b)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < clip_as_float / 4, (measure.__name__, peak, clip_as_float)
+
+
+def test_new_measures_reject_shapes_that_differ():
+    v, a = np.zeros((2, 12, 12, 3), np.uint8), np.zeros((100, 2), np.float32)
+    with pytest.raises(ValueError):
+        video_psnr_per_frame(v, v[:1])
+    with pytest.raises(ValueError):
+        video_ssim(v, v[:, :11])
+    with pytest.raises(ValueError):
+        audio_snr(a, a[:, :1])
+    with pytest.raises(ValueError):
+        audio_segmental_snr(a, a[:99], 1000)
+
+
+def test_segmental_snr_rejects_a_frame_length_that_is_not_positive():
+    a = np.zeros((100, 1), np.float32)
+    with pytest.raises(ValueError):
+        audio_segmental_snr(a, a, 1000, frame_seconds=0)
+    with pytest.raises(ValueError):
+        audio_segmental_snr(a, a, 0)
+
+
+def test_segmental_snr_counts_frames_down_to_60_db_below_the_loudest():
+    ref = np.full((300, 1), 1e-1)  # three 100-sample frames at 1 kHz, 0.1 s each
+    ref[100:200] = 1e-1 * 10 ** (-50 / 20)  # 50 dB below the loudest: counted
+    ref[200:] = 1e-1 * 10 ** (-70 / 20)  # 70 dB below: silence, left out
+    test = ref.copy()
+    test[100:] *= 1.1  # 20 dB SNR in both quiet frames
+    got = audio_segmental_snr(ref, test, 1000, frame_seconds=0.1)
+    assert math.isclose(got, (35.0 + 20.0) / 2, rel_tol=1e-9)  # exact loud frame (clamped to 35), 50 dB frame at 20
+
+
+def test_segmental_snr_clamps_a_wrecked_frame_at_minus_10_db():
+    ref = np.full((200, 1), 0.1)
+    test = -10 * ref  # -20.8 dB in both frames
+    assert audio_snr(ref, test) < -20
+    assert audio_segmental_snr(ref, test, 1000, frame_seconds=0.1) == -10.0
+
+
+def test_snr_is_zero_for_predicting_silence_and_infinite_for_two_silences():
+    ref = np.random.default_rng(5).uniform(-1e-4, 1e-4, (1000, 2)).astype(np.float32)
+    assert math.isclose(audio_snr(ref, np.zeros_like(ref)), 0.0, abs_tol=1e-9)
+    assert audio_snr(np.zeros((10, 1)), np.zeros((10, 1))) == math.inf
