@@ -48,6 +48,7 @@ LONG_FIT_SECONDS = 600.0  # plans longer than this are announced with a warning
 AUDIO_SAMPLES_PER_SEGMENT = 1024  # one latent set per ~23 ms of 44.1 kHz audio
 MAX_SEGMENTS = 1_000_000
 MEASURE_SECONDS = 60.0  # the encoder's own quality check on a large clip is bounded (see measure)
+MEASURE_MIN_FRAMES = 8  # ... but never to fewer frames than this
 ATTENTIONS = ("linear", "softmax")
 
 
@@ -239,10 +240,10 @@ def measure(field_: NeoMLPField, signal: Signal, points_per_second: float | None
     if media.video is None or media.still or not points_per_second:
         return compare(media, render_media(field_, layout))
     frames, h, w, _ = media.video.shape
-    affordable = int(MEASURE_SECONDS * points_per_second / (h * w))
-    if affordable >= frames:
+    count = max(int(MEASURE_SECONDS * points_per_second / (h * w)), MEASURE_MIN_FRAMES)
+    if count >= frames:
         return compare(media, render_media(field_, layout))
-    picks = np.unique(np.linspace(0, frames - 1, max(affordable, 2)).round().astype(int))
+    picks = np.unique(np.linspace(0, frames - 1, count).round().astype(int))
     cmap, vmap = CoordinateMap.from_dict(layout["coordinates"]), ValueMap(**layout["values"]["video"])
     rendered = [next(render_video(field_, cmap, VideoGrid(w, h, 1, media.fps, k / media.fps), vmap,
                                   slice(*layout["outputs"]["video"]))) for k in picks]
@@ -354,7 +355,7 @@ def decode(
         plan = DecodePlan(plan.video, None)
         notes.append("a gif holds no sound: the sound was left out")
     if plan.video is None and target.kind != "audio":
-        raise NeofieldError(f"no video lies after --start {start:g} s (only sound does); decode it to .wav")
+        raise NeofieldError(f"no video lies after --start {start or 0:g} s (only sound does); decode it to .wav")
     check_plan(plan)
     media = render_media(b.field, b.meta, plan, video_stream=True)
     tags = {TAG_KEY: json.dumps(decode_tag(bundle_path, b.meta, plan), sort_keys=True)}

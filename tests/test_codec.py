@@ -174,7 +174,7 @@ def test_psnr_of_a_decoded_file_takes_the_encodes_selection(tmp_path):
     assert neofield.psnr(BIKES, decoded)["video_psnr_db"] == neofield.psnr(BIKES, tmp_path / "b.nf")["video_psnr_db"]
 
 
-def test_the_encoders_check_of_a_large_clip_is_bounded_to_evenly_spaced_frames(tiny_clip):
+def test_the_encoders_check_of_a_large_clip_is_bounded_to_evenly_spaced_frames(tiny_clip, monkeypatch):
     from neofield.codec import make_field, measure
     from neofield.signal import Signal
 
@@ -182,7 +182,11 @@ def test_the_encoders_check_of_a_large_clip_is_bounded_to_evenly_spaced_frames(t
     field = make_field(signal, "tiny", segments=4)
     full = measure(field, signal)
     assert "video_frames_measured" not in full
-    # a fit this slow could afford 2 frames of 32x14 in the measuring time
+    # a fit this slow could afford 2 frames of 32x14 in the measuring time: the floor is 8 frames, and
+    # this clip has only 4, so all of them are measured
+    part = measure(field, signal, points_per_second=2 * 32 * 14 / neofield.codec.MEASURE_SECONDS)
+    assert part == full
+    monkeypatch.setattr(neofield.codec, "MEASURE_MIN_FRAMES", 2)
     part = measure(field, signal, points_per_second=2 * 32 * 14 / neofield.codec.MEASURE_SECONDS)
     assert part["video_frames_measured"] == 2
     frames = read_media(tiny_clip).video
