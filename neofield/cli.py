@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -139,6 +140,24 @@ class FitDisplay:
                       f"about {_duration(p.eta)} to go")
 
 
+class _LogLines:
+    """Progress for logs and pipes, where a live bar cannot be drawn: one line every 30 s."""
+
+    EVERY = 30.0
+
+    def __init__(self, what: str, enabled: bool):
+        self.what, self.enabled = what, enabled
+        self.start = self.last = time.monotonic()
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if self.enabled and now - self.last >= self.EVERY:
+            self.last = now
+            elapsed = now - self.start
+            err.print(f"{self.what} {done:,}/{total:,}, {_duration(elapsed)} elapsed, about "
+                      f"{_duration(elapsed * (total - done) / max(done, 1))} to go")
+
+
 Force = Annotated[bool, typer.Option("--force", "-y", help="Overwrite the output if it exists.")]
 Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
@@ -246,12 +265,17 @@ def decode(
                         TextColumn("eta"), TimeRemainingColumn(), console=err, disable=quiet or not err.is_terminal,
                         transient=True)
     task = progress.add_task("decode", total=None)
+    log = _LogLines("decoding frame", enabled=not quiet and not err.is_terminal)
+
+    def on_frame(i: int, n: int) -> None:
+        progress.update(task, completed=i, total=n)
+        log(i, n)
+
     with progress:
         report = codec.decode(bundle, output, scale=scale, scale_time=scale_time, scale_rate=scale_rate,
                               size=parse_size(size, "--size") if size else None, fps=fps, sample_rate=sample_rate,
                               start=start, end=end, frame=frame, codec=codec_name, crf=crf, lossless=lossless,
-                              format=format, force=force,
-                              on_frame=lambda i, n: progress.update(task, completed=i, total=n))
+                              format=format, force=force, on_frame=on_frame)
     if as_json:
         print(json.dumps(report.to_dict(), indent=2), file=sys.stderr if report.path is None else sys.stdout)
     elif not quiet:
@@ -417,7 +441,13 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def _terminate(signum, frame) -> None:
+    """SIGTERM unwinds like Ctrl-C, so temporary outputs are removed and nothing half-written stays."""
+    raise KeyboardInterrupt
+
+
 def run() -> None:  # console-script entry point
+    signal.signal(signal.SIGTERM, _terminate)
     app(prog_name="neofield")
 
 

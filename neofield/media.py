@@ -15,16 +15,21 @@ import math
 import os
 import re
 import shutil
+import struct
 import tempfile
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
+from itertools import pairwise
 from pathlib import Path
 
 import av
+from av.video.reformatter import Colorspace
 import imageio.v3 as iio
 import numpy as np
 import soundfile as sf
+from av.packet import PacketSideData, packet_sidedata_type_from_literal
 
 from . import options
 from .errors import NeofieldError
@@ -204,20 +209,22 @@ def _decode_video(path: Path, sel: Selection) -> Media:
         times: list[float] = []
         rotation = 0
         half = 0.5 / fps
+        after = None  # time of the first frame past the selection: the last one kept lasts until it
+        last_duration = None
         for index, frame in enumerate(container.decode(stream)):
             t = frame.time if frame.time is not None else index / fps
             if t < sel.start - half:
                 continue
-            if end is not None and t >= end - half:
+            # --max-frames: a frame later than the last output frame's sampling time is never shown
+            past = sel.max_frames is not None and times and t - times[0] > (sel.max_frames - 0.5) / fps
+            if past or (end is not None and t >= end - half):
+                after = t
                 break
             if not frames:
                 rotation = int(round(frame.rotation or 0)) % 360 // 90 * 90
             frames.append(_upright(frame, rotation, sel.resize))
             times.append(t)
-            if sel.max_frames is not None and len(frames) >= sel.max_frames and not _uneven(times, fps):
-                break
-        last_duration = float(frame.duration * frame.time_base) if frames and frame.duration and \
-            frame.time_base else 1 / fps
+            last_duration = float(frame.duration * frame.time_base) if frame.duration and frame.time_base else None
     if rotation in (90, 270):
         sar = 1 / Fraction(sar)
     sar = Fraction(sar).limit_denominator(65535) if sar else Fraction(1)
@@ -225,10 +232,17 @@ def _decode_video(path: Path, sel: Selection) -> Media:
     if not frames:
         media.video = np.zeros((0, 1, 1, 3), np.uint8)
         return media
-    if _uneven(times, fps):
-        span = min(times[-1] + last_duration, end if end is not None else math.inf) - times[0]
+    stamps = times + ([after] if after is not None else [])
+    if _uneven(stamps, fps):
+        if after is not None:
+            last_end = after
+        else:  # the last frame's own duration, else the mean spacing
+            last_end = times[-1] + (last_duration or ((times[-1] - times[0]) / (len(times) - 1) if len(times) > 1
+                                                      else 1 / fps))
+        span = min(last_end, end if end is not None else math.inf) - times[0]
         count = max(1, round(span * fps))
-        picks = np.searchsorted(np.asarray(times) - times[0], (np.arange(count) + 0.5) / fps, side="right") - 1
+        clock = np.maximum.accumulate(np.asarray(times)) - times[0]  # a broken file's stray stamp stays in order
+        picks = np.searchsorted(clock, (np.arange(count) + 0.5) / fps, side="right") - 1
         frames = [frames[i] for i in np.clip(picks, 0, len(frames) - 1)]
         media.vfr = True
     if sel.max_frames is not None:
@@ -296,6 +310,7 @@ class VideoCodec:
     pix_fmt: str
     containers: frozenset[str]
     crf: tuple[float, float, float] | None  # default, lowest, highest; None: lossless only
+    min_side: int = 1  # smallest width or height the encoder accepts (after padding to even)
 
     def options(self, crf: float | None) -> dict[str, str]:
         if self.crf is None:
@@ -309,9 +324,9 @@ class VideoCodec:
 
 VIDEO_CODECS = {
     "h264": VideoCodec("libx264", "yuv420p", frozenset({".mp4", ".mov", ".mkv"}), (18, 0, 51)),
-    "h265": VideoCodec("libx265", "yuv420p", frozenset({".mp4", ".mov", ".mkv"}), (20, 0, 51)),
+    "h265": VideoCodec("libx265", "yuv420p", frozenset({".mp4", ".mov", ".mkv"}), (20, 0, 51), min_side=16),
     "vp9": VideoCodec("libvpx-vp9", "yuv420p", frozenset({".webm", ".mkv", ".mp4"}), (32, 0, 63)),
-    "av1": VideoCodec("libsvtav1", "yuv420p", frozenset({".webm", ".mkv", ".mp4"}), (30, 1, 63)),
+    "av1": VideoCodec("libsvtav1", "yuv420p", frozenset({".webm", ".mkv", ".mp4"}), (30, 1, 63), min_side=4),
     "ffv1": VideoCodec("ffv1", "bgr0", frozenset({".mkv"}), None),  # exact RGB, archival
 }
 LOSSLESS_RGB = VideoCodec("libx264rgb", "rgb24", frozenset({".mp4", ".mov", ".mkv"}), None)
@@ -321,7 +336,39 @@ CONTAINER_FORMATS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": 
 AUDIO_CODEC = {".mp4": "aac", ".mov": "aac", ".mkv": "aac", ".webm": "libopus"}
 LOSSLESS_AUDIO_CODEC = {".mp4": "flac", ".mov": "alac", ".mkv": "flac"}
 AUDIO_BITS_PER_SECOND = {"aac": 96_000, "libopus": 64_000, "libmp3lame": 96_000}  # per channel
+BT709, LIMITED_RANGE = 1, 1  # AVColorSpace/Primaries/TRC BT.709, AVColorRange MPEG ("tv")
 TIME_BASE = Fraction(1, 90_000)  # fine enough that every frame time, and the last frame's end, is exact
+# what a plain write (no --lossless, default codec) changes: the caller says so beside its quality figures
+LOSSY_DEFAULT = frozenset({".mp4", ".mov", ".mkv", ".webm", ".gif", ".ogg", ".opus", ".m4a", ".mp3",
+                           ".jpg", ".jpeg", ".webp"})
+
+
+def is_lossy(path: str | Path, codec: str | None = None, lossless: bool = False) -> bool:
+    """Whether writing ``path`` with these options changes the pixels or samples.
+
+    Exact: wav (float), flac (24-bit), png, bmp, tiff, and video with
+    ``lossless`` or ``codec="ffv1"``. A gif is always lossy (256 colours).
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix in CONTAINER_FORMATS and suffix != ".gif" and (lossless or codec == "ffv1"):
+        return False
+    return suffix in LOSSY_DEFAULT
+
+
+def keeps_sample_aspect_ratio(path: str | Path, codec: str | None = None, lossless: bool = False) -> bool:
+    """Whether a non-square pixel shape survives in this output.
+
+    mp4 and mov store it in the container (``pasp``), H.264 and H.265 in the
+    bitstream. Matroska reads it from ``AVStream.sample_aspect_ratio``, which
+    PyAV cannot set, so VP9, AV1 and FFV1 in .mkv/.webm lose it; gif and
+    pictures have none.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix in (".mp4", ".mov"):
+        return True
+    if suffix in (".mkv", ".webm"):
+        return (lossless and codec in (None, "h264")) or (codec or DEFAULT_VIDEO_CODEC[suffix]) in ("h264", "h265")
+    return False
 
 
 def video_codec(suffix: str, codec: str | None, lossless: bool) -> VideoCodec | None:
@@ -364,14 +411,18 @@ def write_video(
     """Encode RGB frames (and optional sound) into the container ``path``'s suffix names.
 
     By default what plays everywhere: H.264 4:2:0 (crf 18) + AAC in .mp4/.mov/.mkv,
-    VP9 + Opus in .webm, a palette GIF without sound. ``lossless`` writes
-    H.264 RGB at qp 0 + FLAC, which stores the frames exactly, so the file
-    shows the field's error and not the container's. 4:2:0 needs even sizes:
-    an odd width or height gets one replicated edge column or row. The frames
-    are stamped on a 1/90,000 s clock, and with ``frames_total`` and
-    ``end_time`` the last one lasts until ``end_time`` (default: a whole
-    frame), so a rate that does not divide the clip still gives its exact length. ``frames`` may be a generator: a long
-    decode never holds the whole clip in memory.
+    VP9 + Opus in .webm, a palette GIF without sound (``audio`` is ignored).
+    ``lossless`` writes H.264 RGB at qp 0 + FLAC (ALAC in .mov), which stores
+    the frames exactly, so the file shows the field's error and not the
+    container's. 4:2:0 needs even sizes: an odd width or height gets one
+    replicated edge column or row (``psnr`` crops it). Frames are stamped on a
+    1/90,000 s clock and the last one lasts until ``end_time`` (default: one
+    frame), so a rate that does not divide the clip still gives its exact
+    length; a gif counts in hundredths of a second. ``frames`` may be a
+    generator: a long decode never holds the whole clip in memory, and the
+    sound is interleaved with it as it goes. ``frames_total`` is optional: the
+    last frame is found at the end, whatever the count. ``metadata`` becomes
+    container tags (a gif has none).
     """
     suffix = path.suffix.lower()
     if suffix not in CONTAINER_FORMATS:
@@ -381,37 +432,45 @@ def write_video(
         if chosen is None or chosen.crf is None:
             raise NeofieldError("--crf applies to lossy codecs (h264, h265, vp9, av1)")
         raise NeofieldError(f"--crf for {chosen.encoder} must be in [{chosen.crf[1]:g}, {chosen.crf[2]:g}]")
+    if fps <= 0 or not math.isfinite(fps):
+        raise NeofieldError(f"the frame rate must be > 0, not {float(fps):g}")
+    if audio is not None and suffix != ".gif" and not sample_rate:
+        raise NeofieldError("sound needs a sample rate")
     rate = Fraction(fps).limit_denominator(1001000)
     options = {"movflags": "+faststart"} if suffix in (".mp4", ".mov") else {}
     with av.open(str(path), "w", format=CONTAINER_FORMATS[suffix], options=options) as out:
         out.metadata.update(metadata or {})
-        astream = None
+        sound = None
         if audio is not None and suffix != ".gif":
             astream = _audio_stream(out, (LOSSLESS_AUDIO_CODEC if lossless else AUDIO_CODEC)[suffix],
                                     audio.shape[1], sample_rate)
-        writer = _FrameWriter(out, chosen, rate, crf, sample_aspect_ratio, frames_total, end_time)
+            sound = _AudioWriter(out, astream, audio, sample_rate)
+        writer = _FrameWriter(out, chosen, rate, crf, sample_aspect_ratio, end_time)
         for frame in frames:
             writer.write(frame)
+            if sound is not None:  # the sound up to this frame's end, so the file interleaves as it plays
+                sound.write_until(writer.count / rate)
         writer.close()
-        if astream is not None:
-            mux_audio(out, astream, audio, sample_rate)
+        if sound is not None:
+            sound.close()
 
 
 class _FrameWriter:
     """Frames into one video stream: sized from the first frame, padded to even
-    sizes for 4:2:0, timed on ``TIME_BASE``; the last of ``frames_total``
-    frames lasts until ``end_time``."""
+    sizes for 4:2:0, timed on ``TIME_BASE``. The last packets are held back
+    until the end, so the last frame can last until ``end_time`` without the
+    frame count being known in advance."""
+
+    HOLD = 16  # packets held back: more than any encoder's reordering depth (x264, x265: 3 to 4 B-frames)
 
     def __init__(self, out, codec: VideoCodec | None, rate: Fraction, crf: float | None, sar: tuple[int, int],
-                 frames_total: int | None, end_time: float | None):
-        self.out, self.codec, self.rate, self.crf, self.sar = out, codec, rate, crf, sar
+                 end_time: float | None):
+        self.out, self.codec, self.rate, self.crf, self.sar, self.end_time = out, codec, rate, crf, sar, end_time
         self.stream = self.palette = None
         self.count = 0
         self.frame_ticks = round(1 / rate / TIME_BASE)
-        self.last_pts = self.last_ticks = None
-        if frames_total is not None and end_time is not None:
-            self.last_pts = self._pts(frames_total - 1)
-            self.last_ticks = max(1, round(end_time / TIME_BASE) - self.last_pts)
+        self.held: deque = deque()
+        self.released = False
 
     def _pts(self, index: int) -> int:
         return round(index / self.rate / TIME_BASE)
@@ -421,6 +480,10 @@ class _FrameWriter:
         self.even = self.codec is not None and self.codec.pix_fmt == "yuv420p"
         if self.even:
             h, w = h + h % 2, w + w % 2
+        if self.codec is not None and min(w, h) < self.codec.min_side:
+            side = self.codec.min_side
+            raise NeofieldError(f"{self.codec.encoder} needs pictures of at least {side}x{side}, not {w}x{h}: "
+                                "use --codec h264")
         encoder = "gif" if self.codec is None else self.codec.encoder
         self.stream = self.out.add_stream(encoder, rate=self.rate)
         self.stream.width, self.stream.height = w, h
@@ -430,10 +493,14 @@ class _FrameWriter:
             self.stream.time_base = TIME_BASE
             self.stream.options = self.codec.options(self.crf) if self.codec.crf else (
                 {"qp": "0", "preset": "medium"} if self.codec is LOSSLESS_RGB else {})
-            if self.codec.encoder == "libx265" and self.out.format.name.startswith("mov"):
+            if self.codec.encoder == "libx265" and self.out.format.name in ("mp4", "mov"):
                 self.stream.codec_tag = "hvc1"  # what Apple's players want for H.265 in mp4/mov
             if self.codec.encoder == "libvpx-vp9":
                 self.stream.bit_rate = 0  # constant quality: crf alone sets the rate
+            if self.even:  # say which YUV this is: untagged, browsers guess BT.709 for HD and FFmpeg BT.601
+                cc = self.stream.codec_context
+                cc.colorspace = cc.color_primaries = cc.color_trc = BT709
+                cc.color_range = LIMITED_RANGE
         if tuple(self.sar) != (1, 1):
             self.stream.codec_context.sample_aspect_ratio = Fraction(*self.sar)
         if self.codec is None:
@@ -445,28 +512,68 @@ class _FrameWriter:
         if self.even and (frame.shape[0] % 2 or frame.shape[1] % 2):
             frame = np.pad(frame, ((0, frame.shape[0] % 2), (0, frame.shape[1] % 2), (0, 0)), mode="edge")
         vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        if self.even:
+            vf = vf.reformat(format=self.codec.pix_fmt, dst_colorspace=Colorspace.ITU709)
         if self.palette is not None:  # GIF: frames go through palettegen/paletteuse, out at the end
             vf.pts, vf.time_base = self.count, 1 / self.rate
             self.palette.push(vf)
         else:
             vf.pts, vf.time_base = self._pts(self.count), TIME_BASE
-            self._mux(self.stream.encode(vf))
+            self._hold(self.stream.encode(vf))
         self.count += 1
 
-    def _mux(self, packets) -> None:
+    def _hold(self, packets) -> None:
         for packet in packets:
             if self.codec is not None and packet.pts is not None:
-                packet.duration = self.last_ticks if packet.pts == self.last_pts else self.frame_ticks
-            self.out.mux(packet)
+                packet.duration = round(Fraction(self.frame_ticks) * TIME_BASE / packet.time_base)
+            self.held.append(packet)
+        while len(self.held) > self.HOLD:
+            self._release()
+
+    def _release(self) -> None:
+        if not self.released:
+            _repair_dts(self.held, self.HOLD * self.frame_ticks * TIME_BASE)
+            self.released = True
+        self.out.mux(self.held.popleft())
 
     def close(self) -> None:
         if self.stream is None:
-            return
+            raise NeofieldError("no video frames to write")
         if self.palette is not None:
+            if self.end_time is not None:  # the gif muxer's own option: hundredths of a second
+                last = math.floor(Fraction(self.count - 1) * 100 / self.rate + Fraction(1, 2))
+                self.out.options["final_delay"] = str(max(1, round(self.end_time * 100) - last))
             self.palette.push(None)
             for vf in _drain(self.palette):
-                self._mux(self.stream.encode(vf))
-        self._mux(self.stream.encode(None))
+                self._hold(self.stream.encode(vf))
+        self._hold(self.stream.encode(None))
+        if self.end_time is not None and self.codec is not None:
+            last = self._pts(self.count - 1)
+            for packet in self.held:
+                if packet.pts is not None and round(packet.pts * packet.time_base / TIME_BASE) == last:
+                    ticks = max(1, round(self.end_time / TIME_BASE) - last)
+                    packet.duration = max(1, round(Fraction(ticks) * TIME_BASE / packet.time_base))
+        while self.held:
+            self._release()
+
+
+def _repair_dts(packets, reach: Fraction) -> None:
+    """Give the first packets of a stream decode times that go up, never pass
+    their presentation times and lag them by less than ``reach`` seconds, if
+    the encoder's do not: libx265 leaves them uninitialised in a one- or
+    two-frame clip, and the mp4 muxer refuses them."""
+    stamps = [(p.pts, p.dts) for p in packets]
+    if not stamps or any(pts is None for pts, _ in stamps):
+        return
+    ordered = sorted(pts for pts, _ in stamps)
+    lag = reach / packets[0].time_base
+    dts = [d for _, d in stamps]
+    if all(d is not None and o - lag <= d <= pts for o, (pts, d) in zip(ordered, stamps)) and \
+            all(a < b for a, b in pairwise(dts)):
+        return
+    shift = max(0, *(o - pts for o, (pts, _) in zip(ordered, stamps)))
+    for packet, o in zip(packets, ordered):
+        packet.dts = o - shift
 
 
 def _palette_graph(width: int, height: int, rate: Fraction) -> av.filter.Graph:
@@ -493,10 +600,13 @@ def _drain(graph: av.filter.Graph):
 
 
 def _audio_stream(out, codec: str, channels: int, sample_rate: int):
-    """An audio stream for ``codec`` at the rate it supports nearest above ``sample_rate``."""
+    """An audio stream for ``codec`` at the rate it supports nearest above ``sample_rate``
+    (Opus always at 48 kHz: its decoders give 48 kHz whatever was written)."""
     rates = av.codec.Codec(codec, "w").audio_rates
     rate = sample_rate
-    if rates and sample_rate not in rates:
+    if codec == "libopus":
+        rate = 48_000
+    elif rates and sample_rate not in rates:
         above = [r for r in rates if r >= sample_rate]
         rate = min(above) if above else max(rates)
     stream = out.add_stream(codec, rate=rate, layout=_layout(channels))
@@ -517,18 +627,54 @@ def _layout(channels: int) -> str:
 def mux_audio(out, stream, audio: np.ndarray, sample_rate: int) -> None:
     """Encode ``(samples, channels)`` float audio at ``sample_rate`` into an open output's
     audio ``stream``, converting to the stream's sample format and rate, and flush it."""
-    layout = stream.layout
-    resampler = av.AudioResampler(format=stream.codec_context.format, layout=layout, rate=stream.rate)
-    planar = np.ascontiguousarray(np.clip(audio, -1, 1).T.astype(np.float32))
-    for begin in range(0, planar.shape[1], 4096):
-        frame = av.AudioFrame.from_ndarray(planar[:, begin:begin + 4096], format="fltp", layout=layout)
-        frame.sample_rate = sample_rate
-        frame.pts, frame.time_base = begin, Fraction(1, sample_rate)  # the muxer needs timestamps
-        for f in resampler.resample(frame):
-            out.mux(stream.encode(f))
-    for f in resampler.resample(None):
-        out.mux(stream.encode(f))
-    out.mux(stream.encode(None))
+    _AudioWriter(out, stream, audio, sample_rate).close()
+
+
+class _AudioWriter:
+    """Sound into one audio stream a piece at a time, resampled to the stream's
+    format and rate, so that it can interleave with the pictures."""
+
+    CHUNK = 4096
+
+    def __init__(self, out, stream, audio: np.ndarray, sample_rate: int):
+        self.out, self.stream, self.sample_rate = out, stream, sample_rate
+        self.resampler = av.AudioResampler(format=stream.codec_context.format, layout=stream.layout,
+                                           rate=stream.rate)
+        self.planar = np.ascontiguousarray(np.clip(audio, -1, 1).T.astype(np.float32))
+        self.done = 0
+
+    def write_until(self, seconds: float) -> None:
+        stop = self.planar.shape[1]
+        if math.isfinite(seconds):
+            stop = min(stop, math.ceil(seconds * self.sample_rate))
+        while self.done < stop:
+            end = min(stop, self.done + self.CHUNK)
+            frame = av.AudioFrame.from_ndarray(self.planar[:, self.done:end], format="fltp",
+                                               layout=self.stream.layout)
+            frame.sample_rate = self.sample_rate
+            frame.pts, frame.time_base = self.done, Fraction(1, self.sample_rate)  # the muxer needs timestamps
+            for f in self.resampler.resample(frame):
+                self._mux(self.stream.encode(f))
+            self.done = end
+
+    def close(self) -> None:
+        self.write_until(math.inf)
+        for f in self.resampler.resample(None):
+            self._mux(self.stream.encode(f))
+        self._mux(self.stream.encode(None))
+
+    def _mux(self, packets) -> None:
+        size = self.stream.codec_context.frame_size
+        for packet in packets:
+            if self.stream.codec_context.name == "aac" and size and packet.duration and packet.time_base:
+                # AAC's last frame is padded to a full 1024 samples. mp4 keeps the real length in
+                # its sample table; Matroska needs it said as "discard padding" on the packet.
+                real = round(packet.duration * packet.time_base * self.stream.rate)
+                if real < size and not packet.has_sidedata("skip_samples"):
+                    padding = PacketSideData(packet_sidedata_type_from_literal("skip_samples"), 10)
+                    padding.update(struct.pack("<IIBB", 0, size - real, 0, 0))
+                    packet.set_sidedata(padding)
+            self.out.mux(packet)
 
 
 SOUNDFILE_FORMATS = {".wav": ("WAV", "FLOAT"), ".flac": ("FLAC", "PCM_24"), ".ogg": ("OGG", "VORBIS")}
@@ -539,6 +685,8 @@ def write_audio(path: Path, audio: np.ndarray, sample_rate: int, metadata: dict[
     """Write sound: wav as 32-bit float (exact), flac as 24-bit, ogg as Vorbis;
     opus, m4a (AAC) and mp3 through FFmpeg. ``metadata`` goes into the file's tags."""
     suffix = path.suffix.lower()
+    if suffix not in AUDIO_OUT_SUFFIXES:
+        raise NeofieldError(f"cannot write sound into {suffix}: use {', '.join(sorted(AUDIO_OUT_SUFFIXES))}")
     if suffix in FFMPEG_AUDIO:
         fmt, codec = FFMPEG_AUDIO[suffix]
         with av.open(str(path), "w", format=fmt) as out:
@@ -558,7 +706,7 @@ def write_image(path: Path, image: np.ndarray) -> None:
     iio.imwrite(path, image, extension=path.suffix.lower())
 
 
-SEQUENCE_FIELD = re.compile(r"%0?(\d*)d")
+SEQUENCE_FIELD = re.compile(r"%(0\d+)?d")  # printf's %d or %05d, nothing else
 
 
 def write_image_sequence(pattern: str, frames: Iterable[np.ndarray], *, force: bool = False,
@@ -570,8 +718,7 @@ def write_image_sequence(pattern: str, frames: Iterable[np.ndarray], *, force: b
     them are made; existing files are refused unless ``force``.
     """
     target = Path(pattern)
-    fields = SEQUENCE_FIELD.findall(target.name)
-    if len(fields) != 1 or target.name.count("%") != 1:
+    if len(SEQUENCE_FIELD.findall(target.name)) != 1 or target.name.count("%") != 1:
         raise NeofieldError(f"{pattern!r} needs exactly one frame-number field such as %05d")
     if target.suffix.lower() not in IMAGE_SUFFIXES:
         raise NeofieldError(f"{pattern!r}: pictures are written as {', '.join(sorted(IMAGE_SUFFIXES))}")
@@ -595,9 +742,15 @@ def write_image_sequence(pattern: str, frames: Iterable[np.ndarray], *, force: b
             write_image(staging / name(i), frame)
             written.append(name(i))
         paths = []
-        for n in written:
-            os.replace(staging / n, folder / n)
-            paths.append(folder / n)
+        try:
+            for n in written:
+                os.replace(staging / n, folder / n)
+                paths.append(folder / n)
+        except OSError as exc:
+            if not force:  # the ones already moved were new: take them back out
+                for moved in paths:
+                    moved.unlink(missing_ok=True)
+            raise NeofieldError(f"cannot move the pictures into {folder} ({_first_line(exc)})") from None
         return paths
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -227,3 +227,19 @@ def test_info_prints_names_from_the_file_verbatim(encoded, tmp_path):
     info = neofield("info", tmp_path / "odd.nf")
     assert info.returncode == 0, info.stderr
     assert "[/]evil[bold]name" in info.stdout
+
+
+def test_a_terminated_decode_leaves_no_partial_file(encoded, tmp_path):
+    import signal
+    import time
+
+    out, _ = encoded
+    proc = subprocess.Popen([sys.executable, "-m", "neofield", "decode", str(out), "--scale", "12", "-o",
+                             str(tmp_path / "big.mp4"), "-q"], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not any(tmp_path.iterdir()) and time.monotonic() < deadline:  # wait until the output is being written
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in stderr
+    assert not any(tmp_path.iterdir())

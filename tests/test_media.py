@@ -1,3 +1,4 @@
+import shutil
 from fractions import Fraction
 
 import numpy as np
@@ -5,7 +6,20 @@ import pytest
 import soundfile as sf
 
 from neofield.errors import NeofieldError
-from neofield.media import Selection, mux_audio, parse_size, read_media, write_audio, write_image, write_video
+from neofield.media import (
+    LOSSY_DEFAULT,
+    Selection,
+    is_lossy,
+    keeps_sample_aspect_ratio,
+    mux_audio,
+    parse_size,
+    read_media,
+    read_tags,
+    write_audio,
+    write_image,
+    write_image_sequence,
+    write_video,
+)
 from tests.conftest import BACH, BBB, BIKES
 
 
@@ -181,8 +195,9 @@ def marked_frames(n=3, h=12, w=16):
 
 def write_raw(path, frames, rotation=0, sar=None, pts_ms=None):
     """Write frames with PyAV directly: a display rotation, a pixel shape, or uneven times."""
-    import av
     from fractions import Fraction
+
+    import av
 
     with av.open(str(path), "w") as out:
         s = out.add_stream("libx264", rate=25)
@@ -212,6 +227,15 @@ def test_a_rotated_clip_is_read_upright(tmp_path):
     assert media.video[0, -1, 0].min() > 200 and media.video[0, 0, 0].max() < 50
 
 
+@pytest.mark.parametrize("rotation,corner", [(180, (-1, -1)), (270, (0, -1))])
+def test_each_rotation_lands_the_corner_where_players_show_it(tmp_path, rotation, corner):
+    write_raw(tmp_path / "r.mp4", marked_frames(), rotation=rotation)
+    media = read_media(tmp_path / "r.mp4")
+    assert media.rotation == rotation
+    assert media.video.shape == ((3, 12, 16, 3) if rotation == 180 else (3, 16, 12, 3))
+    assert media.video[0][corner].min() > 200 and media.video[0, 0, 0].max() < 50
+
+
 def test_resize_of_a_rotated_clip_is_the_displayed_size(tmp_path):
     write_raw(tmp_path / "r.mp4", marked_frames(), rotation=270)
     assert read_media(tmp_path / "r.mp4", Selection(resize=(6, 8))).video.shape == (3, 8, 6, 3)
@@ -232,11 +256,26 @@ def test_variable_frame_rate_is_resampled_to_a_constant_rate(tmp_path):
     frames = np.stack([np.full((8, 8, 3), v, np.uint8) for v in (0, 80, 160, 240)])
     write_raw(tmp_path / "v.mp4", frames, pts_ms=[0, 40, 120, 160])  # 0.2 s, a gap after frame 1
     media = read_media(tmp_path / "v.mp4")
-    assert media.vfr and media.fps == pytest.approx(20, abs=5)  # the stream's average rate
-    values = [int(f.mean()) for f in media.video]
-    expected = round(0.2 * media.fps)
-    assert len(media.video) == expected and values[0] == 0 and values[-1] == 240
-    assert values == sorted(values)  # sample-and-hold: time only moves forward
+    assert media.vfr and media.fps == 20  # the stream's average rate: 4 frames in 0.2 s
+    # output frame k shows the latest frame at or before (k + 0.5) / 20 s: 25, 75, 125, 175 ms
+    assert [int(f.mean()) for f in media.video] == [0, 80, 160, 240]
+    # the first two frames look even (40 ms at 20 fps); the gap after them still counts
+    assert read_media(tmp_path / "v.mp4", Selection(max_frames=2)).vfr
+
+
+def test_dropped_frames_are_held_and_the_count_follows_the_duration(tmp_path):
+    pts = [0, 40, 120, 160, 200, 330]  # the last frame lasts 40 ms: 0.37 s in all
+    frames = np.stack([np.full((8, 8, 3), 40 * i, np.uint8) for i in range(len(pts))])
+    write_raw(tmp_path / "v.mp4", frames, pts_ms=pts)
+    media = read_media(tmp_path / "v.mp4")
+    fps = 6 / 0.37  # FFmpeg's average rate
+    assert media.vfr and media.fps == pytest.approx(fps)
+    times = (np.arange(round(0.37 * fps)) + 0.5) / fps * 1000
+    expected = [40 * (np.searchsorted(pts, t, side="right") - 1) for t in times]
+    assert [int(f.mean()) for f in media.video] == expected == [0, 40, 80, 160, 160, 200]  # 120 ms is skipped
+    # --max-frames cuts the same resampled clip, and still sees the gap that follows
+    part = read_media(tmp_path / "v.mp4", Selection(max_frames=3))
+    assert part.vfr and np.array_equal(part.video, media.video[:3])
 
 
 def test_a_constant_rate_clip_is_not_taken_for_variable():
@@ -339,3 +378,232 @@ def test_tags_round_trip_in_every_output_that_has_them(tmp_path):
         write_audio(tmp_path / f"a{suffix}", np.zeros((960, 1), np.float32), 48000, metadata=tag)
         assert read_tags(tmp_path / f"a{suffix}").get("comment") == tag["comment"], suffix
     assert read_tags(tmp_path / "missing.mp4") == {}
+
+
+# ------------------------------------------------------- more of the writers ----
+def decoded(path):
+    """(frame count, width, height, codec, codec tag, pix_fmt) as FFmpeg decodes ``path``."""
+    import av
+
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        count = sum(1 for _ in c.decode(s))
+        return count, s.width, s.height, s.codec_context.name, s.codec_tag, s.codec_context.pix_fmt
+
+
+@pytest.mark.parametrize("suffix,codec,name", [(".mkv", "h265", "hevc"), (".mp4", "vp9", "vp9"),
+                                               (".webm", "av1", "libdav1d"), (".mkv", "ffv1", "ffv1")])
+def test_every_codec_writes_what_ffmpeg_decodes(tmp_path, suffix, codec, name):
+    frames = np.random.default_rng(0).integers(0, 256, (3, 16, 20, 3), dtype=np.uint8)
+    write_video(tmp_path / f"a{suffix}", iter(frames), 10.0, codec=codec)
+    count, w, h, decoder, _, _ = decoded(tmp_path / f"a{suffix}")
+    assert (count, w, h) == (3, 20, 16) and decoder.startswith(name[:4])
+    if codec == "ffv1":  # archival: exact RGB
+        assert np.array_equal(read_media(tmp_path / f"a{suffix}").video, frames)
+
+
+@pytest.mark.parametrize("count", [1, 2, 5])
+def test_h265_in_mp4_is_tagged_hvc1_for_apple_players(tmp_path, count):
+    # one or two frames: libx265 hands out garbage decode times, which the mp4 muxer refuses
+    frames = np.zeros((count, 16, 16, 3), np.uint8)
+    write_video(tmp_path / "a.mp4", iter(frames), 10.0, codec="h265")
+    assert decoded(tmp_path / "a.mp4")[::4] == (count, "hvc1")
+
+
+def test_too_small_for_the_codec_is_a_one_line_error(tmp_path):
+    with pytest.raises(NeofieldError, match="at least 16x16") as info:
+        write_video(tmp_path / "a.mkv", iter(np.zeros((2, 8, 8, 3), np.uint8)), 10.0, codec="h265")
+    assert "\n" not in str(info.value)
+    with pytest.raises(NeofieldError, match="no video frames"):
+        write_video(tmp_path / "b.mp4", iter([]), 10.0)
+
+
+def test_crf_range_is_the_codecs_own(tmp_path):
+    frames = np.zeros((1, 8, 8, 3), np.uint8)
+    write_video(tmp_path / "a.webm", iter(frames), 25.0, crf=63)  # VP9 goes to 63, H.264 to 51
+    with pytest.raises(NeofieldError, match=r"\[0, 51\]"):
+        write_video(tmp_path / "a.mp4", iter(frames), 25.0, crf=63)
+    with pytest.raises(NeofieldError, match=r"\[1, 63\]"):
+        write_video(tmp_path / "a.mkv", iter(frames), 25.0, codec="av1", crf=0)
+    with pytest.raises(NeofieldError, match="lossy codecs"):
+        write_video(tmp_path / "a.mp4", iter(frames), 25.0, lossless=True, crf=10)
+    with pytest.raises(NeofieldError, match="ffv1 does not go into"):
+        write_video(tmp_path / "a.mp4", iter(frames), 25.0, codec="ffv1")
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".webm", ".gif"])
+def test_odd_sizes_pad_with_the_edge_and_never_crash(tmp_path, suffix):
+    frames = np.zeros((2, 5, 7, 3), np.uint8)
+    frames[:, :, -1] = 255  # a white last column, a black last row
+    write_video(tmp_path / f"odd{suffix}", iter(frames), 10.0)
+    back = read_media(tmp_path / f"odd{suffix}").video.astype(int)
+    if suffix == ".gif":  # no 4:2:0, no padding
+        assert back.shape == (2, 5, 7, 3)
+        return
+    assert back.shape == (2, 6, 8, 3)
+    assert back[:, :, -1].min() > 200 and back[:, -1, :6].max() < 60  # the pad repeats its neighbour
+    write_video(tmp_path / f"dot{suffix}", iter(np.zeros((1, 1, 1, 3), np.uint8)), 10.0)
+    assert read_media(tmp_path / f"dot{suffix}").video.shape == (1, 2, 2, 3)
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mov", ".mkv", ".webm", ".gif"])
+def test_the_end_time_holds_without_knowing_the_frame_count(tmp_path, suffix):
+    import av
+
+    frames = np.random.default_rng(0).integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
+    write_video(tmp_path / f"e{suffix}", iter(frames), 2.5, end_time=1.0)  # 0.4 + 0.4 + 0.2 s
+    with av.open(str(tmp_path / f"e{suffix}")) as c:
+        s = c.streams.video[0]
+        assert c.duration / 1e6 == pytest.approx(1.0, abs=1e-3)
+        assert [round(float(p.pts * p.time_base), 3) for p in c.demux(s) if p.pts is not None] == [0, 0.4, 0.8]
+    write_video(tmp_path / f"f{suffix}", iter(frames), 2.5)  # by default the last frame lasts a whole frame
+    with av.open(str(tmp_path / f"f{suffix}")) as c:
+        assert c.duration / 1e6 == pytest.approx(1.2, abs=1e-3)
+
+
+def test_sample_aspect_ratio_survives_where_the_file_can_hold_it(tmp_path):
+    import av
+
+    frames = np.zeros((2, 16, 16, 3), np.uint8)
+    for suffix, codec in [(".mp4", None), (".mov", None), (".mkv", None), (".mkv", "h265"), (".mp4", "vp9"),
+                          (".webm", None), (".mkv", "ffv1")]:
+        path = tmp_path / f"s_{codec}{suffix}"
+        write_video(path, iter(frames), 10.0, codec=codec, sample_aspect_ratio=(4, 3))
+        with av.open(str(path)) as c:
+            kept = c.streams.video[0].sample_aspect_ratio == Fraction(4, 3)
+        assert kept == keeps_sample_aspect_ratio(path, codec), (suffix, codec)
+        assert read_media(path).sample_aspect_ratio == ((4, 3) if kept else (1, 1))
+    assert keeps_sample_aspect_ratio("a.mp4") and not keeps_sample_aspect_ratio("a.webm")
+
+
+def noise(seconds, rate, channels=2, seed=0):
+    """Noise below 4 kHz: AAC at 96 kb/s per channel keeps it well (white noise up to 24 kHz it does not)."""
+    white = np.random.default_rng(seed).normal(0, 1, (int(seconds * rate) + 64, channels))
+    kernel = np.sinc(np.arange(-32, 33) * 8000 / rate) * np.hanning(65)
+    low = np.stack([np.convolve(white[:, c], kernel, "valid") for c in range(channels)], 1)[: int(seconds * rate)]
+    return (0.3 * low / low.std()).clip(-1, 1).astype(np.float32)
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mov", ".mkv"])
+def test_aac_beside_video_has_its_written_length_and_no_delay(tmp_path, suffix):
+    sound = noise(0.5, 48000)
+    write_video(tmp_path / f"a{suffix}", iter(np.zeros((5, 8, 8, 3), np.uint8)), 10.0, sound, 48000)
+    back = read_media(tmp_path / f"a{suffix}")
+    assert back.sample_rate == 48000 and abs(len(back.audio) - 24000) <= 64
+    n = min(len(back.audio), 24000) - 2048
+    lags = range(-1024, 1025, 8)
+    corr = [np.corrcoef(back.audio[1024 + k:1024 + k + n, 0], sound[1024:1024 + n, 0])[0, 1] for k in lags]
+    assert corr[lags.index(0)] > 0.9 and max(corr) == corr[lags.index(0)]
+
+
+@pytest.mark.parametrize("suffix", [".opus", ".webm"])
+def test_opus_is_written_at_48_khz(tmp_path, suffix):
+    sound = noise(0.5, 22050)  # Opus could take 24 kHz, but every decoder gives 48 kHz back
+    if suffix == ".opus":
+        write_audio(tmp_path / "a.opus", sound, 22050)
+    else:
+        write_video(tmp_path / "a.webm", iter(np.zeros((5, 8, 8, 3), np.uint8)), 10.0, sound, 22050)
+    back = read_media(tmp_path / f"a{suffix}")
+    assert back.sample_rate == 48000 and abs(len(back.audio) - 24000) <= 64
+
+
+def test_aac_gets_the_nearest_rate_it_supports(tmp_path):
+    frames = iter(np.zeros((2, 8, 8, 3), np.uint8))
+    write_video(tmp_path / "a.mp4", frames, 10.0, np.zeros((3000, 1), np.float32), 30000)
+    back = read_media(tmp_path / "a.mp4")
+    assert back.sample_rate == 32000 and abs(len(back.audio) - 3200) <= 64
+
+
+def test_picture_sequence_patterns_and_overwrites(tmp_path):
+    frames = np.random.default_rng(0).integers(0, 256, (2, 4, 5, 3), dtype=np.uint8)
+    for bad in ("f_%5d.png", "f_%s.png", "f_%d_%d.png", "f_%05d.txt", "f.png"):
+        with pytest.raises(NeofieldError) as info:
+            write_image_sequence(str(tmp_path / bad), iter(frames))
+        assert "\n" not in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+    paths = write_image_sequence(str(tmp_path / "%d.jpg"), iter(frames))
+    assert [p.name for p in paths] == ["0.jpg", "1.jpg"]
+    # the count unknown: refused at the first existing file, before anything moves
+    (tmp_path / "f_001.png").write_bytes(b"keep")
+    with pytest.raises(NeofieldError, match="f_001.png already exists"):
+        write_image_sequence(str(tmp_path / "f_%03d.png"), iter(frames))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0.jpg", "1.jpg", "f_001.png"]
+    write_image_sequence(str(tmp_path / "f_%03d.png"), iter(frames), force=True)
+    assert np.array_equal(read_media(tmp_path / "f_001.png").video[0], frames[1])
+    with pytest.raises(NeofieldError, match="does not exist"):
+        write_image_sequence(str(tmp_path / "no" / "%d.png"), iter(frames))
+
+
+def test_tags_in_every_video_container(tmp_path):
+    tag = {"comment": '{"neofield": "x", "name": "café"}'}
+    for suffix in (".mp4", ".mov", ".mkv", ".webm"):
+        write_video(tmp_path / f"a{suffix}", iter(np.zeros((1, 8, 8, 3), np.uint8)), 25.0,
+                    np.zeros((4800, 1), np.float32), 48000, metadata=tag)
+        assert read_tags(tmp_path / f"a{suffix}")["comment"] == tag["comment"], suffix
+    write_video(tmp_path / "a.gif", iter(np.zeros((1, 8, 8, 3), np.uint8)), 25.0, metadata=tag)
+    assert "comment" not in read_tags(tmp_path / "a.gif")  # FFmpeg's gif muxer writes no tags
+    (tmp_path / "t.mp4").write_text("not media")
+    assert read_tags(tmp_path / "t.mp4") == {}
+
+
+def test_the_caller_can_tell_a_lossy_write():
+    assert is_lossy("a.mp4") and is_lossy("a.webm") and is_lossy("a.gif") and is_lossy("a.m4a")
+    assert not is_lossy("a.mp4", lossless=True) and not is_lossy("a.mkv", codec="ffv1")
+    assert not is_lossy("a.wav") and not is_lossy("a.flac") and not is_lossy("a.png")
+    assert is_lossy("a.gif", lossless=True) and {".mp4", ".jpg", ".opus"} <= LOSSY_DEFAULT
+
+
+def test_unknown_sound_suffix_is_a_one_line_error(tmp_path):
+    with pytest.raises(NeofieldError, match="cannot write sound into .aiff"):
+        write_audio(tmp_path / "a.aiff", np.zeros((10, 1), np.float32), 8000)
+
+
+def test_sound_is_interleaved_with_the_pictures(tmp_path):
+    import av
+
+    frames = np.zeros((15 * 25, 8, 8, 3), np.uint8)  # longer than the muxer's own 10 s interleaving window
+    write_video(tmp_path / "a.mp4", iter(frames), 25.0, noise(15.0, 48000, channels=1), 48000)
+    with av.open(str(tmp_path / "a.mp4")) as c:
+        kinds = [p.stream.type for p in c.demux() if p.size]
+    assert kinds.index("audio") <= 5  # a player reading from the front finds the sound at once
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="the ffmpeg command is not installed")
+def test_upright_and_resampled_frames_match_the_ffmpeg_command(tmp_path):
+    """FFmpeg's own command turns a clip as players do (autorotate) and its fps filter
+    resamples variable rates: what neofield reads must be the same pixels."""
+    import subprocess
+
+    def ffmpeg_frames(path, *args):
+        raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), *args, "-f", "rawvideo", "-pix_fmt", "rgb24",
+                              "-"], capture_output=True, check=True).stdout
+        return np.frombuffer(raw, np.uint8)
+
+    for rotation in (90, 180, 270):
+        write_raw(tmp_path / "r.mp4", marked_frames(), rotation=rotation)
+        ours = read_media(tmp_path / "r.mp4").video
+        assert np.array_equal(ffmpeg_frames(tmp_path / "r.mp4").reshape(ours.shape), ours), rotation
+    pts = [0, 10, 20, 200, 210, 400, 433]
+    write_raw(tmp_path / "v.mp4", np.stack([np.full((8, 8, 3), 30 * i, np.uint8) for i in range(7)]), pts_ms=pts)
+    ours = read_media(tmp_path / "v.mp4")
+    rate = Fraction(ours.fps).limit_denominator(100000)
+    theirs = ffmpeg_frames(tmp_path / "v.mp4", "-vf", f"fps={rate}").reshape(-1, 8, 8, 3)
+    assert ours.vfr and np.array_equal(theirs, ours.video)
+
+
+def test_lossy_video_says_which_colours_it_holds(tmp_path):
+    import av
+    from av.video.reformatter import Colorspace
+
+    from neofield.metrics import video_psnr
+
+    frames = read_media(BBB, Selection(max_frames=1)).video
+    write_video(tmp_path / "c.mp4", iter(frames), 25.0, crf=0)
+    with av.open(str(tmp_path / "c.mp4")) as c:
+        cc = c.streams.video[0].codec_context
+        assert (cc.colorspace, cc.color_primaries, cc.color_trc, cc.color_range) == (1, 1, 1, 1)  # BT.709, tv
+        frame = next(c.decode(video=0))
+        as_tagged = frame.to_ndarray(format="rgb24")
+        as_bt601 = frame.reformat(format="rgb24", src_colorspace=Colorspace.ITU601).to_ndarray()
+    # the pixels really are BT.709: read with the tag's matrix they match, with BT.601's they do not
+    assert video_psnr(frames, as_tagged[None]) > 38 > video_psnr(frames, as_bt601[None])
