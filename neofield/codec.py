@@ -32,7 +32,17 @@ from .errors import NeofieldError
 from .fields.neomlp import PRESETS, NeoMLPField, Segmentation, build_config
 from .files import atomic_output, check_output
 from .fit import FitConfig, FitProgress, FitResult, fit
-from .media import Media, Selection, read_media, read_tags, write_audio, write_image, write_image_sequence, write_video
+from .media import (
+    Media,
+    Selection,
+    keeps_sample_aspect_ratio,
+    read_media,
+    read_tags,
+    write_audio,
+    write_image,
+    write_image_sequence,
+    write_video,
+)
 from .outputs import OutputTarget, resolve_target
 from .quality import compare, size_report
 from .render import DecodePlan, VideoGrid, plan_decode, render_media, render_video
@@ -354,6 +364,10 @@ def decode(
     elif target.suffix == ".gif" and plan.audio is not None:
         plan = DecodePlan(plan.video, None)
         notes.append("a gif holds no sound: the sound was left out")
+    sar = tuple((b.meta["geometry"].get("video") or {}).get("sample_aspect_ratio") or (1, 1))
+    if target.kind != "audio" and sar != (1, 1) and not keeps_sample_aspect_ratio(target.path, codec, lossless):
+        notes.append(f"{target.suffix} cannot carry the source's pixel aspect ratio {sar[0]}:{sar[1]} "
+                     "here: use .mp4 or .mov to keep it")
     if plan.video is None and target.kind != "audio":
         raise NeofieldError(f"no video lies after --start {start or 0:g} s (only sound does); decode it to .wav")
     check_plan(plan)
@@ -370,9 +384,8 @@ def decode(
         elif target.kind == "audio":
             write_audio(tmp, media.audio, media.sample_rate, metadata=tags)
         else:
-            sar = b.meta["geometry"]["video"].get("sample_aspect_ratio") or (1, 1)
             write_video(tmp, _counted(media.video, plan.video.frames, on_frame), media.fps, media.audio,
-                        media.sample_rate, codec=codec, crf=crf, lossless=lossless, sample_aspect_ratio=tuple(sar),
+                        media.sample_rate, codec=codec, crf=crf, lossless=lossless, sample_aspect_ratio=sar,
                         end_time=plan.video.seconds, frames_total=plan.video.frames,
                         metadata=tags)
         nbytes = tmp.stat().st_size
@@ -442,8 +455,8 @@ def psnr(original: str | Path, candidate: str | Path, selection: Selection | Non
         b = load(candidate)
         stored = Selection.from_dict(b.meta["source"]["selection"])
         if selection is not None and selection != stored:
-            raise NeofieldError(f"{candidate} was encoded from {_describe(stored)} of its source; the options ask "
-                                f"for {_describe(selection)} (leave them out: a bundle knows its selection)")
+            raise NeofieldError(f"{candidate} was encoded from the piece ({_describe(stored)}) of its source; the "
+                                f"options ask for ({_describe(selection)}): leave them out, a bundle knows its piece")
         media = read_media(original, stored)
         if fingerprint(media) != b.meta["source"]["sha256"]:
             raise NeofieldError(f"{original} is not the media {candidate} was encoded from "
@@ -486,7 +499,7 @@ def _tag_selection(tag: dict) -> Selection:
 
 
 def _describe(sel: Selection) -> str:
-    parts = [f"from {sel.start:g} s"]
+    parts = [f"start {sel.start:g} s"]
     if sel.duration is not None:
         parts.append(f"for {sel.duration:g} s")
     if sel.max_frames is not None:

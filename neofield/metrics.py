@@ -82,7 +82,10 @@ def _ssim_frame(x: np.ndarray, y: np.ndarray) -> float:
 def _filter_valid(img: np.ndarray, taps: np.ndarray, axis: int) -> np.ndarray:
     """Correlate ``img`` with ``taps`` along ``axis``, 'valid' part only (no padding)."""
     n = img.shape[axis] - len(taps) + 1
-    at = lambda i: (slice(None),) * axis + (slice(i, i + n),)
+
+    def at(i: int) -> tuple:
+        return (slice(None),) * axis + (slice(i, i + n),)
+
     out = taps[0] * img[at(0)]
     for i, t in enumerate(taps[1:], 1):
         out += t * img[at(i)]

@@ -199,7 +199,7 @@ def test_decode_json_reports_the_grid(encoded, tmp_path):
 
 def test_psnr_of_a_bundle_refuses_a_different_selection_by_name(encoded, tiny_clip):
     out, _ = encoded
-    assert_one_line_error(neofield("psnr", tiny_clip, out, "--max-frames", "3"), "a bundle knows its selection")
+    assert_one_line_error(neofield("psnr", tiny_clip, out, "--max-frames", "3"), "a bundle knows its piece")
 
 
 def test_help_and_version_do_not_import_torch():

@@ -195,3 +195,19 @@ def test_the_encoders_check_of_a_large_clip_is_bounded_to_evenly_spaced_frames(t
 
     rendered = render_media(field, signal.layout()).video
     assert part["video_psnr_db"] == pytest.approx(video_psnr(frames[[0, 3]], rendered[[0, 3]]), abs=1e-4)
+
+
+def test_pixel_aspect_ratio_survives_encode_and_decode(tmp_path):
+    from fractions import Fraction
+
+    from neofield.media import write_video
+
+    frames = read_media(BBB, neofield.Selection(max_frames=2, resize=(16, 10))).video
+    write_video(tmp_path / "sar.mp4", iter(frames), 25.0, sample_aspect_ratio=(4, 3), lossless=True)
+    neofield.encode(tmp_path / "sar.mp4", tmp_path / "sar.nf", steps=5, batch_size=128, device="cpu")
+    assert neofield.load(tmp_path / "sar.nf").meta["geometry"]["video"]["sample_aspect_ratio"] == [4, 3]
+    report = neofield.decode(tmp_path / "sar.nf", tmp_path / "back.mp4")
+    with av.open(str(report.path)) as c:
+        assert c.streams.video[0].sample_aspect_ratio == Fraction(4, 3)
+    assert not report.notes
+    assert "pixel aspect ratio" in neofield.decode(tmp_path / "sar.nf", tmp_path / "back.webm").notes[0]
