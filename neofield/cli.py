@@ -188,7 +188,9 @@ def encode(
     audio_share: Annotated[Optional[float], typer.Option(
         help="Fraction of each batch drawn from the sound of a video with sound \\[default: its share of points]."
     )] = None,
-    dtype: Annotated[str, typer.Option(help="Weight precision in the bundle: float16, bfloat16, float32.")] = "float16",
+    dtype: Annotated[str, typer.Option(help="Weight precision in the bundle: float16, bfloat16, float32, or q8 "
+                                            "(8-bit symbols per tensor: about half the bytes, -0.04 dB on the demo)."
+                                       )] = "float16",
     start: Annotated[float, typer.Option(help="Start of the piece to encode, in seconds.")] = 0.0,
     duration: Annotated[Optional[float], typer.Option(help="Length of the piece, in seconds.")] = None,
     max_frames: Annotated[Optional[int], typer.Option(help="Encode at most this many frames.")] = None,

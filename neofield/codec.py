@@ -182,8 +182,8 @@ def encode(
     opt.non_negative_int("--seed", seed)
     if attention is not None and attention not in ATTENTIONS:
         raise NeofieldError(f"--attention must be {' or '.join(ATTENTIONS)}, not {attention!r}")
-    if weights_dtype not in bundle_io.WEIGHT_DTYPES:
-        raise NeofieldError(f"--dtype must be one of {', '.join(bundle_io.WEIGHT_DTYPES)}")
+    if weights_dtype not in bundle_io.STORAGE_DTYPES:
+        raise NeofieldError(f"--dtype must be one of {', '.join(bundle_io.STORAGE_DTYPES)}")
     for v in (rff_sigma if isinstance(rff_sigma, tuple) else (rff_sigma,)):
         opt.positive_float("--rff-sigma", v)
     opt.check_device(device)
@@ -210,12 +210,12 @@ def encode(
         on_signal(signal, field_, budget)
     result = fit(field_, signal, config, callback)
     field_.cpu()
-    bundle_io.round_weights(field_, weights_dtype)
+    quantized = bundle_io.round_weights(field_, weights_dtype)
     quality = measure(field_, signal, result.points_per_second) if evaluate else {}
     meta = signal_metadata(signal, source, selection)
     meta.update(weights_dtype=weights_dtype, preset=preset, fit={**result.to_dict(), "config": config.to_dict()},
                 quality=quality)
-    nbytes = bundle_io.save(output, field_, meta, force=force)
+    nbytes = bundle_io.save(output, field_, meta, force=force, quantized=quantized)
     return EncodeReport(path=output, bytes=nbytes, kind=signal.kind, parameters=field_.num_parameters(),
                         fit=result, budget=budget, quality=quality)
 

@@ -86,3 +86,25 @@ def test_newer_format_version_is_refused(field_and_meta, monkeypatch):
 def test_other_zstd_data_is_not_a_bundle():
     with pytest.raises(NeofieldError, match="not a neofield bundle"):
         bundle.unpack(zstandard.ZstdCompressor().compress(b"hello world, not safetensors"))
+
+
+def test_a_quantized_bundle_round_trips_byte_exact_and_decodes_as_the_encoder_measured(field_and_meta, tmp_path):
+    field, meta = field_and_meta
+    quantized = bundle.round_weights(field, "q8")
+    meta = {**meta, "weights_dtype": "q8"}
+    bundle.save(tmp_path / "q.nf", field, meta, quantized=quantized)
+    loaded = bundle.load(tmp_path / "q.nf")
+    assert bundle.pack(loaded.field, loaded.meta, loaded.quantized) == (tmp_path / "q.nf").read_bytes()
+    coords = torch.rand(1000, 3) * 2 - 1
+    assert torch.equal(evaluate(field.eval(), coords), evaluate(loaded.field, coords))
+    payload = zstandard.ZstdDecompressor().decompress((tmp_path / "q.nf").read_bytes())
+    header = json.loads(payload[8:8 + int.from_bytes(payload[:8], "little")])
+    assert {v["dtype"] for k, v in header.items() if k != "__metadata__" and not k.endswith(":quant")} == {"U8"}
+
+
+def test_a_version_one_bundle_still_loads(field_and_meta, monkeypatch):
+    field, meta = field_and_meta
+    monkeypatch.setattr(bundle, "FORMAT_VERSION", 1)
+    old = bundle.pack(field, meta)
+    monkeypatch.undo()
+    assert bundle.unpack(old).meta["format_version"] == 1

@@ -211,3 +211,11 @@ def test_pixel_aspect_ratio_survives_encode_and_decode(tmp_path):
         assert c.streams.video[0].sample_aspect_ratio == Fraction(4, 3)
     assert not report.notes
     assert "pixel aspect ratio" in neofield.decode(tmp_path / "sar.nf", tmp_path / "back.webm").notes[0]
+
+
+def test_an_eight_bit_bundle_is_smaller_and_scores_what_the_encoder_measured(tiny_clip, tmp_path):
+    half = neofield.encode(tiny_clip, tmp_path / "f16.nf", steps=60, batch_size=512, device="cpu")
+    q8 = neofield.encode(tiny_clip, tmp_path / "q8.nf", steps=60, batch_size=512, device="cpu", weights_dtype="q8")
+    assert q8.bytes < 0.75 * half.bytes
+    assert abs(q8.quality["video_psnr_db"] - half.quality["video_psnr_db"]) < 0.5
+    assert neofield.psnr(tiny_clip, tmp_path / "q8.nf")["video_psnr_db"] == q8.quality["video_psnr_db"]
