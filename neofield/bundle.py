@@ -54,8 +54,7 @@ def round_weights(field: NeoMLPField, dtype: str) -> dict[str, QuantizedTensor] 
     symbols are returned: :func:`pack` stores exactly those.
     """
     if dtype in QUANTIZED_DTYPES:
-        quantized = {name: quantize(t.detach().cpu().float().numpy(), QUANTIZED_DTYPES[dtype])
-                     for name, t in field.state_dict().items()}
+        quantized = _quantize_state(field, QUANTIZED_DTYPES[dtype])
         _load_quantized(field, quantized)
         return quantized
     target = WEIGHT_DTYPES[dtype]
@@ -63,6 +62,10 @@ def round_weights(field: NeoMLPField, dtype: str) -> dict[str, QuantizedTensor] 
         for p in field.parameters():
             p.copy_(p.to(target).to(p.dtype))
     return None
+
+
+def _quantize_state(field: NeoMLPField, bits: int) -> dict[str, QuantizedTensor]:
+    return {name: quantize(t.detach().cpu().float().numpy(), bits) for name, t in field.state_dict().items()}
 
 
 def _load_quantized(field: NeoMLPField, quantized: dict[str, QuantizedTensor]) -> None:
@@ -76,8 +79,7 @@ def pack(field: NeoMLPField, meta: dict, quantized: dict[str, QuantizedTensor] |
                       "segmentation": field.segmentation.to_dict()}}
     if meta["weights_dtype"] in QUANTIZED_DTYPES:
         if quantized is None:
-            quantized = {name: quantize(t.detach().cpu().float().numpy(), QUANTIZED_DTYPES[meta["weights_dtype"]])
-                         for name, t in field.state_dict().items()}
+            quantized = _quantize_state(field, QUANTIZED_DTYPES[meta["weights_dtype"]])
         tensors = {}
         for name, q in quantized.items():
             tensors[name] = torch.from_numpy(q.symbols.astype(np.uint8))
