@@ -109,17 +109,6 @@ def make_field(signal: Signal, preset: str, segments: int, seed: int = 0, **over
     return NeoMLPField(config, Segmentation(segments, lo, hi))
 
 
-def check_selection(selection: Selection) -> None:
-    """``--start/--duration/--max-frames/--resize``, before the file is opened."""
-    opt.non_negative_float("--start", selection.start)
-    opt.positive_float("--duration", selection.duration)
-    opt.positive_int("--max-frames", selection.max_frames)
-    if selection.resize is not None:
-        w, h = selection.resize
-        if not (0 < w <= opt.MAX_SIDE and 0 < h <= opt.MAX_SIDE):
-            raise NeofieldError(f"--resize {w}x{h} is out of range (1 to {opt.MAX_SIDE} pixels a side)")
-
-
 def check_round_trip(signal: Signal) -> None:
     """The decoder's grid at scale 1 must be the signal's own, stream by stream.
 
@@ -187,7 +176,7 @@ def encode(
     for v in (rff_sigma if isinstance(rff_sigma, tuple) else (rff_sigma,)):
         opt.positive_float("--rff-sigma", v)
     opt.check_device(device)
-    check_selection(selection)
+    selection.check()
     source = Path(source)
     output = Path(output) if output is not None else source.with_suffix(".nf")
     check_output(output, force)  # fail before minutes of fitting, not after
@@ -295,7 +284,7 @@ def check_decode_options(scale: float, scale_time: float | None, scale_rate: flo
     opt.positive_float("--scale-time", scale_time, maximum=64.0)
     opt.positive_float("--scale-rate", scale_rate, maximum=64.0)
     if size is not None:
-        opt.parse_size(f"{size[0]}x{size[1]}", "--size")
+        opt.check_size("--size", size)
     opt.positive_float("--fps", fps, maximum=opt.MAX_FPS)
     opt.positive_int("--sample-rate", sample_rate, opt.MAX_SAMPLE_RATE)
     opt.non_negative_float("--start", start)
@@ -449,7 +438,7 @@ def psnr(original: str | Path, candidate: str | Path, selection: Selection | Non
     either, and a lossy one is reported beside the field's own quality.
     """
     if selection is not None:
-        check_selection(selection)
+        selection.check()
     candidate = Path(candidate)
     if candidate.suffix.lower() == ".nf":
         b = load(candidate)

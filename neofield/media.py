@@ -78,6 +78,14 @@ class Selection:
         return {"start": self.start, "duration": self.duration, "max_frames": self.max_frames,
                 "resize": list(self.resize) if self.resize else None}
 
+    def check(self) -> None:
+        """One clear error for a bad ``--start/--duration/--max-frames/--resize``, before any file is opened."""
+        options.non_negative_float("--start", self.start)
+        options.positive_float("--duration", self.duration)
+        options.positive_int("--max-frames", self.max_frames)
+        if self.resize is not None:
+            options.check_size("--resize", self.resize)
+
     @classmethod
     def from_dict(cls, d: dict) -> Selection:
         return cls(d.get("start", 0.0), d.get("duration"), d.get("max_frames"),
@@ -102,12 +110,7 @@ def read_media(path: str | Path, selection: Selection = Selection()) -> Media:
         raise NeofieldError(f"{path} is a directory, not a media file")
     if path.stat().st_size == 0:
         raise NeofieldError(f"{path} is empty")
-    if selection.start < 0:
-        raise NeofieldError("--start must be >= 0")
-    if selection.duration is not None and selection.duration <= 0:
-        raise NeofieldError("--duration must be > 0")
-    if selection.max_frames is not None and selection.max_frames <= 0:
-        raise NeofieldError("--max-frames must be > 0")
+    selection.check()
 
     suffix = path.suffix.lower()
     if suffix in IMAGE_SUFFIXES:

@@ -84,11 +84,16 @@ def parse_size(text: str, name: str = "size") -> tuple[int, int]:
     m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text or "")
     if not m:
         raise NeofieldError(f"{name} {text!r} is not of the form WIDTHxHEIGHT, e.g. 320x180")
-    w, h = int(m[1]), int(m[2])
+    return check_size(name, (int(m[1]), int(m[2])))
+
+
+def check_size(name: str, size: tuple[int, int]) -> tuple[int, int]:
+    """A ``(width, height)`` with each side in ``[1, MAX_SIDE]``."""
+    w, h = size
     if w <= 0 or h <= 0:
-        raise NeofieldError(f"{name} {text!r} must be positive")
+        raise NeofieldError(f"{name} '{w}x{h}' must be positive")
     if max(w, h) > MAX_SIDE:
-        raise NeofieldError(f"{name} {text!r} is too large (at most {MAX_SIDE} pixels a side)")
+        raise NeofieldError(f"{name} '{w}x{h}' is too large (at most {MAX_SIDE} pixels a side)")
     return w, h
 
 
