@@ -2,8 +2,8 @@
 
 Data flow (one module per step)::
 
-    media.py  -> signal.py -> fields/ + fit.py -> bundle.py -> render.py -> media.py
-    read          Signal       NeoMLPField          .nf          any grid      write
+    media.py  -> signal.py -> fields/ + fit.py -> quantize.py -> entropy.py -> bundle.py -> render.py -> media.py
+    read          Signal       NeoMLPField         symbols        coded         .nf          any grid     write
 
 The functions below are the public API; the ``neofield`` command wraps them.
 They are imported on first use, so that ``import neofield`` (and the
@@ -19,6 +19,7 @@ __version__ = "0.1.0"
 _API = {
     "encode": "codec", "decode": "codec", "psnr": "codec", "load": "codec",
     "evaluate": "render", "read_media": "media", "Selection": "media", "NeofieldError": "errors",
+    "BitDepths": "quantize",
 }
 __all__ = [*_API, "__version__"]
 

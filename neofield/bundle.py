@@ -1,6 +1,10 @@
-"""The ``.nf`` bundle: safetensors (weights + JSON metadata), compressed with zstandard.
+"""The ``.nf`` bundle: the container layer of the bitstream.
 
-This module is the on-disk format and nothing else; ``docs/format.md``
+field -> quantizer (:mod:`neofield.quantize`) -> entropy coder
+(:mod:`neofield.entropy`) -> **container**: a safetensors file (tensors +
+JSON metadata) compressed with zstandard. By default the weights are stored
+as range-coded quantized symbols (``weights_dtype`` ``quantized``, format v3);
+float16/bfloat16/float32 checkpoints remain an option. ``docs/format.md``
 describes it for readers in other languages. Writing is deterministic, so a
 bundle that is loaded and saved again is byte-for-byte the same file.
 """
@@ -19,18 +23,23 @@ import zstandard
 
 from . import __version__
 from .errors import NeofieldError
+from . import entropy
 from .fields.neomlp import NeoMLPConfig, NeoMLPField, Segmentation
 from .files import atomic_output
-from .quantize import QuantizedTensor, quantize
+from .quantize import BitDepths, QuantizedTensor, quantize
 
-FORMAT_VERSION = 2  # v2 adds quantized tensors (weights_dtype "q8"); v1 bundles still load
+FORMAT_VERSION = 3  # v3: range-coded quantized weights ("quantized"); v2 (q8) and v1 bundles still load
 ZSTD_LEVEL = 19
 WEIGHT_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
-# uniform per-tensor quantization: uint8 symbols, plus [scale, offset] in float32 under NAME + QUANT_SUFFIX
-QUANTIZED_DTYPES = {"q8": 8}
-STORAGE_DTYPES = (*WEIGHT_DTYPES, *QUANTIZED_DTYPES)
-QUANT_SUFFIX = ":quant"
+QUANTIZED = "quantized"
+STORAGE_DTYPES = (QUANTIZED, *WEIGHT_DTYPES)
+GROUPS = ("backbone", "latents")  # each group of tensors is one coded stream, so its bytes are known exactly
+LEGACY_Q8 = "q8"  # format v2: uint8 symbols under NAME, [scale, offset] under NAME + ":quant"
 METADATA_KEY = "neofield"
+
+
+def group_of(name: str) -> str:
+    return "latents" if name.startswith("latents.") else "backbone"
 
 
 @dataclass
@@ -46,15 +55,15 @@ class Bundle:
         return self.meta["modality"]
 
 
-def round_weights(field: NeoMLPField, dtype: str) -> dict[str, QuantizedTensor] | None:
+def round_weights(field: NeoMLPField, dtype: str, bits: BitDepths | None = None) -> dict[str, QuantizedTensor] | None:
     """Round the field's parameters to the bundle's storage precision, in place.
 
     Done right after fitting, so that what the encoder measures is exactly
-    what any decoder of the file will compute. For a quantized dtype the
-    symbols are returned: :func:`pack` stores exactly those.
+    what any decoder of the file will compute. For ``quantized`` the symbols
+    are returned: :func:`pack` stores exactly those.
     """
-    if dtype in QUANTIZED_DTYPES:
-        quantized = _quantize_state(field, QUANTIZED_DTYPES[dtype])
+    if dtype == QUANTIZED:
+        quantized = quantize_state(field, bits or BitDepths())
         _load_quantized(field, quantized)
         return quantized
     target = WEIGHT_DTYPES[dtype]
@@ -64,8 +73,25 @@ def round_weights(field: NeoMLPField, dtype: str) -> dict[str, QuantizedTensor] 
     return None
 
 
-def _quantize_state(field: NeoMLPField, bits: int) -> dict[str, QuantizedTensor]:
-    return {name: quantize(t.detach().cpu().float().numpy(), bits) for name, t in field.state_dict().items()}
+def quantize_state(field: NeoMLPField, bits: BitDepths) -> dict[str, QuantizedTensor]:
+    """Every tensor of the field quantized per tensor at its group's depth."""
+    return {name: quantize(t.detach().cpu().float().numpy(), bits.for_group(group_of(name)))
+            for name, t in field.state_dict().items()}
+
+
+def code_groups(quantized: dict[str, QuantizedTensor]) -> dict[str, tuple[bytes, list[entropy.GaussianModel]]]:
+    """Each group's tensors, in sorted name order, range coded into one stream."""
+    out = {}
+    for group in GROUPS:
+        names = sorted(n for n in quantized if group_of(n) == group)
+        models = [entropy.GaussianModel.fit(quantized[n].symbols, quantized[n].levels) for n in names]
+        out[group] = (entropy.encode([quantized[n].symbols for n in names], models), models)
+    return out
+
+
+def coded_bytes(quantized: dict[str, QuantizedTensor]) -> dict[str, int]:
+    """The bytes each group's stream takes: what rate control steers."""
+    return {group: len(stream) for group, (stream, _) in code_groups(quantized).items()}
 
 
 def _load_quantized(field: NeoMLPField, quantized: dict[str, QuantizedTensor]) -> None:
@@ -77,13 +103,19 @@ def pack(field: NeoMLPField, meta: dict, quantized: dict[str, QuantizedTensor] |
     meta = {**meta, "format_version": FORMAT_VERSION,
             "model": {"type": "neomlp", "config": field.config.to_dict(),
                       "segmentation": field.segmentation.to_dict()}}
-    if meta["weights_dtype"] in QUANTIZED_DTYPES:
+    if meta["weights_dtype"] == QUANTIZED:
         if quantized is None:
-            quantized = _quantize_state(field, QUANTIZED_DTYPES[meta["weights_dtype"]])
+            quantized = quantize_state(field, BitDepths(**meta.get("quantization", {}).get("bits", {})))
         tensors = {}
-        for name, q in quantized.items():
-            tensors[name] = torch.from_numpy(q.symbols.astype(np.uint8))
-            tensors[name + QUANT_SUFFIX] = torch.tensor([float(q.scale), float(q.offset)], dtype=torch.float32)
+        for group, (stream, models) in code_groups(quantized).items():
+            names = sorted(n for n in quantized if group_of(n) == group)
+            tensors[f"{group}.stream"] = torch.frombuffer(bytearray(stream), dtype=torch.uint8) if stream \
+                else torch.zeros(0, dtype=torch.uint8)
+            # per tensor: scale, offset (the dequantizer), mean, std (the entropy model); and the levels
+            tensors[f"{group}.params"] = torch.tensor(
+                [[float(quantized[n].scale), float(quantized[n].offset), m.mean, m.std] for n, m in zip(names, models)],
+                dtype=torch.float32).reshape(len(names), 4)
+            tensors[f"{group}.levels"] = torch.tensor([quantized[n].levels for n in names], dtype=torch.int32)
     else:
         dtype = WEIGHT_DTYPES[meta["weights_dtype"]]
         tensors = {name: t.detach().to("cpu", dtype).contiguous() for name, t in field.state_dict().items()}
@@ -112,11 +144,13 @@ def unpack(data: bytes, name: str = "bundle") -> Bundle:
         field = NeoMLPField(config, Segmentation(**model["segmentation"]))
         tensors = safetensors.torch.load(payload)
         quantized = None
-        if meta.get("weights_dtype") in QUANTIZED_DTYPES:
-            bits = QUANTIZED_DTYPES[meta["weights_dtype"]]
-            quantized = {k: QuantizedTensor(v.numpy().astype(np.uint16), np.float32(tensors[k + QUANT_SUFFIX][0]),
-                                            np.float32(tensors[k + QUANT_SUFFIX][1]), bits)
-                         for k, v in tensors.items() if not k.endswith(QUANT_SUFFIX)}
+        if meta.get("weights_dtype") == QUANTIZED:
+            quantized = _decode_groups(field, tensors)
+            _load_quantized(field, quantized)
+        elif meta.get("weights_dtype") == LEGACY_Q8:
+            quantized = {k: QuantizedTensor(v.numpy().astype(np.int32), np.float32(tensors[k + ":quant"][0]),
+                                            np.float32(tensors[k + ":quant"][1]), 256)
+                         for k, v in tensors.items() if not k.endswith(":quant")}
             _load_quantized(field, quantized)
         else:
             field.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True)
@@ -124,6 +158,49 @@ def unpack(data: bytes, name: str = "bundle") -> Bundle:
         raise NeofieldError(f"{name}: bundle is corrupted ({_short(exc)})") from None
     field.eval()
     return Bundle(field=field, meta=meta, quantized=quantized)
+
+
+def _decode_groups(field: NeoMLPField, tensors: dict[str, torch.Tensor]) -> dict[str, QuantizedTensor]:
+    shapes = {name: tuple(t.shape) for name, t in field.state_dict().items()}
+    quantized = {}
+    for group in GROUPS:
+        names = sorted(n for n in shapes if group_of(n) == group)
+        params, levels = tensors[f"{group}.params"].numpy(), tensors[f"{group}.levels"].numpy()
+        if params.shape != (len(names), 4) or levels.shape != (len(names),):
+            raise ValueError(f"{group}: {levels.shape[0]} tensors stored, the model has {len(names)}")
+        if len(names) and (levels.min() < 2 or levels.max() > 1 << 16 or not np.isfinite(params).all()
+                           or (params[:, 3] <= 0).any()):
+            raise ValueError(f"{group}: invalid quantization parameters")
+        models = [entropy.GaussianModel(float(p[2]), float(p[3]), int(lv)) for p, lv in zip(params, levels)]
+        sizes = [int(np.prod(shapes[n], dtype=np.int64)) for n in names]
+        symbols = entropy.decode(tensors[f"{group}.stream"].numpy().tobytes(), models, sizes)
+        for n, s, p, lv in zip(names, symbols, params, levels):
+            quantized[n] = QuantizedTensor(s.reshape(shapes[n]), np.float32(p[0]), np.float32(p[1]), int(lv))
+    return quantized
+
+
+def stored_bytes(data: bytes) -> dict[str, int]:
+    """Where a bundle's bytes go: ``backbone`` and ``latents`` (the weights) and
+    ``side`` (metadata, quantization parameters, container headers).
+
+    Exact for a quantized bundle, whose groups are separate coded streams; for a
+    float bundle each group is compressed on its own to estimate its share.
+    """
+    payload = zstandard.ZstdDecompressor().decompress(data)
+    (size,) = struct.unpack("<Q", payload[:8])
+    header = json.loads(payload[8:8 + size])
+    body = payload[8 + size:]
+    sizes = {}
+    for group in GROUPS:
+        spans = [(k, v["data_offsets"]) for k, v in sorted(header.items()) if k != "__metadata__"]
+        if f"{group}.stream" in header:
+            lo, hi = header[f"{group}.stream"]["data_offsets"]
+            sizes[group] = hi - lo
+        else:
+            raw = b"".join(body[lo:hi] for k, (lo, hi) in spans if group_of(k) == group)
+            sizes[group] = len(zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(raw)) if raw else 0
+    sizes["side"] = len(data) - sum(sizes.values())
+    return sizes
 
 
 def _read_metadata(payload: bytes, name: str) -> dict:

@@ -26,7 +26,7 @@ from rich.table import Table
 from . import __version__
 from .errors import NeofieldError
 from .fields.presets import PRESETS
-from .options import parse_sigma, parse_size
+from .options import bit_depths, parse_sigma, parse_size
 
 if TYPE_CHECKING:
     from .fit import FitProgress
@@ -188,9 +188,19 @@ def encode(
     audio_share: Annotated[Optional[float], typer.Option(
         help="Fraction of each batch drawn from the sound of a video with sound \\[default: its share of points]."
     )] = None,
-    dtype: Annotated[str, typer.Option(help="Weight precision in the bundle: float16, bfloat16, float32, or q8 "
-                                            "(8-bit symbols per tensor: about half the bytes, -0.04 dB on the demo)."
-                                       )] = "float16",
+    dtype: Annotated[str, typer.Option(help="How weights are stored: quantized (range-coded symbols, finetuned "
+                                            "for them; a third of float16's bytes at the same PSNR on the demo), "
+                                            "or float16, bfloat16, float32.")] = "quantized",
+    bits: Annotated[Optional[float], typer.Option(help="Bit depth of the backbone's weights (1-16; fractional "
+                                                       "depths are levels 2**bits) \\[default: 6].")] = None,
+    latent_bits: Annotated[Optional[float], typer.Option(help="Bit depth of the latents \\[default: --bits].")] = None,
+    size: Annotated[Optional[str], typer.Option(help="Target bundle size, e.g. 20KB, 1.5MB (KB = 1000 bytes): "
+                                                     "rate control picks the model width and bit depths.")] = None,
+    bitrate: Annotated[Optional[str], typer.Option(help="Target bits per second of the piece, e.g. 300k: a size "
+                                                        "target of bitrate x duration.")] = None,
+    target_psnr: Annotated[Optional[float], typer.Option("--psnr", help="Target PSNR in dB (video PSNR, or audio "
+                                                                        "PSNR for sound): the lowest bit depth that "
+                                                                        "meets it.")] = None,
     start: Annotated[float, typer.Option(help="Start of the piece to encode, in seconds.")] = 0.0,
     duration: Annotated[Optional[float], typer.Option(help="Length of the piece, in seconds.")] = None,
     max_frames: Annotated[Optional[int], typer.Option(help="Encode at most this many frames.")] = None,
@@ -215,7 +225,9 @@ def encode(
         report = codec.encode(source, output, selection=selection, preset=preset, segments=segments, lr=lr,
                               warmup_steps=warmup, batch_size=batch_size, steps=steps, epochs=epochs,
                               time_budget=time_budget, attention=attention, rff_sigma=parse_sigma(rff_sigma),
-                              audio_share=audio_share, weights_dtype=dtype, seed=seed, device=device, force=force,
+                              audio_share=audio_share, weights_dtype=dtype, bits=bit_depths(bits, latent_bits),
+                              size=size, bitrate=bitrate, target_psnr=target_psnr,
+                              seed=seed, device=device, force=force,
                               callback=display.on_progress, on_signal=display.on_signal)
     finally:
         display.progress.stop()
@@ -224,6 +236,13 @@ def encode(
     elif not quiet:
         err.print(f"[bold green]wrote[/] {escape(str(report.path))} ({report.bytes:,} bytes) in "
                   f"{report.fit.seconds:.1f} s of fitting; {_describe_quality(report.quality)}")
+    if report.target and not as_json:
+        t = report.target
+        if not quiet:
+            err.print(f"target {t['asked']}: {t['bytes']:,} bytes at {t['bits']['backbone']:g} bits"
+                      + (f", model width {t['width']}" if t.get("width") else ""))
+        for note in t["notes"]:
+            err.print(f"[yellow]note[/] {escape(note)}")
 
 
 @app.command()
@@ -334,7 +353,8 @@ LABELS = {
     "field_audio_psnr_db": ("audio PSNR of the field itself (bundle)", " dB"),
     "video_output_loss_db": ("video PSNR lost to this file's codec", " dB"),
     "audio_output_loss_db": ("audio PSNR lost to this file's codec", " dB"),
-    "bytes": ("bundle bytes", ""), "bits_per_pixel": ("bits per pixel", ""), "kbps": ("kbps", ""),
+    "bytes": ("bundle bytes", ""), "bytes_backbone": ("  of which backbone weights", ""),
+    "bytes_latents": ("  of which latents", ""), "bytes_side": ("  of which metadata and headers", ""), "bits_per_pixel": ("bits per pixel", ""), "kbps": ("kbps", ""),
     "raw_bytes": ("raw bytes (8-bit RGB / 16-bit PCM)", ""), "compression_ratio": ("compression ratio", ""),
 }
 
@@ -347,10 +367,12 @@ def info(
 ) -> None:
     """Show what a bundle holds: geometry, model, fit and quality."""
     from . import codec
+    from .bundle import stored_bytes
 
     b = codec.load(bundle)
     meta = dict(b.meta)
     meta["bytes"] = bundle.stat().st_size
+    meta["stored_bytes"] = stored_bytes(bundle.read_bytes())
     meta["parameters"] = b.field.num_parameters()
     if as_json:
         print(json.dumps(meta, indent=2, sort_keys=True))
@@ -379,6 +401,15 @@ def info(
         f"(sigma {'/'.join(f'{v:g}' for v in sigma)}), {cfg['hidden_tokens']} hidden tokens")
     say(f"         {n['total']:,} parameters ({n['backbone']:,} backbone + {n['latents']:,} latents in "
         f"{meta['model']['segmentation']['segments']} sets), stored as {meta['weights_dtype']}")
+    split = meta["stored_bytes"]
+    if meta["weights_dtype"] == "quantized":
+        bits = meta["quantization"]["bits"]
+        how = (f"quantized to {bits['backbone']:g} bits (backbone) and {bits['latents']:g} bits (latents), "
+               "range coded")
+    else:
+        how = f"{meta['weights_dtype']}, zstd (shares estimated)"
+    say(f"  bytes  {split['backbone']:,} backbone + {split['latents']:,} latents + {split['side']:,} metadata "
+        f"and headers; {how}")
     fit = meta.get("fit", {})
     if fit:
         say(f"  fit    {fit['steps']:,} steps in {fit['seconds']:.1f} s ({fit['points_per_second']:,.0f} points/s)")

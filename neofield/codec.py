@@ -27,11 +27,12 @@ import torch
 from . import __version__
 from . import bundle as bundle_io
 from . import options as opt
+from . import rate
 from .bundle import Bundle
 from .errors import NeofieldError
 from .fields.neomlp import PRESETS, NeoMLPField, Segmentation, build_config
 from .files import atomic_output, check_output
-from .fit import FitConfig, FitProgress, FitResult, fit
+from .fit import FitConfig, FitProgress, FitResult, QuantizationAware, fit
 from .media import (
     Media,
     Selection,
@@ -45,6 +46,7 @@ from .media import (
 )
 from .outputs import OutputTarget, resolve_target
 from .quality import compare, size_report
+from .quantize import BitDepths, levels_for
 from .render import DecodePlan, VideoGrid, plan_decode, render_media, render_video
 from .signal import CoordinateMap, Signal, ValueMap
 
@@ -60,6 +62,10 @@ MAX_SEGMENTS = 1_000_000
 MEASURE_SECONDS = 60.0  # the encoder's own quality check on a large clip is bounded (see measure)
 MEASURE_MIN_FRAMES = 8  # ... but never to fewer frames than this
 ATTENTIONS = ("linear", "softmax")
+# The last 10 % of a quantized fit's steps take the loss at the quantized weights
+# (straight-through). On the demo clip at 6 bits this recovers the whole -1.08 dB
+# that rounding alone costs (docs/format.md).
+QAT_FRACTION = 0.1
 
 
 # ---------------------------------------------------------------- encode ----
@@ -72,10 +78,11 @@ class EncodeReport:
     fit: FitResult
     budget: dict
     quality: dict = field(default_factory=dict)
+    target: dict | None = None  # what rate control was asked and reached
 
     def to_dict(self) -> dict:
         return {"path": str(self.path), "bytes": self.bytes, "kind": self.kind, "parameters": self.parameters,
-                "budget": self.budget, "fit": self.fit.to_dict(), "quality": self.quality}
+                "budget": self.budget, "fit": self.fit.to_dict(), "quality": self.quality, "target": self.target}
 
 
 def default_preset(kind: str) -> str:
@@ -142,7 +149,11 @@ def encode(
     attention: str | None = None,
     rff_sigma: float | tuple[float, ...] | None = None,
     audio_share: float | None = None,
-    weights_dtype: str = "float16",
+    weights_dtype: str = "quantized",
+    bits: BitDepths | None = None,
+    size: int | str | None = None,
+    bitrate: float | str | None = None,
+    target_psnr: float | None = None,
     seed: int = 0,
     device: str = "auto",
     force: bool = False,
@@ -157,6 +168,11 @@ def encode(
     ``DEFAULT_TIME_BUDGET`` seconds, whichever comes first. ``on_signal`` is
     called once the media is read and the field built, with the budget (the CLI
     prints the plan there).
+
+    ``size`` (bytes, or text such as ``"20KB"``), ``bitrate`` (bits per second,
+    or ``"300k"``) or ``target_psnr`` (dB) hand the model width and the bit
+    depths to rate control (:mod:`neofield.rate`); the report's ``target`` says
+    what was reached, and by how much and why a target was missed.
     """
     if preset is not None and preset not in PRESETS:
         raise NeofieldError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
@@ -173,6 +189,22 @@ def encode(
         raise NeofieldError(f"--attention must be {' or '.join(ATTENTIONS)}, not {attention!r}")
     if weights_dtype not in bundle_io.STORAGE_DTYPES:
         raise NeofieldError(f"--dtype must be one of {', '.join(bundle_io.STORAGE_DTYPES)}")
+    if bits is not None and weights_dtype != bundle_io.QUANTIZED:
+        raise NeofieldError(f"--bits apply to --dtype {bundle_io.QUANTIZED}, not {weights_dtype}")
+    targets = [name for name, v in (("--size", size), ("--bitrate", bitrate), ("--psnr", target_psnr)) if v is not None]
+    if len(targets) > 1:
+        raise NeofieldError(f"give one target, not {' and '.join(targets)}")
+    if targets and weights_dtype != bundle_io.QUANTIZED:
+        raise NeofieldError(f"{targets[0]} needs --dtype {bundle_io.QUANTIZED}: rate control sets the bit depths")
+    if targets and bits is not None:
+        raise NeofieldError(f"{targets[0]} chooses the bit depths itself: leave out --bits")
+    size_bytes = rate.parse_bytes(size) if isinstance(size, str) else size
+    opt.positive_int("--size", size_bytes)
+    if isinstance(bitrate, str):
+        rate.parse_bitrate(bitrate, 1.0)  # checked now, converted once the duration is known
+    else:
+        opt.positive_float("--bitrate", bitrate)
+    opt.positive_float("--psnr", target_psnr, maximum=200.0)
     for v in (rff_sigma if isinstance(rff_sigma, tuple) else (rff_sigma,)):
         opt.positive_float("--rff-sigma", v)
     opt.check_device(device)
@@ -188,25 +220,123 @@ def encode(
         raise NeofieldError(f"--rff-sigma needs one value or {signal.coordinate_map.in_features} "
                             f"(one per input: {'x, y, t' if signal.coordinate_map.x else 't'})")
     check_round_trip(signal)
-    field_ = make_field(signal, preset, segments or default_segments(signal), seed=seed, attention=attention,
-                        rff_sigma=rff_sigma)
+    if bitrate is not None:
+        size_bytes = (rate.parse_bitrate(bitrate, signal.duration) if isinstance(bitrate, str)
+                      else max(1, round(bitrate * signal.duration / 8)))
+    target = rate.Target(size_bytes, target_psnr) if targets else None
+    n_segments = segments or default_segments(signal)
+
+    def build(dim: int | None = None) -> NeoMLPField:
+        width = {} if dim is None else {"dim": dim, "ffn_dim": 4 * dim}
+        return make_field(signal, preset, n_segments, seed=seed, attention=attention, rff_sigma=rff_sigma, **width)
+
+    width = rate.width_for_size(build, target.bytes, SIDE_BYTES) if target and target.bytes else None
+    field_ = build(width)
     budget = default_budget(steps, epochs, time_budget)
     p = PRESETS[preset]
+    quantized = weights_dtype == bundle_io.QUANTIZED
+    bits = bits or BitDepths() if quantized else None
+    meta = signal_metadata(signal, source, selection)
+    meta.update(weights_dtype=weights_dtype, preset=preset)
+    control = RateControl(target, signal, meta) if target else None
     config = FitConfig(lr=lr or p.lr, warmup_steps=p.warmup_steps if warmup_steps is None else warmup_steps,
                        batch_size=batch_size, steps=budget["steps"], epochs=budget["epochs"],
-                       time_budget=budget["time_budget"], seed=seed, device=device)
+                       time_budget=budget["time_budget"], seed=seed, device=device,
+                       quantization=quantization_aware(field_, control or bits) if quantized else None)
     if on_signal:
         on_signal(signal, field_, budget)
     result = fit(field_, signal, config, callback)
     field_.cpu()
-    quantized = bundle_io.round_weights(field_, weights_dtype)
+    if control:
+        bits = control.finish(field_)
+    symbols = bundle_io.round_weights(field_, weights_dtype, bits)
     quality = measure(field_, signal, result.points_per_second) if evaluate else {}
-    meta = signal_metadata(signal, source, selection)
-    meta.update(weights_dtype=weights_dtype, preset=preset, fit={**result.to_dict(), "config": config.to_dict()},
-                quality=quality)
-    nbytes = bundle_io.save(output, field_, meta, force=force, quantized=quantized)
-    return EncodeReport(path=output, bytes=nbytes, kind=signal.kind, parameters=field_.num_parameters(),
-                        fit=result, budget=budget, quality=quality)
+    meta.update(fit={**result.to_dict(), "config": config.to_dict()}, quality=quality)
+    if quantized:
+        meta["quantization"] = {"bits": bits.to_dict()}
+    nbytes = bundle_io.save(output, field_, meta, force=force, quantized=symbols)
+    report = EncodeReport(path=output, bytes=nbytes, kind=signal.kind, parameters=field_.num_parameters(),
+                          fit=result, budget=budget, quality=quality)
+    if control:
+        report.target = control.outcome(nbytes, quality, width)
+    return report
+
+
+SIDE_BYTES = 1_400  # metadata, quantization parameters and headers of a quantized bundle (~1.4 KB measured)
+
+
+class RateControl:
+    """Chooses the bit depths for a target when finetuning starts, and again after
+    the fit if the finetuning moved the size out of tolerance."""
+
+    def __init__(self, target: rate.Target, signal: Signal, meta: dict):
+        self.target, self.meta = target, meta
+        self.probe = rate.PsnrProbe(signal) if target.psnr is not None else None
+        self.bits: BitDepths | None = None
+        self.float_psnr: float | None = None  # the field's probe PSNR before quantization
+        self.notes: list[str] = []
+
+    def choose(self, field_: NeoMLPField) -> BitDepths:
+        if self.target.bytes is not None:
+            depth = rate.bits_for_size(field_, self.target.bytes - self.side_bytes(field_))
+        else:
+            self.float_psnr = self.probe(field_)
+            depth = rate.bits_for_psnr(field_, self.probe, self.target.psnr)
+        self.bits = BitDepths(depth, depth)
+        return self.bits
+
+    def side_bytes(self, field_: NeoMLPField) -> int:
+        """Everything but the coded streams, from a trial bundle (plus room for the fit and quality record)."""
+        draft = bundle_io.quantize_state(field_, BitDepths())
+        streams = sum(bundle_io.coded_bytes(draft).values())
+        meta = {**self.meta, "quantization": {"bits": BitDepths().to_dict()}}
+        return len(bundle_io.pack(field_, meta, draft)) - streams + 400
+
+    def finish(self, field_: NeoMLPField) -> BitDepths:
+        """The depths to store: the finetuned ones, unless the size drifted past tolerance."""
+        if self.bits is None:  # the fit stopped before finetuning began
+            self.notes.append("the fit stopped before quantization-aware finetuning began")
+            return self.choose(field_)
+        if self.target.bytes is not None:
+            side = self.side_bytes(field_)
+            size = rate.coded_bytes(field_, self.bits.backbone) + side
+            if abs(size / self.target.bytes - 1) > rate.SIZE_TOLERANCE / 2:
+                self.notes.append(f"finetuning moved the size to {size:,} bytes; depth searched again")
+                return self.choose(field_)
+        return self.bits
+
+    def outcome(self, nbytes: int, quality: dict, width: int | None) -> dict:
+        out = {"asked": self.target.describe(), "bytes": nbytes, "bits": self.bits.to_dict(), "width": width,
+               "notes": list(self.notes)}
+        if self.target.bytes is not None:
+            off = nbytes / self.target.bytes - 1
+            out["size_error"] = round(off, 4)
+            if abs(off) > rate.SIZE_TOLERANCE:
+                low, high = rate.SEARCH_BITS
+                out["notes"].append(f"missed the size by {off:+.0%}: the depth search stops at {low:g}-{high:g} "
+                                    "bits; a different --segments or --preset moves the size further")
+        else:
+            key = "audio_psnr_db" if "video_psnr_db" not in quality else "video_psnr_db"
+            reached = quality.get(key)
+            out["psnr"] = reached
+            if reached is not None and reached < self.target.psnr:
+                why = (f"the fit itself reached {self.float_psnr:.2f} dB before quantization in this budget: give "
+                       "it more --time-budget or a larger --preset" if self.float_psnr is not None
+                       and self.float_psnr < self.target.psnr + 0.05 else
+                       f"quantizing to {self.bits.backbone:g} bits cost more than the search expected")
+                out["notes"].append(f"missed the PSNR target by {self.target.psnr - reached:.2f} dB: {why}")
+        return out
+
+
+def quantization_aware(field_: NeoMLPField, bits: BitDepths | RateControl) -> QuantizationAware:
+    """Finetune the end of the fit at the levels each parameter will be stored with
+    (chosen by rate control when finetuning starts, if a target was given)."""
+    def levels(depths: BitDepths) -> dict[str, int]:
+        return {name: levels_for(depths.for_group(bundle_io.group_of(name))) for name, _ in field_.named_parameters()}
+
+    if isinstance(bits, RateControl):
+        return QuantizationAware(lambda f: levels(bits.choose(f)), QAT_FRACTION)
+    return QuantizationAware(levels(bits), QAT_FRACTION)
 
 
 def signal_metadata(signal: Signal, source: Path, selection: Selection) -> dict:
@@ -452,6 +582,7 @@ def psnr(original: str | Path, candidate: str | Path, selection: Selection | Non
                                 f"(it was {b.meta['source']['name']!r}, {_describe(stored)})")
         report = compare(media, render_media(b.field, b.meta), per_frame)
         report.update(size_report(candidate.stat().st_size, media))
+        report.update({f"bytes_{part}": n for part, n in bundle_io.stored_bytes(candidate.read_bytes()).items()})
         return report
     tag = read_decode_tag(candidate)
     if selection is None and tag is not None:

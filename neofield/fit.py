@@ -17,7 +17,31 @@ from torch import nn
 
 from .errors import NeofieldError
 from .options import check_device
+from .quantize import fake_quantize
 from .signal import Signal
+
+
+@dataclass(frozen=True)
+class QuantizationAware:
+    """Quantization-aware finetuning: the last ``fraction`` of the steps take the
+    loss at the weights the bundle will store, so the fit learns to live with
+    the rounding.
+
+    ``round`` is the straight-through estimator: the forward pass sees the
+    quantized weights, the gradient updates the float ones. ``noise`` adds
+    uniform noise of one quantization step instead. Measured in
+    docs/format.md: ``round`` is kept as the default.
+    """
+
+    # parameter name -> quantization levels; or a function of the field that decides them
+    # when finetuning starts (rate control searches the depth on the field as it then is)
+    levels: dict[str, int] | Callable[[nn.Module], dict[str, int]]
+    fraction: float = 0.1
+    mode: str = "round"
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("round", "noise"):
+            raise ValueError(f"mode must be round or noise, not {self.mode!r}")
 
 
 @dataclass(frozen=True)
@@ -37,9 +61,13 @@ class FitConfig:
     grad_clip: float | None = 1.0
     report_every: int = 10
     deterministic: bool = True  # bit-identical reruns for a seed; costs ~6 % speed on CPU
+    quantization: QuantizationAware | None = None
 
     def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "quantization"}
+        if self.quantization is not None:
+            out["quantization_aware"] = {"fraction": self.quantization.fraction, "mode": self.quantization.mode}
+        return out
 
 
 @dataclass
@@ -134,6 +162,7 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
     total = _planned_steps(config, signal.n_points)  # None when only a time budget is given
     final = config.time_budget is None  # a budget revises the step count after the speed probe
     announced = False
+    levels = None  # of quantization-aware finetuning, once it starts
     ema, t_start, step = None, time.perf_counter(), 0
     while True:
         elapsed = time.perf_counter() - t_start
@@ -151,11 +180,21 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
         for group in opt.param_groups:
             group["lr"] = lr
         coords, target, mask = (t.to(device, non_blocking=True) for t in signal.sample(config.batch_size, sample_gen))
+        q = config.quantization
+        saved = None
+        if q and final and step >= total * (1 - q.fraction):
+            if levels is None:
+                levels = q.levels(field) if callable(q.levels) else q.levels
+            saved = _perturb(field, levels, q.mode, sample_gen)
         with autocast:
             pred = field(coords)
         loss = masked_mse(pred, target, mask)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if saved is not None:  # the gradient was taken at the quantized weights; apply it to the float ones
+            with torch.no_grad():
+                for p, value in saved:
+                    p.copy_(value)
         if config.grad_clip:
             nn.utils.clip_grad_norm_(field.parameters(), config.grad_clip)
         opt.step()
@@ -170,6 +209,24 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
     field.eval()
     return FitResult(steps=step, seconds=seconds, final_loss=ema if ema is not None else float("nan"),
                      points_per_second=step * config.batch_size / max(seconds, 1e-9))
+
+
+@torch.no_grad()
+def _perturb(field: nn.Module, levels_of: dict[str, int], mode: str, gen: torch.Generator) -> list:
+    """Move the quantized parameters to where the bundle will put them (or a step's
+    noise away); returns the float values to restore after the backward pass."""
+    saved = []
+    for name, p in field.named_parameters():
+        levels = levels_of.get(name)
+        if levels is None:
+            continue
+        saved.append((p, p.detach().clone()))
+        if mode == "round":
+            p.copy_(fake_quantize(p, levels))
+        else:
+            step = (p.max() - p.min()) / (levels - 1)
+            p.add_((torch.rand(p.shape, generator=gen).to(p.device) - 0.5) * step)
+    return saved
 
 
 def _planned_steps(config: FitConfig, n_points: int) -> int | None:

@@ -132,3 +132,17 @@ def check_device(device: str) -> str:
     if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise NeofieldError("--device mps was asked for, but this torch has no usable Apple GPU (MPS)")
     return device
+
+
+def bit_depths(bits: float | None, latent_bits: float | None):
+    """``--bits`` / ``--latent-bits`` as :class:`~neofield.quantize.BitDepths` (None: the default)."""
+    from .quantize import MAX_BITS, MIN_BITS, BitDepths
+
+    for name, value in (("--bits", bits), ("--latent-bits", latent_bits)):
+        if value is not None and not (math.isfinite(value) and MIN_BITS <= value <= MAX_BITS):
+            raise NeofieldError(f"{name} must be a bit depth from {MIN_BITS} to {MAX_BITS}, not {value:g}")
+    if bits is None and latent_bits is None:
+        return None
+    default = BitDepths()
+    backbone = default.backbone if bits is None else bits
+    return BitDepths(backbone, backbone if latent_bits is None else latent_bits)

@@ -1,7 +1,10 @@
+import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+import safetensors.torch
 import torch
 import zstandard
 
@@ -9,6 +12,7 @@ from neofield import bundle
 from neofield.codec import make_field, signal_metadata
 from neofield.errors import NeofieldError
 from neofield.media import Media, Selection
+from neofield.quantize import BitDepths, quantize
 from neofield.render import evaluate
 from neofield.signal import Signal
 from tests.conftest import noise_video
@@ -88,18 +92,60 @@ def test_other_zstd_data_is_not_a_bundle():
         bundle.unpack(zstandard.ZstdCompressor().compress(b"hello world, not safetensors"))
 
 
+def _header(data: bytes) -> dict:
+    payload = zstandard.ZstdDecompressor().decompress(data)
+    return json.loads(payload[8:8 + int.from_bytes(payload[:8], "little")])
+
+
 def test_a_quantized_bundle_round_trips_byte_exact_and_decodes_as_the_encoder_measured(field_and_meta, tmp_path):
     field, meta = field_and_meta
-    quantized = bundle.round_weights(field, "q8")
-    meta = {**meta, "weights_dtype": "q8"}
+    quantized = bundle.round_weights(field, "quantized", BitDepths(5, 4))
+    meta = {**meta, "weights_dtype": "quantized"}
     bundle.save(tmp_path / "q.nf", field, meta, quantized=quantized)
     loaded = bundle.load(tmp_path / "q.nf")
     assert bundle.pack(loaded.field, loaded.meta, loaded.quantized) == (tmp_path / "q.nf").read_bytes()
     coords = torch.rand(1000, 3) * 2 - 1
     assert torch.equal(evaluate(field.eval(), coords), evaluate(loaded.field, coords))
-    payload = zstandard.ZstdDecompressor().decompress((tmp_path / "q.nf").read_bytes())
-    header = json.loads(payload[8:8 + int.from_bytes(payload[:8], "little")])
-    assert {v["dtype"] for k, v in header.items() if k != "__metadata__" and not k.endswith(":quant")} == {"U8"}
+    assert {q.levels for k, q in loaded.quantized.items() if k.startswith("latents.")} == {16}
+    assert {q.levels for k, q in loaded.quantized.items() if not k.startswith("latents.")} == {32}
+    header = _header((tmp_path / "q.nf").read_bytes())
+    assert sorted(k for k in header if k != "__metadata__") == [
+        "backbone.levels", "backbone.params", "backbone.stream", "latents.levels", "latents.params", "latents.stream"]
+    split = bundle.stored_bytes((tmp_path / "q.nf").read_bytes())
+    assert split["backbone"] == header["backbone.stream"]["data_offsets"][1] - header["backbone.stream"]["data_offsets"][0]
+    assert split["backbone"] + split["latents"] + split["side"] == (tmp_path / "q.nf").stat().st_size
+
+
+def test_a_quantized_bundle_is_much_smaller_than_float16(field_and_meta):
+    field, meta = field_and_meta
+    half = len(bundle.pack(field, meta))
+    quantized = bundle.round_weights(field, "quantized", BitDepths(6, 6))
+    assert len(bundle.pack(field, {**meta, "weights_dtype": "quantized"}, quantized)) < half / 2
+
+
+def test_damaged_quantization_parameters_are_a_clear_error(field_and_meta, monkeypatch):
+    field, meta = field_and_meta
+    quantized = bundle.round_weights(field, "quantized", BitDepths(6, 6))
+    bad = {k: dataclasses.replace(q, levels=1) for k, q in quantized.items()}
+    monkeypatch.setattr(bundle.entropy, "encode", lambda symbols, models: b"")  # levels 1 cannot be coded
+    data = bundle.pack(field, {**meta, "weights_dtype": "quantized"}, bad)
+    with pytest.raises(NeofieldError, match="corrupted"):
+        bundle.unpack(data)
+
+
+def test_a_version_two_eight_bit_bundle_still_loads(field_and_meta):
+    field, meta = field_and_meta
+    tensors = {}
+    for name, t in field.state_dict().items():
+        q = quantize(t.numpy(), 8)
+        tensors[name] = torch.from_numpy(q.symbols.astype(np.uint8))
+        tensors[name + ":quant"] = torch.tensor([float(q.scale), float(q.offset)])
+    meta = {**meta, "format_version": 2, "weights_dtype": "q8",
+            "model": {"type": "neomlp", "config": field.config.to_dict(), "segmentation": field.segmentation.to_dict()}}
+    v2 = zstandard.ZstdCompressor().compress(safetensors.torch.save(tensors, {"neofield": json.dumps(meta)}))
+    loaded = bundle.unpack(v2)
+    for name, t in field.state_dict().items():
+        assert torch.allclose(loaded.field.state_dict()[name], t, atol=float((t.max() - t.min()) / 255 / 2 + 1e-6))
 
 
 def test_a_version_one_bundle_still_loads(field_and_meta, monkeypatch):

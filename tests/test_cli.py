@@ -43,6 +43,21 @@ def test_encode_decode_psnr_info_succeed(encoded, tiny_clip, tmp_path):
     assert "PSNR" in neofield("psnr", tiny_clip, out).stdout
 
 
+def test_info_and_psnr_split_the_bytes(encoded, tiny_clip):
+    out, report = encoded
+    split = json.loads(neofield("info", out, "--json").stdout)["stored_bytes"]
+    assert sum(split.values()) == report["bytes"] and min(split.values()) > 0
+    assert "quantized to 6 bits (backbone) and 6 bits (latents)" in neofield("info", out).stdout
+    scores = json.loads(neofield("psnr", tiny_clip, out, "--json").stdout)
+    assert scores["bytes_backbone"] == split["backbone"] and scores["bytes_side"] == split["side"]
+
+
+def test_bad_bit_depth_is_one_line(tiny_clip, tmp_path):
+    assert_one_line_error(neofield("encode", tiny_clip, "-o", tmp_path / "x.nf", "--bits", "0"),
+                          "--bits must be a bit depth from 1 to 16")
+    assert not (tmp_path / "x.nf").exists()
+
+
 def test_default_output_name_follows_the_input(encoded, tmp_path):
     out, _ = encoded
     local = tmp_path / "clip.nf"

@@ -213,9 +213,26 @@ def test_pixel_aspect_ratio_survives_encode_and_decode(tmp_path):
     assert "pixel aspect ratio" in neofield.decode(tmp_path / "sar.nf", tmp_path / "back.webm").notes[0]
 
 
-def test_an_eight_bit_bundle_is_smaller_and_scores_what_the_encoder_measured(tiny_clip, tmp_path):
-    half = neofield.encode(tiny_clip, tmp_path / "f16.nf", steps=60, batch_size=512, device="cpu")
-    q8 = neofield.encode(tiny_clip, tmp_path / "q8.nf", steps=60, batch_size=512, device="cpu", weights_dtype="q8")
-    assert q8.bytes < 0.75 * half.bytes
-    assert abs(q8.quality["video_psnr_db"] - half.quality["video_psnr_db"]) < 0.5
-    assert neofield.psnr(tiny_clip, tmp_path / "q8.nf")["video_psnr_db"] == q8.quality["video_psnr_db"]
+def test_a_quantized_bundle_is_smaller_and_scores_what_the_encoder_measured(tiny_clip, tmp_path):
+    half = neofield.encode(tiny_clip, tmp_path / "f16.nf", steps=60, batch_size=512, device="cpu",
+                           weights_dtype="float16")
+    q = neofield.encode(tiny_clip, tmp_path / "q.nf", steps=60, batch_size=512, device="cpu")
+    assert q.bytes < 0.5 * half.bytes
+    assert abs(q.quality["video_psnr_db"] - half.quality["video_psnr_db"]) < 0.5
+    assert neofield.psnr(tiny_clip, tmp_path / "q.nf")["video_psnr_db"] == q.quality["video_psnr_db"]
+    meta = neofield.load(tmp_path / "q.nf").meta
+    assert meta["weights_dtype"] == "quantized" and meta["quantization"]["bits"] == {"backbone": 6.0, "latents": 6.0}
+    assert meta["fit"]["config"]["quantization_aware"] == {"fraction": 0.1, "mode": "round"}
+
+
+def test_bits_set_the_size(tiny_clip, tmp_path):
+    low = neofield.encode(tiny_clip, tmp_path / "low.nf", steps=20, batch_size=256, device="cpu",
+                          bits=neofield.BitDepths(4, 4))
+    high = neofield.encode(tiny_clip, tmp_path / "high.nf", steps=20, batch_size=256, device="cpu",
+                           bits=neofield.BitDepths(8, 8))
+    assert low.bytes < 0.75 * high.bytes
+
+
+def test_bits_with_a_float_dtype_are_refused(tiny_clip, tmp_path):
+    with pytest.raises(NeofieldError, match="--bits"):
+        neofield.encode(tiny_clip, tmp_path / "x.nf", steps=2, weights_dtype="float16", bits=neofield.BitDepths())

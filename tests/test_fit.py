@@ -1,10 +1,12 @@
+import copy
 import math
 
 import torch
 
 from neofield.codec import make_field, measure
-from neofield.fit import FitConfig, fit, lr_at, masked_mse
+from neofield.fit import FitConfig, QuantizationAware, fit, lr_at, masked_mse
 from neofield.media import read_media
+from neofield.quantize import fake_quantize, levels_for
 from neofield.signal import Signal
 
 
@@ -49,3 +51,31 @@ def test_time_budget_stops_the_fit(tiny_clip):
     field = make_field(signal, "tiny", segments=1)
     result = fit(field, signal, FitConfig(time_budget=1.0, batch_size=256, device="cpu"))
     assert 0 < result.steps and result.seconds < 3.0
+
+
+def test_quantization_aware_finetuning_recovers_what_rounding_costs(tiny_clip):
+    signal = Signal(read_media(tiny_clip))
+    base = make_field(signal, "tiny", segments=4)
+    fit(base, signal, FitConfig(lr=5e-3, warmup_steps=20, steps=300, batch_size=1024, device="cpu"))
+    scores = {}
+    for mode in (None, "round"):
+        field = copy.deepcopy(base)
+        if mode:
+            levels = {name: levels_for(4) for name, _ in field.named_parameters()}
+            fit(field, signal, FitConfig(lr=5e-4, warmup_steps=0, steps=100, batch_size=1024, device="cpu",
+                                         quantization=QuantizationAware(levels, fraction=1.0, mode=mode)))
+        with torch.no_grad():
+            for p in field.parameters():
+                p.copy_(fake_quantize(p, levels_for(4)))
+        scores[mode] = measure(field, signal)["video_psnr_db"]
+    assert scores["round"] > scores[None] + 1.0, scores
+
+
+def test_quantization_aware_steps_leave_float_weights_to_the_optimiser(tiny_clip):
+    signal = Signal(read_media(tiny_clip))
+    field = make_field(signal, "tiny", segments=1)
+    levels = {name: 4 for name, _ in field.named_parameters()}
+    fit(field, signal, FitConfig(lr=1e-4, steps=3, batch_size=64, device="cpu",
+                                 quantization=QuantizationAware(levels, fraction=1.0)))
+    # after a few small steps the weights are near their float start, not snapped onto 4 levels
+    assert all(len(torch.unique(p)) > 4 for p in field.parameters() if p.numel() > 8)

@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
-from neofield.quantize import entropy_bytes, quantize
+import torch
+
+from neofield.quantize import BitDepths, entropy_bytes, fake_quantize, levels_for, quantize
 
 
 @pytest.mark.parametrize("bits", [1, 4, 8, 12])
@@ -29,6 +31,26 @@ def test_a_constant_tensor_or_row_is_exact():
     assert np.array_equal(quantize(x, 4).dequantize(), x)
     y = np.stack([np.full(5, -2.0), np.linspace(0, 1, 5)]).astype(np.float32)
     assert np.array_equal(quantize(y, 8, axis=0).dequantize()[0], y[0])
+
+
+def test_a_fractional_depth_gives_levels_between_the_whole_ones():
+    assert levels_for(5) == 32 and levels_for(5.5) == 45 and levels_for(6) == 64
+    q = quantize(np.linspace(-1, 1, 1000, dtype=np.float32), 5.5)
+    assert q.levels == 45 and q.symbols.max() == 44 and abs(q.bits - 5.5) < 0.01
+
+
+def test_fake_quantize_gives_the_values_a_decoder_reconstructs():
+    x = torch.randn(64, 32)
+    for bits in (3, 6, 8):
+        expected = quantize(x.numpy(), bits).dequantize()
+        assert np.allclose(fake_quantize(x, levels_for(bits)).numpy(), expected, atol=1e-6)
+
+
+def test_bit_depths_are_checked_and_set_per_group():
+    depths = BitDepths(6, 4)
+    assert depths.for_group("backbone") == 6 and depths.for_group("latents") == 4
+    with pytest.raises(ValueError, match="bits"):
+        BitDepths(0.5, 6)
 
 
 def test_bit_depth_is_checked():

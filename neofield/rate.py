@@ -1,0 +1,152 @@
+"""Rate control: a size or a quality target turned into a model width and bit depths.
+
+Two knobs, set at two moments:
+
+* **before the fit**, the model's width ``D`` is picked from :data:`WIDTHS` so
+  that its parameters, at the ~5 coded bits each that 6-bit quantization
+  gives, land near the size asked for (:func:`width_for_size`);
+* **when quantization-aware finetuning starts** (the last 10 % of the fit),
+  the bit depth is searched on the field as it then is: the depth whose coded
+  streams fill the byte budget (:func:`bits_for_size`), or the lowest depth
+  whose PSNR on a fixed sample of points still meets the target
+  (:func:`bits_for_psnr`). The finetuning then trains for exactly that depth.
+
+Fractional depths (levels ``round(2**bits)``) make the coded size a nearly
+continuous function of the depth, so a size lands within a few percent.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from . import bundle as bundle_io
+from .errors import NeofieldError
+from .fields.neomlp import NeoMLPField
+from .fit import masked_mse, mse_to_psnr
+from .quantize import BitDepths, levels_for
+from .signal import Signal
+
+# Coded bits per parameter at the default 6-bit depth after finetuning, measured:
+# 5.05 on the demo clip (33,217 parameters), 4.90 on 2 s of bikes at 320x136.
+BITS_PER_PARAMETER = 5.0
+WIDTHS = (8, 12, 16, 24, 32, 48, 64, 96, 128)  # the ladder: token width D; FFN 4D
+SEARCH_BITS = (2.0, 12.0)  # depths the search may choose
+PSNR_POINTS = 65_536  # points of the fixed sample the PSNR search scores
+SIZE_TOLERANCE = 0.10  # a size target lands within +-10 %
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the user asked for: a size in bytes, or a PSNR in dB (video PSNR for
+    pictures and video with sound, audio PSNR for sound alone)."""
+
+    bytes: int | None = None
+    psnr: float | None = None
+
+    def describe(self) -> str:
+        return f"{self.bytes:,} bytes" if self.bytes is not None else f"PSNR {self.psnr:g} dB"
+
+
+UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2, "mib": 1024**2}
+
+
+def parse_bytes(text: str, name: str = "--size") -> int:
+    """``20KB``, ``1.5MB``, ``300KiB`` or a plain byte count (KB = 1000 bytes)."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", text or "")
+    unit = m[2].lower() if m else None
+    if not m or unit not in UNITS:
+        raise NeofieldError(f"{name} {text!r} is not a size such as 20KB, 1.5MB or 40000")
+    value = float(m[1]) * UNITS[unit]
+    if not 1 <= value <= 1e12:
+        raise NeofieldError(f"{name} {text!r} is out of range")
+    return round(value)
+
+
+def parse_bitrate(text: str, duration: float) -> int:
+    """``300k`` or ``1.2M`` bits per second over ``duration`` seconds, as bytes."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmM]?)(?:bps|b/s)?\s*", text or "")
+    if not m:
+        raise NeofieldError(f"--bitrate {text!r} is not a rate such as 300k or 1.2M (bits per second)")
+    bps = float(m[1]) * {"": 1, "k": 1e3, "m": 1e6}[m[2].lower()]
+    if bps <= 0:
+        raise NeofieldError(f"--bitrate {text!r} must be positive")
+    return max(1, round(bps * duration / 8))
+
+
+def width_for_size(make: Callable[[int], NeoMLPField], target_bytes: int, side_bytes: int) -> int:
+    """The ladder width whose predicted size is nearest the target (in log).
+
+    ``make(D)`` builds the field at width ``D``; its parameter count, at
+    :data:`BITS_PER_PARAMETER`, plus the side information predicts the bytes.
+    """
+    best, best_gap = WIDTHS[0], math.inf
+    for width in WIDTHS:
+        predicted = make(width).num_parameters()["total"] * BITS_PER_PARAMETER / 8 + side_bytes
+        gap = abs(math.log(predicted / max(target_bytes, 1)))
+        if gap < best_gap:
+            best, best_gap = width, gap
+    return best
+
+
+def coded_bytes(field: NeoMLPField, bits: float) -> int:
+    """The coded streams' bytes with every tensor at ``bits``."""
+    return sum(bundle_io.coded_bytes(bundle_io.quantize_state(field, BitDepths(bits, bits))).values())
+
+
+def bits_for_size(field: NeoMLPField, stream_bytes: int) -> float:
+    """The highest depth whose coded streams fit in ``stream_bytes``: a bisection
+    over whole level counts (the size grows with them, up to coding noise)."""
+    lo, hi = (levels_for(b) for b in SEARCH_BITS)
+    if coded_bytes(field, math.log2(lo)) > stream_bytes:
+        return math.log2(lo)
+    if coded_bytes(field, math.log2(hi)) <= stream_bytes:
+        return math.log2(hi)
+    while hi - lo > 1:  # coded(lo) fits, coded(hi) does not
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if coded_bytes(field, math.log2(mid)) <= stream_bytes else (lo, mid)
+    return math.log2(lo)
+
+
+class PsnrProbe:
+    """PSNR of a field on one fixed sample of the signal's points: cheap enough to
+    call a dozen times in a search, and in the units ``neofield psnr`` reports
+    (8-bit video and [-1, 1] audio both map to a peak-to-peak of 2)."""
+
+    def __init__(self, signal: Signal, points: int = PSNR_POINTS, seed: int = 0):
+        coords, target, mask = signal.sample(min(points, signal.n_points), torch.Generator().manual_seed(seed))
+        if signal.kind == "audiovisual":  # the target is the picture's
+            keep = mask[:, :3].any(dim=1)
+            coords, target, mask = coords[keep], target[keep], mask[keep]
+        self.coords, self.target, self.mask = coords, target, mask
+
+    @torch.no_grad()
+    def __call__(self, field: NeoMLPField) -> float:
+        device = next(field.parameters()).device
+        pred = torch.cat([field(c.to(device)).float().cpu() for c in self.coords.split(8192)])
+        return mse_to_psnr(masked_mse(pred, self.target, self.mask).item())
+
+
+def bits_for_psnr(field: NeoMLPField, probe: PsnrProbe, target_psnr: float) -> float:
+    """The lowest depth whose quantized field still scores ``target_psnr`` on the
+    probe (bisection). Chosen before the finetuning, which then recovers part of
+    the rounding loss, so the choice errs on the safe side."""
+    state = {k: v.clone() for k, v in field.state_dict().items()}
+
+    def score(bits: float) -> float:
+        bundle_io.round_weights(field, bundle_io.QUANTIZED, BitDepths(bits, bits))
+        value = probe(field)
+        field.load_state_dict(state)
+        return value
+
+    lo, hi = (levels_for(b) for b in SEARCH_BITS)
+    if score(math.log2(hi)) < target_psnr:
+        return math.log2(hi)
+    while hi - lo > max(1, lo // 16):  # to within ~0.1 bit: score(hi) meets the target, score(lo) may not
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if score(math.log2(mid)) >= target_psnr else (mid, hi)
+    return math.log2(hi)

@@ -1,0 +1,83 @@
+"""Rate control: sizes and rates parsed strictly, depths and widths searched to hit a target."""
+
+import pytest
+
+import neofield
+from neofield import rate
+from neofield.codec import make_field
+from neofield.errors import NeofieldError
+from neofield.media import read_media
+from neofield.signal import Signal
+
+
+@pytest.mark.parametrize("text, expected", [("20KB", 20_000), ("1.5MB", 1_500_000), ("300KiB", 307_200),
+                                            ("40000", 40_000), ("12k", 12_000)])
+def test_sizes_are_parsed_in_decimal_and_binary_units(text, expected):
+    assert rate.parse_bytes(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "KB", "-3KB", "20 parsecs", "0"])
+def test_a_bad_size_is_a_clear_error(text):
+    with pytest.raises(NeofieldError, match="--size"):
+        rate.parse_bytes(text)
+
+
+def test_a_bitrate_is_bytes_over_the_duration():
+    assert rate.parse_bitrate("300k", 2.0) == 75_000
+    assert rate.parse_bitrate("1.2Mbps", 1.0) == 150_000
+    with pytest.raises(NeofieldError, match="--bitrate"):
+        rate.parse_bitrate("fast", 1.0)
+
+
+@pytest.fixture(scope="module")
+def signal(tiny_clip):
+    return Signal(read_media(tiny_clip))
+
+
+def test_the_depth_search_fills_the_byte_budget(signal):
+    field = make_field(signal, "tiny", segments=4)
+    for budget in (9_000, 14_000):
+        bits = rate.bits_for_size(field, budget)
+        assert rate.coded_bytes(field, bits) <= budget
+        assert rate.coded_bytes(field, bits + 0.1) > 0.97 * budget  # and leaves little of it unused
+
+
+def test_a_larger_target_gets_a_wider_model(signal):
+    def build(dim):
+        return make_field(signal, "tiny", segments=4, dim=dim, ffn_dim=4 * dim)
+
+    small, large = rate.width_for_size(build, 5_000, 1_400), rate.width_for_size(build, 200_000, 1_400)
+    assert small < large and small in rate.WIDTHS and large in rate.WIDTHS
+
+
+def test_the_psnr_search_takes_the_lowest_depth_that_meets_the_target(signal):
+    field = make_field(signal, "tiny", segments=4)
+    probe = rate.PsnrProbe(signal, points=4096)
+    best = probe(field)
+    bits = rate.bits_for_psnr(field, probe, best - 1.0)
+    assert rate.SEARCH_BITS[0] < bits < rate.SEARCH_BITS[1]
+    assert probe(field) == best  # the search leaves the field as it was
+
+
+def test_a_size_target_lands_within_ten_percent(tiny_clip, tmp_path):
+    report = neofield.encode(tiny_clip, tmp_path / "s.nf", steps=40, batch_size=256, device="cpu", size="9KB")
+    assert abs(report.bytes / 9_000 - 1) <= 0.10, report.target
+    assert report.target["size_error"] == pytest.approx(report.bytes / 9_000 - 1, abs=1e-4)
+
+
+def test_an_unreachable_psnr_says_by_how_much_and_why(tiny_clip, tmp_path):
+    report = neofield.encode(tiny_clip, tmp_path / "p.nf", steps=20, batch_size=256, device="cpu",
+                             target_psnr=60.0)
+    assert report.quality["video_psnr_db"] < 60
+    assert "missed the PSNR target by" in report.target["notes"][-1]
+    assert "the fit itself reached" in report.target["notes"][-1]
+
+
+def test_targets_exclude_each_other_and_explicit_bits(tiny_clip, tmp_path):
+    with pytest.raises(NeofieldError, match="one target"):
+        neofield.encode(tiny_clip, tmp_path / "x.nf", size="9KB", target_psnr=30.0)
+    with pytest.raises(NeofieldError, match="leave out --bits"):
+        neofield.encode(tiny_clip, tmp_path / "x.nf", size="9KB", bits=neofield.BitDepths(5, 5))
+    with pytest.raises(NeofieldError, match="needs --dtype quantized"):
+        neofield.encode(tiny_clip, tmp_path / "x.nf", bitrate="100k", weights_dtype="float16")
+    assert not (tmp_path / "x.nf").exists()
