@@ -251,7 +251,7 @@ def encode(
         bits = control.finish(field_)
     symbols = bundle_io.round_weights(field_, weights_dtype, bits)
     quality = measure(field_, signal, result.points_per_second) if evaluate else {}
-    meta.update(fit={**result.to_dict(), "config": config.to_dict()}, quality=quality)
+    meta.update(fit={**result.to_dict(), "config": fit_record(config)}, quality=quality)
     if quantized:
         meta["quantization"] = {"bits": bits.to_dict()}
     nbytes = bundle_io.save(output, field_, meta, force=force, quantized=symbols)
@@ -260,6 +260,16 @@ def encode(
     if control:
         report.target = control.outcome(nbytes, quality, width)
     return report
+
+
+FIT_RECORD = ("lr", "warmup_steps", "batch_size", "steps", "epochs", "time_budget", "seed", "device",
+              "quantization_aware")
+
+
+def fit_record(config: FitConfig) -> dict:
+    """The fit settings a bundle keeps: the ones a user sets (every byte of metadata
+    counts against a 6 KB target)."""
+    return {k: v for k, v in config.to_dict().items() if k in FIT_RECORD and v is not None}
 
 
 SIDE_BYTES = 1_400  # metadata, quantization parameters and headers of a quantized bundle (~1.4 KB measured)

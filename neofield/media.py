@@ -150,6 +150,10 @@ def _read_audio_file(path: Path, sel: Selection) -> Media:
         info = sf.info(str(path))
     except Exception:
         return _read_container(path, sel)  # e.g. mp3/m4a on an old libsndfile: let FFmpeg try
+    if info.format == "OGG" and info.channels > 2:
+        # libsndfile hands Ogg's channels over in Vorbis order (FL C FR ...); FFmpeg reorders
+        # them to the order every other reader and writer here uses
+        return _read_container(path, sel)
     start = int(round(sel.start * info.samplerate))
     frames = -1 if sel.duration is None else int(round(sel.duration * info.samplerate))
     try:
@@ -681,6 +685,10 @@ class _AudioWriter:
 
 
 SOUNDFILE_FORMATS = {".wav": ("WAV", "FLOAT"), ".flac": ("FLAC", "PCM_24"), ".ogg": ("OGG", "VORBIS")}
+# Vorbis I's channel order (its spec, section 4.3.9) as indices into FFmpeg's / WAV's order, by channel
+# count: libsndfile writes channels as given, so they are put in Vorbis order for other players to read right
+VORBIS_ORDER = {3: [0, 2, 1], 5: [0, 2, 1, 3, 4], 6: [0, 2, 1, 4, 5, 3], 7: [0, 2, 1, 5, 6, 4, 3],
+                8: [0, 2, 1, 6, 7, 4, 5, 3]}
 FFMPEG_AUDIO = {".opus": ("ogg", "libopus"), ".m4a": ("ipod", "aac"), ".mp3": ("mp3", "libmp3lame")}
 
 
@@ -701,6 +709,8 @@ def write_audio(path: Path, audio: np.ndarray, sample_rate: int, metadata: dict[
         for key, value in (metadata or {}).items():
             if key in ("comment", "title"):
                 setattr(f, key, value)
+        if suffix == ".ogg" and audio.shape[1] in VORBIS_ORDER:
+            audio = audio[:, VORBIS_ORDER[audio.shape[1]]]
         f.write(np.clip(audio, -1, 1))
 
 

@@ -607,3 +607,14 @@ def test_lossy_video_says_which_colours_it_holds(tmp_path):
         as_bt601 = frame.reformat(format="rgb24", src_colorspace=Colorspace.ITU601).to_ndarray()
     # the pixels really are BT.709: read with the tag's matrix they match, with BT.601's they do not
     assert video_psnr(frames, as_tagged[None]) > 38 > video_psnr(frames, as_bt601[None])
+
+
+@pytest.mark.parametrize("suffix", [".opus", ".ogg", ".flac", ".wav"])
+def test_surround_sound_reads_back_in_the_channel_order_it_was_written(tmp_path, suffix):
+    # one loud channel at a time: Ogg stores 5.1 in Vorbis order, which must not leak into the samples
+    for loud in range(6):
+        sound = np.zeros((24000, 6), np.float32)
+        sound[:, loud] = 0.5 * np.sin(np.arange(24000) * 2 * np.pi * 440 / 48000)
+        write_audio(tmp_path / f"c{loud}{suffix}", sound, 48000)
+        back = read_media(tmp_path / f"c{loud}{suffix}").audio
+        assert back.shape[1] == 6 and int(np.abs(back).sum(axis=0).argmax()) == loud, (suffix, loud)
