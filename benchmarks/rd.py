@@ -84,6 +84,8 @@ SIZES = {"video": [6_000, 12_000, 24_000, 48_000], "image": [2_000, 4_000, 8_000
 def neofield_ladder(kind: str, points: int) -> list[dict]:
     """``neofield.encode`` keyword arguments, one size target per rate point, from small to large:
     rate control picks the model width and bit depths for each."""
+    if points < 1:
+        raise SystemExit(f"--points must be at least 1, not {points}")
     sizes = SIZES[kind]
     if points > len(sizes):  # more points: fill in between, log-uniformly
         sizes = np.geomspace(sizes[0], sizes[-1], points).round().astype(int).tolist()

@@ -182,7 +182,10 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
         coords, target, mask = (t.to(device, non_blocking=True) for t in signal.sample(config.batch_size, sample_gen))
         q = config.quantization
         saved = None
-        if q and final and step >= total * (1 - q.fraction):
+        # finetuning starts at its share of the steps, or of the time when a budget is about to stop the
+        # fit early (a slower machine than the probe measured must not skip it)
+        if q and final and (step >= total * (1 - q.fraction) or
+                            (config.time_budget is not None and elapsed >= config.time_budget * (1 - q.fraction))):
             if levels is None:
                 levels = q.levels(field) if callable(q.levels) else q.levels
             saved = _perturb(field, levels, q.mode, sample_gen)

@@ -79,3 +79,18 @@ def test_quantization_aware_steps_leave_float_weights_to_the_optimiser(tiny_clip
                                  quantization=QuantizationAware(levels, fraction=1.0)))
     # after a few small steps the weights are near their float start, not snapped onto 4 levels
     assert all(len(torch.unique(p)) > 4 for p in field.parameters() if p.numel() > 8)
+
+
+def test_a_time_budget_that_stops_the_fit_early_still_finetunes(tiny_clip):
+    signal = Signal(read_media(tiny_clip))
+    field = make_field(signal, "tiny", segments=1)
+    started = []
+
+    def levels(f):
+        started.append(True)
+        return {name: 16 for name, _ in f.named_parameters()}
+
+    # a step count far beyond what 4 s allows: finetuning must start on time, not on steps
+    fit(field, signal, FitConfig(steps=10**6, time_budget=4.0, batch_size=256, device="cpu",
+                                 quantization=QuantizationAware(levels, fraction=0.5)))
+    assert started == [True]

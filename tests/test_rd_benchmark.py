@@ -83,11 +83,12 @@ def test_pchip_passes_through_the_points_and_keeps_monotone(rd):
     assert np.all(np.diff(dense) >= 0)
 
 
-def test_neofield_ladder_is_sized_and_checked(rd):
-    assert [len(rd.neofield_ladder(n)) for n in (1, 2, 3, 4)] == [1, 2, 3, 4]
-    assert all("preset" in kwargs for kwargs in rd.neofield_ladder(4))
+def test_neofield_ladder_is_rising_size_targets(rd):
+    assert [len(rd.neofield_ladder("video", n)) for n in (1, 2, 3, 4, 6)] == [1, 2, 3, 4, 6]
+    sizes = [kwargs["size"] for kwargs in rd.neofield_ladder("audio", 6)]
+    assert sizes == sorted(sizes) and sizes[0] == rd.SIZES["audio"][0] and sizes[-1] == rd.SIZES["audio"][-1]
     with pytest.raises(SystemExit):
-        rd.neofield_ladder(0)
+        rd.neofield_ladder("video", 0)
 
 
 def test_av_anchor_adds_video_and_opus_bytes(rd):
