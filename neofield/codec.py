@@ -272,6 +272,7 @@ def fit_record(config: FitConfig) -> dict:
     return {k: v for k, v in config.to_dict().items() if k in FIT_RECORD and v is not None}
 
 
+PSNR_MARGIN = 0.1  # dB: what a PSNR target out of the fit's reach lets quantization cost
 SIDE_BYTES = 1_400  # metadata, quantization parameters and headers of a quantized bundle (~1.4 KB measured)
 
 
@@ -291,7 +292,12 @@ class RateControl:
             depth = rate.bits_for_size(field_, self.target.bytes - self.side_bytes(field_))
         else:
             self.float_psnr = self.probe(field_)
-            depth = rate.bits_for_psnr(field_, self.probe, self.target.psnr)
+            goal = self.target.psnr
+            if self.float_psnr < goal + PSNR_MARGIN:  # out of reach: no depth gets there, so spend no more bits
+                goal = self.float_psnr - PSNR_MARGIN  # than it takes to keep what the fit reached
+                self.notes.append(f"the fit reached {self.float_psnr:.2f} dB before quantization, short of the "
+                                  f"target: quantized to keep that within {PSNR_MARGIN:g} dB")
+            depth = rate.bits_for_psnr(field_, self.probe, goal)
         self.bits = BitDepths(depth, depth)
         return self.bits
 
@@ -332,7 +338,7 @@ class RateControl:
             if reached is not None and reached < self.target.psnr:
                 why = (f"the fit itself reached {self.float_psnr:.2f} dB before quantization in this budget: give "
                        "it more --time-budget or a larger --preset" if self.float_psnr is not None
-                       and self.float_psnr < self.target.psnr + 0.05 else
+                       and self.float_psnr < self.target.psnr + PSNR_MARGIN else
                        f"quantizing to {self.bits.backbone:g} bits cost more than the search expected")
                 out["notes"].append(f"missed the PSNR target by {self.target.psnr - reached:.2f} dB: {why}")
         return out

@@ -71,6 +71,7 @@ def test_an_unreachable_psnr_says_by_how_much_and_why(tiny_clip, tmp_path):
     assert report.quality["video_psnr_db"] < 60
     assert "missed the PSNR target by" in report.target["notes"][-1]
     assert "the fit itself reached" in report.target["notes"][-1]
+    assert report.target["bits"]["backbone"] < 12  # out of reach: no bits spent beyond what keeps the fit
 
 
 def test_targets_exclude_each_other_and_explicit_bits(tiny_clip, tmp_path):
