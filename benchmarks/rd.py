@@ -527,7 +527,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     sel = Selection(args.start, args.duration, args.max_frames, args.resize)
     sel.check()
     if not args.skip_neofield:
-        neofield_ladder(args.points)  # a bad --points fails before minutes of encoding
+        neofield_ladder("video", args.points)  # a bad --points fails before minutes of encoding
     out = args.out or Path("rd_out") / args.clip.stem
     encoded = out / "encoded"
     if not args.force and ((out / "rd.csv").exists() or encoded.exists()):
