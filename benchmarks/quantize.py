@@ -5,10 +5,11 @@
 Quantizes every tensor of the bundle's field (backbone and latents apart, per
 tensor or per output channel) with no finetuning, renders the field on its
 own grid, and prints PSNR against the original next to the bytes the symbols
-would need: their empirical entropy (an ideal per-tensor coder) and zstd-19 of
-the packed symbols, each plus 8 bytes per scale/offset pair. The reference in
-the same run is the bundle as it is (float16 under zstd). It is the
-measurement issue 10's bit depths and quantization-aware finetuning start from.
+take: their empirical entropy (an ideal per-tensor coder, tables not
+counted), what neofield's range coder (``neofield/entropy.py``, a Gaussian
+per tensor) writes, and zstd-19 of the packed symbols, each plus 8 bytes per
+scale/offset pair. The reference in the same run is the bundle as it is. It
+is the measurement issue 10's bit depths, coder and finetuning started from.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import neofield  # noqa: E402
 from neofield.media import Selection, read_media  # noqa: E402
 from neofield.quality import compare  # noqa: E402
+from neofield.bundle import code_groups  # noqa: E402
 from neofield.quantize import QuantizedTensor, entropy_bytes, quantize  # noqa: E402
 from neofield.render import render_media  # noqa: E402
 
@@ -47,7 +49,8 @@ def quantize_state(state: dict[str, torch.Tensor], backbone_bits: int, latent_bi
 
 def coded_bytes(q: dict[str, QuantizedTensor]) -> dict[str, float]:
     """Entropy and zstd bytes of the symbols, split into backbone and latents, with the scale/offset pairs."""
-    sizes = {"entropy_backbone": 0.0, "entropy_latents": 0.0, "zstd": 0.0, "side": 0.0}
+    sizes = {"entropy_backbone": 0.0, "entropy_latents": 0.0, "zstd": 0.0, "side": 0.0,
+             "range": float(sum(len(stream) for stream, _ in code_groups(q).values()))}
     packed = []
     for name, qt in q.items():
         part = "entropy_latents" if name.startswith("latents.") else "entropy_backbone"
@@ -73,8 +76,8 @@ def main() -> int:
     print(f"{args.bundle}: {size:,} bytes, {key} {reference:.2f} dB "
           f"({sum(t.numel() for t in state.values()):,} parameters, float16 under zstd)\n")
     print("| backbone bits | latent bits | scales | PSNR (dB) | ΔPSNR | entropy bytes: backbone + latents + scales "
-          "| zstd bytes + scales | entropy vs bundle |")
-    print("|---|---|---|---|---|---|---|---|")
+          "| range coded + scales | zstd bytes + scales | entropy vs bundle |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for backbone_bits, latent_bits, per_channel in CONFIGS:
         q = quantize_state(state, backbone_bits, latent_bits, per_channel)
         field = copy.deepcopy(bundle.field)
@@ -84,7 +87,9 @@ def main() -> int:
         entropy = s["entropy_backbone"] + s["entropy_latents"] + s["side"]
         print(f"| {backbone_bits} | {latent_bits} | {'per channel' if per_channel else 'per tensor'} | {psnr:.2f} | "
               f"{psnr - reference:+.2f} | {entropy:,.0f} = {s['entropy_backbone']:,.0f} + {s['entropy_latents']:,.0f}"
-              f" + {s['side']:,.0f} | {s['zstd'] + s['side']:,.0f} | {size / entropy:.2f}x smaller |")
+              f" + {s['side']:,.0f} | {s['range'] + s['side']:,.0f} ({s['range'] / (entropy - s['side']) - 1:+.1%}) | "
+              f"{s['zstd'] + s['side']:,.0f} ({s['zstd'] / (entropy - s['side']) - 1:+.1%}) | "
+              f"{size / entropy:.2f}x smaller |")
     return 0
 
 

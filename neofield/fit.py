@@ -176,19 +176,17 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
             _report(callback, step, total, ema, config, elapsed, planned=True, lr=opt.param_groups[0]["lr"])
         if (final and step >= total) or (config.time_budget is not None and elapsed >= config.time_budget):
             break
+        q = config.quantization
+        # finetuning takes the last share of the steps, in the cosine's tail; or of the time when a budget
+        # is about to stop the fit early (a slower machine than the probe measured must not skip it)
+        if q and final and levels is None and (step >= total * (1 - q.fraction) or (
+                config.time_budget is not None and elapsed >= config.time_budget * (1 - q.fraction))):
+            levels = q.levels(field) if callable(q.levels) else q.levels
         lr = lr_at(step, total if final else 10**9, config)  # warm-up, then hold until the plan is known
         for group in opt.param_groups:
             group["lr"] = lr
         coords, target, mask = (t.to(device, non_blocking=True) for t in signal.sample(config.batch_size, sample_gen))
-        q = config.quantization
-        saved = None
-        # finetuning starts at its share of the steps, or of the time when a budget is about to stop the
-        # fit early (a slower machine than the probe measured must not skip it)
-        if q and final and (step >= total * (1 - q.fraction) or
-                            (config.time_budget is not None and elapsed >= config.time_budget * (1 - q.fraction))):
-            if levels is None:
-                levels = q.levels(field) if callable(q.levels) else q.levels
-            saved = _perturb(field, levels, q.mode, sample_gen)
+        saved = _perturb(field, levels, q.mode, sample_gen) if levels is not None else None
         with autocast:
             pred = field(coords)
         loss = masked_mse(pred, target, mask)
