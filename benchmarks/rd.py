@@ -93,12 +93,20 @@ def neofield_ladder(kind: str, points: int) -> list[dict]:
     return [{"size": int(sizes[i])} for i in picks]
 
 
-def run_neofield(clip: Path, sel: Selection, budget: float, points: int, folder: Path, media: Media) -> list[dict]:
+def parse_sizes(text: str) -> list[int]:
+    """``--sizes 8KB,12KB``: size targets in neofield's own units (imported here: torch comes with it)."""
+    from neofield.rate import parse_bytes
+
+    return [parse_bytes(t, "--sizes") for t in text.split(",")]
+
+
+def run_neofield(clip: Path, sel: Selection, budget: float, points: int, folder: Path, media: Media,
+                 sizes: list[int] | None = None) -> list[dict]:
     """Encode the piece at each rung of :func:`neofield_ladder` and score it as ``neofield psnr`` does."""
     import neofield  # torch: only when neofield points are asked for
 
     rows = []
-    for kwargs in neofield_ladder(media.kind, points):
+    for kwargs in [{"size": n} for n in sizes] if sizes else neofield_ladder(media.kind, points):
         setting = " ".join(f"{k} {v}" for k, v in kwargs.items())
         path = folder / f"neofield_{'_'.join(str(v) for v in kwargs.values())}.nf"
         log(f"neofield {setting}: fitting for {budget:g} s")
@@ -519,6 +527,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--max-frames", type=int)
     ap.add_argument("--budget", type=float, default=120.0, help="neofield fit time per rate point, seconds")
     ap.add_argument("--points", type=int, default=4, help="neofield rate points")
+    ap.add_argument("--sizes", type=parse_sizes,
+                    help="neofield's size targets instead of the ladder, e.g. 8KB,12KB,16KB,24KB")
     ap.add_argument("--out", type=Path, help="folder for rd.csv, rd.png and the encoded files (rd_out/<clip stem>)")
     ap.add_argument("--skip-neofield", action="store_true", help="classical codecs only")
     ap.add_argument("--force", action="store_true", help="overwrite an earlier run's results in --out")
@@ -554,7 +564,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             found_rows, found_notes = run(media, encoded)
             classical += found_rows
             notes.update(found_notes)
-    nf_rows = [] if args.skip_neofield else run_neofield(args.clip, sel, args.budget, args.points, encoded, media)
+    nf_rows = [] if args.skip_neofield else run_neofield(args.clip, sel, args.budget, args.points, encoded, media,
+                                                                args.sizes)
     av_clip = media.video is not None and media.audio is not None
     anchors = av_anchor_rows(nf_rows, classical, media) if av_clip and nf_rows else []
     rows = classical + nf_rows + anchors

@@ -597,8 +597,11 @@ def psnr(original: str | Path, candidate: str | Path, selection: Selection | Non
             raise NeofieldError(f"{original} is not the media {candidate} was encoded from "
                                 f"(it was {b.meta['source']['name']!r}, {_describe(stored)})")
         report = compare(media, render_media(b.field, b.meta), per_frame)
-        report.update(size_report(candidate.stat().st_size, media))
-        report.update({f"bytes_{part}": n for part, n in bundle_io.stored_bytes(candidate.read_bytes()).items()})
+        split = {f"bytes_{part}": n for part, n in bundle_io.stored_bytes(candidate.read_bytes()).items()}
+        for key, value in size_report(candidate.stat().st_size, media).items():
+            report[key] = value
+            if key == "bytes":  # where the bytes go, right under their total
+                report.update(split)
         return report
     tag = read_decode_tag(candidate)
     if selection is None and tag is not None:

@@ -116,3 +116,7 @@ def test_comparisons_report_bd_rate_and_ratios(rd):
     line = next(line for line in rd.comparisons(nf, x264, [], media) if line.startswith("| x264 |"))
     assert float(re.search(r"\| ([-+0-9.]+) %", line).group(1)) == pytest.approx(-50.0, abs=0.5)
     assert line.count("0.50x") == 2
+
+
+def test_sizes_option_reads_neofields_units(rd):
+    assert rd.parse_sizes("7KB,9KB,12000") == [7000, 9000, 12000]
