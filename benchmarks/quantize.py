@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import neofield  # noqa: E402
 from neofield.media import Selection, read_media  # noqa: E402
 from neofield.quality import compare  # noqa: E402
-from neofield.bundle import code_groups  # noqa: E402
+from neofield.bundle import coded_bytes as range_coded_bytes  # noqa: E402
 from neofield.quantize import QuantizedTensor, entropy_bytes, quantize  # noqa: E402
 from neofield.render import render_media  # noqa: E402
 
@@ -50,7 +50,7 @@ def quantize_state(state: dict[str, torch.Tensor], backbone_bits: int, latent_bi
 def coded_bytes(q: dict[str, QuantizedTensor]) -> dict[str, float]:
     """Entropy and zstd bytes of the symbols, split into backbone and latents, with the scale/offset pairs."""
     sizes = {"entropy_backbone": 0.0, "entropy_latents": 0.0, "zstd": 0.0, "side": 0.0,
-             "range": float(sum(len(stream) for stream, _ in code_groups(q).values()))}
+             "range": float(sum(range_coded_bytes(q).values()))}
     packed = []
     for name, qt in q.items():
         part = "entropy_latents" if name.startswith("latents.") else "entropy_backbone"

@@ -42,6 +42,11 @@ def group_of(name: str) -> str:
     return "latents" if name.startswith("latents.") else "backbone"
 
 
+def group_names(names, group: str) -> list[str]:
+    """A group's tensor names in coding order (sorted): the one order writer and reader share."""
+    return sorted(n for n in names if group_of(n) == group)
+
+
 @dataclass
 class Bundle:
     """A decoded bundle: the field, ready to evaluate, and its metadata."""
@@ -79,19 +84,20 @@ def quantize_state(field: NeoMLPField, bits: BitDepths) -> dict[str, QuantizedTe
             for name, t in field.state_dict().items()}
 
 
-def code_groups(quantized: dict[str, QuantizedTensor]) -> dict[str, tuple[bytes, list[entropy.GaussianModel]]]:
-    """Each group's tensors, in sorted name order, range coded into one stream."""
+def code_groups(quantized: dict[str, QuantizedTensor]
+                ) -> dict[str, tuple[list[str], bytes, list[entropy.GaussianModel]]]:
+    """Each group's tensors, in coding order, range coded into one stream: (names, stream, models)."""
     out = {}
     for group in GROUPS:
-        names = sorted(n for n in quantized if group_of(n) == group)
+        names = group_names(quantized, group)
         models = [entropy.GaussianModel.fit(quantized[n].symbols, quantized[n].levels) for n in names]
-        out[group] = (entropy.encode([quantized[n].symbols for n in names], models), models)
+        out[group] = (names, entropy.encode([quantized[n].symbols for n in names], models), models)
     return out
 
 
 def coded_bytes(quantized: dict[str, QuantizedTensor]) -> dict[str, int]:
     """The bytes each group's stream takes: what rate control steers."""
-    return {group: len(stream) for group, (stream, _) in code_groups(quantized).items()}
+    return {group: len(stream) for group, (_, stream, _) in code_groups(quantized).items()}
 
 
 def _load_quantized(field: NeoMLPField, quantized: dict[str, QuantizedTensor]) -> None:
@@ -107,8 +113,7 @@ def pack(field: NeoMLPField, meta: dict, quantized: dict[str, QuantizedTensor] |
         if quantized is None:
             quantized = quantize_state(field, BitDepths(**meta.get("quantization", {}).get("bits", {})))
         tensors = {}
-        for group, (stream, models) in code_groups(quantized).items():
-            names = sorted(n for n in quantized if group_of(n) == group)
+        for group, (names, stream, models) in code_groups(quantized).items():
             tensors[f"{group}.stream"] = torch.frombuffer(bytearray(stream), dtype=torch.uint8) if stream \
                 else torch.zeros(0, dtype=torch.uint8)
             # per tensor: scale, offset (the dequantizer), mean, std (the entropy model); and the levels
@@ -164,7 +169,7 @@ def _decode_groups(field: NeoMLPField, tensors: dict[str, torch.Tensor]) -> dict
     shapes = {name: tuple(t.shape) for name, t in field.state_dict().items()}
     quantized = {}
     for group in GROUPS:
-        names = sorted(n for n in shapes if group_of(n) == group)
+        names = group_names(shapes, group)
         params, levels = tensors[f"{group}.params"].numpy(), tensors[f"{group}.levels"].numpy()
         if params.shape != (len(names), 4) or levels.shape != (len(names),):
             raise ValueError(f"{group}: {levels.shape[0]} tensors stored, the model has {len(names)}")
@@ -187,12 +192,10 @@ def stored_bytes(data: bytes) -> dict[str, int]:
     float bundle each group is compressed on its own to estimate its share.
     """
     payload = zstandard.ZstdDecompressor().decompress(data)
-    (size,) = struct.unpack("<Q", payload[:8])
-    header = json.loads(payload[8:8 + size])
-    body = payload[8 + size:]
+    header, body = _split(payload)
+    spans = [(k, v["data_offsets"]) for k, v in sorted(header.items()) if k != "__metadata__"]
     sizes = {}
     for group in GROUPS:
-        spans = [(k, v["data_offsets"]) for k, v in sorted(header.items()) if k != "__metadata__"]
         if f"{group}.stream" in header:
             lo, hi = header[f"{group}.stream"]["data_offsets"]
             sizes[group] = hi - lo
@@ -203,13 +206,16 @@ def stored_bytes(data: bytes) -> dict[str, int]:
     return sizes
 
 
+def _split(payload: bytes) -> tuple[dict, bytes]:
+    """safetensors layout: u64 little-endian header size, then a JSON header (tensor
+    offsets, and ``__metadata__`` mapping strings to strings), then the tensor bytes."""
+    (size,) = struct.unpack("<Q", payload[:8])
+    return json.loads(payload[8:8 + size]), payload[8 + size:]
+
+
 def _read_metadata(payload: bytes, name: str) -> dict:
-    # safetensors layout: u64 little-endian header size, then a JSON header
-    # whose "__metadata__" maps strings to strings.
     try:
-        (size,) = struct.unpack("<Q", payload[:8])
-        header = json.loads(payload[8:8 + size])
-        return json.loads(header["__metadata__"][METADATA_KEY])
+        return json.loads(_split(payload)[0]["__metadata__"][METADATA_KEY])
     except (struct.error, ValueError, KeyError, TypeError):
         raise NeofieldError(f"{name} is not a neofield bundle (no neofield metadata)") from None
 

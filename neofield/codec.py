@@ -303,10 +303,9 @@ class RateControl:
 
     def side_bytes(self, field_: NeoMLPField) -> int:
         """Everything but the coded streams, from a trial bundle (plus room for the fit and quality record)."""
-        draft = bundle_io.quantize_state(field_, BitDepths())
-        streams = sum(bundle_io.coded_bytes(draft).values())
         meta = {**self.meta, "quantization": {"bits": BitDepths().to_dict()}}
-        return len(bundle_io.pack(field_, meta, draft)) - streams + 400
+        draft = bundle_io.pack(field_, meta, bundle_io.quantize_state(field_, BitDepths()))
+        return bundle_io.stored_bytes(draft)["side"] + 400
 
     def finish(self, field_: NeoMLPField) -> BitDepths:
         """The depths to store: the finetuned ones, unless the size drifted past tolerance."""
