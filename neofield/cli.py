@@ -183,8 +183,11 @@ def encode(
     warmup: Annotated[Optional[int], typer.Option(help="Warm-up steps \\[default: the preset's].")] = None,
     batch_size: Annotated[int, typer.Option(help="Points per step.")] = 4096,
     attention: Annotated[Optional[str], typer.Option(help="linear (Shen et al.) or softmax.")] = None,
+    latents: Annotated[str, typer.Option(help="linear: latent sets blend between their centres, so a decode "
+                                              "between frames interpolates; nearest: one set per slice.")] = "linear",
     rff_sigma: Annotated[Optional[str], typer.Option(help="Fourier-feature sigma: one value, or one per input "
-                                                          "(x,y,t) e.g. 1,1,60 \\[default: the preset's].")] = None,
+                                                          "(x,y,t) e.g. 1,1,60 \\[default: the preset's for pictures; "
+                                                          "for sound, its spectral centroid].")] = None,
     audio_share: Annotated[Optional[float], typer.Option(
         help="Fraction of each batch drawn from the sound of a video with sound \\[default: its share of points]."
     )] = None,
@@ -207,6 +210,8 @@ def encode(
     resize: Annotated[Optional[str], typer.Option(help="Encode a resized copy, WIDTHxHEIGHT (as displayed).")] = None,
     seed: Annotated[int, typer.Option(help="Seed for initialisation and sampling.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    precision: Annotated[str, typer.Option(help="Matmul precision while fitting: float32, bfloat16, or auto "
+                                                "(bfloat16 on CUDA and on CPUs with native bfloat16).")] = "auto",
     force: Force = False,
     quiet: Quiet = False,
     as_json: Json = False,
@@ -224,7 +229,8 @@ def encode(
     try:
         report = codec.encode(source, output, selection=selection, preset=preset, segments=segments, lr=lr,
                               warmup_steps=warmup, batch_size=batch_size, steps=steps, epochs=epochs,
-                              time_budget=time_budget, attention=attention, rff_sigma=parse_sigma(rff_sigma),
+                              time_budget=time_budget, attention=attention, latents=latents,
+                              precision=precision, rff_sigma=parse_sigma(rff_sigma),
                               audio_share=audio_share, weights_dtype=dtype, bits=bit_depths(bits, latent_bits),
                               size=size, bitrate=bitrate, target_psnr=target_psnr,
                               seed=seed, device=device, force=force,
@@ -398,9 +404,10 @@ def info(
     sigma = cfg["rff_sigma"] if isinstance(cfg["rff_sigma"], list) else [cfg["rff_sigma"]]
     say(f"  model  NeoMLP preset {meta.get('preset')}: D {cfg['dim']}, {cfg['layers']} layers, "
         f"{cfg['heads']} heads, {cfg['attention']} attention, RFF {cfg['rff_dim']} "
-        f"(sigma {'/'.join(f'{v:g}' for v in sigma)}), {cfg['hidden_tokens']} hidden tokens")
+        f"(sigma {'/'.join(f'{v:.3g}' for v in sigma)}), {cfg['hidden_tokens']} hidden tokens")
     say(f"         {n['total']:,} parameters ({n['backbone']:,} backbone + {n['latents']:,} latents in "
-        f"{meta['model']['segmentation']['segments']} sets), stored as {meta['weights_dtype']}")
+        f"{meta['model']['segmentation']['segments']} sets, "
+        f"{meta['model']['segmentation'].get('interpolation', 'nearest')} in time), stored as {meta['weights_dtype']}")
     split = meta["stored_bytes"]
     if meta["weights_dtype"] == "quantized":
         bits = meta["quantization"]["bits"]

@@ -30,7 +30,7 @@ from . import options as opt
 from . import rate
 from .bundle import Bundle
 from .errors import NeofieldError
-from .fields.neomlp import PRESETS, NeoMLPField, Segmentation, build_config
+from .fields.neomlp import INTERPOLATIONS, PRESETS, NeoMLPField, Segmentation, build_config
 from .files import atomic_output, check_output
 from .fit import FitConfig, FitProgress, FitResult, QuantizationAware, fit
 from .media import (
@@ -47,8 +47,9 @@ from .media import (
 from .outputs import OutputTarget, resolve_target
 from .quality import compare, size_report
 from .quantize import BitDepths, levels_for
+from .runtime import PRECISIONS
 from .render import DecodePlan, VideoGrid, plan_decode, render_media, render_video
-from .signal import CoordinateMap, Signal, ValueMap
+from .signal import CoordinateMap, Signal, ValueMap, audio_rff_sigma
 
 # Without --steps/--epochs/--time-budget an encode stops at whichever of these
 # comes first: 20 epochs is where the shipped 1 s clip reaches ~35 dB (about
@@ -62,6 +63,7 @@ MAX_SEGMENTS = 1_000_000
 MEASURE_SECONDS = 60.0  # the encoder's own quality check on a large clip is bounded (see measure)
 MEASURE_MIN_FRAMES = 8  # ... but never to fewer frames than this
 ATTENTIONS = ("linear", "softmax")
+DEFAULT_INTERPOLATION = "linear"  # latent sets blended between their centres (docs/cpu-defaults.md)
 # The last 10 % of a quantized fit's steps take the loss at the quantized weights
 # (straight-through). On the demo clip at 6 bits this recovers the whole -1.08 dB
 # that rounding alone costs (docs/format.md).
@@ -104,16 +106,30 @@ def default_budget(steps: int | None, epochs: float | None, time_budget: float |
     return {"steps": steps, "epochs": epochs, "time_budget": time_budget, "default": False}
 
 
-def make_field(signal: Signal, preset: str, segments: int, seed: int = 0, **overrides) -> NeoMLPField:
-    """A fresh NeoMLP sized for ``signal``, with ``segments`` latent sets along time."""
+def make_field(signal: Signal, preset: str, segments: int, seed: int = 0,
+               interpolation: str = DEFAULT_INTERPOLATION, **overrides) -> NeoMLPField:
+    """A fresh NeoMLP sized for ``signal``, with ``segments`` latent sets along time,
+    blended between their centres (``linear``) or held over each slice (``nearest``)."""
     if preset not in PRESETS:
         raise NeofieldError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     opt.positive_int("--segments", segments, MAX_SEGMENTS)
+    if overrides.get("rff_sigma") is None and signal.media.audio is not None:
+        overrides["rff_sigma"] = rff_sigma_for(signal, preset)
     config = build_config(preset, signal.coordinate_map.in_features, signal.out_features, kind=signal.kind,
                           seed=seed, **overrides)
     lo, hi = signal.coordinate_map.time_span(signal.duration)
     torch.manual_seed(seed)
-    return NeoMLPField(config, Segmentation(segments, lo, hi))
+    return NeoMLPField(config, Segmentation(segments, lo, hi, interpolation=interpolation))
+
+
+def rff_sigma_for(signal: Signal, preset: str) -> float | tuple[float, ...]:
+    """The preset's sigma for pictures; for the sound's time axis, the sound's spectral
+    centroid (:func:`neofield.signal.audio_rff_sigma`), measured in docs/cpu-defaults.md."""
+    audio = audio_rff_sigma(signal.media.audio, signal.sample_rate)
+    if signal.kind == "audio":
+        return audio
+    video = PRESETS[preset].video_sigma
+    return (video, video, audio)
 
 
 def check_round_trip(signal: Signal) -> None:
@@ -147,6 +163,8 @@ def encode(
     epochs: float | None = None,
     time_budget: float | None = None,
     attention: str | None = None,
+    latents: str = DEFAULT_INTERPOLATION,
+    precision: str = "auto",
     rff_sigma: float | tuple[float, ...] | None = None,
     audio_share: float | None = None,
     weights_dtype: str = "quantized",
@@ -187,6 +205,10 @@ def encode(
     opt.non_negative_int("--seed", seed)
     if attention is not None and attention not in ATTENTIONS:
         raise NeofieldError(f"--attention must be {' or '.join(ATTENTIONS)}, not {attention!r}")
+    if latents not in INTERPOLATIONS:
+        raise NeofieldError(f"--latents must be {' or '.join(INTERPOLATIONS)}, not {latents!r}")
+    if precision not in PRECISIONS:
+        raise NeofieldError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     if weights_dtype not in bundle_io.STORAGE_DTYPES:
         raise NeofieldError(f"--dtype must be one of {', '.join(bundle_io.STORAGE_DTYPES)}")
     if bits is not None and weights_dtype != bundle_io.QUANTIZED:
@@ -228,7 +250,8 @@ def encode(
 
     def build(dim: int | None = None) -> NeoMLPField:
         width = {} if dim is None else {"dim": dim, "ffn_dim": 4 * dim}
-        return make_field(signal, preset, n_segments, seed=seed, attention=attention, rff_sigma=rff_sigma, **width)
+        return make_field(signal, preset, n_segments, seed=seed, interpolation=latents, attention=attention,
+                          rff_sigma=rff_sigma, **width)
 
     width = rate.width_for_size(build, target.bytes, SIDE_BYTES) if target and target.bytes else None
     field_ = build(width)
@@ -241,7 +264,7 @@ def encode(
     control = RateControl(target, signal, meta) if target else None
     config = FitConfig(lr=lr or p.lr, warmup_steps=p.warmup_steps if warmup_steps is None else warmup_steps,
                        batch_size=batch_size, steps=budget["steps"], epochs=budget["epochs"],
-                       time_budget=budget["time_budget"], seed=seed, device=device,
+                       time_budget=budget["time_budget"], seed=seed, device=device, precision=precision,
                        quantization=quantization_aware(field_, control or bits) if quantized else None)
     if on_signal:
         on_signal(signal, field_, budget)
@@ -262,14 +285,15 @@ def encode(
     return report
 
 
-FIT_RECORD = ("lr", "warmup_steps", "batch_size", "steps", "epochs", "time_budget", "seed", "device",
+FIT_RECORD = ("lr", "warmup_steps", "batch_size", "steps", "epochs", "time_budget", "seed", "device", "precision",
               "quantization_aware")
 
 
 def fit_record(config: FitConfig) -> dict:
     """The fit settings a bundle keeps: the ones a user sets (every byte of metadata
     counts against a 6 KB target)."""
-    return {k: v for k, v in config.to_dict().items() if k in FIT_RECORD and v is not None}
+    return {k: v for k, v in config.to_dict().items()
+            if k in FIT_RECORD and v is not None and not (k == "precision" and v == "auto")}
 
 
 PSNR_MARGIN = 0.1  # dB: what a PSNR target out of the fit's reach lets quantization cost

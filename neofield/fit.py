@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -18,6 +17,7 @@ from torch import nn
 from .errors import NeofieldError
 from .options import check_device
 from .quantize import fake_quantize
+from .runtime import autocast, flush_denormals
 from .signal import Signal
 
 
@@ -63,6 +63,7 @@ class FitConfig:
     grad_clip: float | None = 1.0
     report_every: int = 10
     deterministic: bool = True  # bit-identical reruns for a seed; costs ~6 % speed on CPU
+    precision: str = "auto"  # float32 | bfloat16 matmuls; auto: bfloat16 where native (runtime.resolve_precision)
     quantization: QuantizationAware | None = None
 
     def to_dict(self) -> dict:
@@ -148,7 +149,8 @@ def fit(field: nn.Module, signal: Signal, config: FitConfig,
     previous = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
     try:
-        return _fit(field, signal, config, callback)
+        with flush_denormals():
+            return _fit(field, signal, config, callback)
     finally:
         torch.use_deterministic_algorithms(previous)
 
@@ -159,7 +161,7 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
     field.to(device).train()
     sample_gen = torch.Generator().manual_seed(config.seed)
     opt = torch.optim.Adam(field.parameters(), lr=config.lr)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    mixed = autocast(device, config.precision)
 
     total = _planned_steps(config, signal.n_points)  # None when only a time budget is given
     final = config.time_budget is None  # a budget revises the step count after the speed probe
@@ -191,7 +193,7 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
             group["lr"] = lr
         coords, target, mask = (t.to(device, non_blocking=True) for t in signal.sample(config.batch_size, sample_gen))
         saved = _perturb(field, levels, q.mode, sample_gen) if levels is not None else None
-        with autocast:
+        with mixed:
             pred = field(coords)
         loss = masked_mse(pred, target, mask)
         opt.zero_grad(set_to_none=True)

@@ -16,6 +16,7 @@ from torch import nn
 
 from .errors import NeofieldError
 from .media import Media
+from .runtime import flush_denormals
 from .signal import CoordinateMap, ValueMap, centre_times, video_pixel_grid
 
 # Points per forward pass. Small chunks stay in the CPU's caches: 2,048 decodes
@@ -50,7 +51,8 @@ def evaluate(field: nn.Module, coords: torch.Tensor, chunk: int | None = None) -
     """Field values at arbitrary field coordinates ``(N, I) -> (N, O)``, in chunks."""
     device = next(field.parameters()).device
     chunk = chunk or (CUDA_CHUNK if device.type == "cuda" else CPU_CHUNK)
-    outs = [field(coords[i:i + chunk].to(device)).float().cpu() for i in range(0, len(coords), chunk)]
+    with flush_denormals():  # 1.8x on a fitted field's decode (runtime.flush_denormals)
+        outs = [field(coords[i:i + chunk].to(device)).float().cpu() for i in range(0, len(coords), chunk)]
     return torch.cat(outs) if outs else torch.zeros(0, field.config.out_features)
 
 

@@ -138,8 +138,9 @@ class Signal:
     def __init__(self, media: Media, audio_share: float | None = None):
         self.media = media
         self.kind = media.kind
-        self.video = torch.from_numpy(media.video) if media.video is not None else None
-        self.audio = torch.from_numpy(media.audio) if media.audio is not None else None
+        # contiguous (a no-op for decoded media), so that a strided view such as every other frame samples too
+        self.video = torch.from_numpy(np.ascontiguousarray(media.video)) if media.video is not None else None
+        self.audio = torch.from_numpy(np.ascontiguousarray(media.audio)) if media.audio is not None else None
         self.fps = media.fps
         self.sample_rate = media.sample_rate
         self.duration = max(
@@ -272,3 +273,37 @@ def default_coordinate_map(kind: str, duration: float) -> CoordinateMap:
     if kind == "audio":
         return CoordinateMap(t=t)
     return CoordinateMap(t=t, x=Axis(2.0, -1.0), y=Axis(2.0, -1.0))
+
+
+SPECTRUM_BLOCK = 4096  # samples per block of the averaged power spectrum (~0.1 s at 44.1 kHz)
+
+
+def spectral_centroid(audio: np.ndarray, sample_rate: int, block: int = SPECTRUM_BLOCK) -> float:
+    """Power-weighted mean frequency of a sound, in Hz (channels mixed to mono).
+
+    The power spectrum is averaged over Hann-windowed blocks, so a long file
+    costs one pass and no more memory than a block per row.
+    """
+    mono = np.asarray(audio, dtype=np.float32).reshape(len(audio), -1).mean(axis=1)
+    block = min(block, max(len(mono), 2))
+    rows = len(mono) // block
+    if rows == 0:
+        return 0.0
+    frames = mono[:rows * block].reshape(rows, block) * np.hanning(block).astype(np.float32)
+    power = (np.abs(np.fft.rfft(frames, axis=1)) ** 2).sum(axis=0)
+    freqs = np.fft.rfftfreq(block, 1.0 / sample_rate)
+    total = power.sum()
+    return float((freqs * power).sum() / total) if total > 0 else 0.0
+
+
+def audio_rff_sigma(audio: np.ndarray, sample_rate: int, lo: float = 5.0, hi: float = 200.0) -> float:
+    """RFF sigma for the audio time axis: the sound's spectral centroid in cycles per field unit.
+
+    Gaussian frequencies with that spread put most Fourier features where the
+    sound's energy is. It recovers what was found by hand (docs/cpu-defaults.md):
+    Bach's cello (centroid 445 Hz, sigma 15.6; 10-20 measured best) and Big
+    Buck Bunny's ambience (1,440 Hz, sigma 50; 60 measured best, 10 stayed at
+    silence). Clamped to ``[lo, hi]`` for silence and for noise.
+    """
+    centroid = spectral_centroid(audio, sample_rate) / AUDIO_UNITS_PER_SECOND
+    return float(np.clip(centroid, lo, hi))

@@ -236,3 +236,17 @@ def test_bits_set_the_size(tiny_clip, tmp_path):
 def test_bits_with_a_float_dtype_are_refused(tiny_clip, tmp_path):
     with pytest.raises(NeofieldError, match="--bits"):
         neofield.encode(tiny_clip, tmp_path / "x.nf", steps=2, weights_dtype="float16", bits=neofield.BitDepths())
+
+
+def test_the_sound_axis_sigma_follows_the_spectrum_unless_given(tiny_av_clip, tiny_sound):
+    from neofield.codec import make_field
+    from neofield.signal import Signal, audio_rff_sigma
+
+    av_signal = Signal(read_media(tiny_av_clip))
+    sigma = make_field(av_signal, "tiny", 2).config.rff_sigma
+    expected = audio_rff_sigma(av_signal.media.audio, av_signal.sample_rate)
+    assert sigma == (1.0, 1.0, pytest.approx(expected)) and expected != 10.0
+    sound = Signal(read_media(tiny_sound))
+    assert make_field(sound, "small", 2).config.rff_sigma == pytest.approx(
+        audio_rff_sigma(sound.media.audio, sound.sample_rate))
+    assert make_field(sound, "small", 2, rff_sigma=7.0).config.rff_sigma == 7.0

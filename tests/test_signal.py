@@ -69,3 +69,22 @@ def test_quiet_audio_is_scaled_to_the_full_range_and_the_scale_is_kept():
 def test_silence_does_not_blow_up_the_audio_scale():
     sig = Signal(Media(audio=np.zeros((10, 1), np.float32), sample_rate=10))
     assert sig.value_maps["audio"].scale == 1000.0
+
+
+def test_a_strided_view_of_frames_samples_like_a_copy():
+    video = noise_video(6, 5, 7)
+    every_other = Signal(Media(video=video[0::2], fps=12.5))
+    copy = Signal(Media(video=video[0::2].copy(), fps=12.5))
+    a = every_other.sample(256, torch.Generator().manual_seed(0))
+    b = copy.sample(256, torch.Generator().manual_seed(0))
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_spectral_centroid_finds_a_tone_and_sets_the_audio_sigma():
+    from neofield.signal import audio_rff_sigma, spectral_centroid
+    rate = 16000
+    t = np.arange(rate) / rate
+    tone = np.sin(2 * np.pi * 1000 * t).astype(np.float32)[:, None]
+    assert abs(spectral_centroid(tone, rate) - 1000) < 20
+    assert abs(audio_rff_sigma(tone, rate) - 1000 / AUDIO_UNITS_PER_SECOND) < 1
+    assert audio_rff_sigma(np.zeros((rate, 2), np.float32), rate) == 5.0  # silence: the floor

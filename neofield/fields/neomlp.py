@@ -41,8 +41,13 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(dim, elementwise_affine=False)
         self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.GELU(), nn.Linear(ffn_dim, dim))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
+    def forward(self, x: torch.Tensor, keep: int | None = None) -> torch.Tensor:
+        """``keep = K`` returns only the last ``K`` tokens, computed exactly as in the
+        full layer: the last layer of the model needs no more than its output tokens."""
+        if keep is None:
+            x = x + self.attn(self.norm1(x))
+        else:
+            x = x[:, -keep:] + self.attn(self.norm1(x), queries=keep)
         return x + self.ffn(self.norm2(x))
 
 
@@ -74,10 +79,12 @@ class NeoMLPBackbone(nn.Module):
         """``coords (B, I)`` and ``latents (B, H+O, D)`` -> outputs ``(B, O)``."""
         inputs = self.rff_proj(self.rff(coords)) + self.input_embed
         tokens = torch.cat([inputs, latents.to(inputs.dtype)], dim=1)
-        for block in self.blocks:
-            tokens = block(tokens)
-        out = tokens[:, -self.config.out_features:]
-        return self.readout(self.norm(out)).squeeze(-1)
+        last = len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):
+            # The last layer computes the output tokens alone (its other tokens would be
+            # discarded): the same values, for ~25 % less work per point on `tiny`.
+            tokens = block(tokens, keep=self.config.out_features if i == last else None)
+        return self.readout(self.norm(tokens)).squeeze(-1)
 
 
 class Latents(nn.Module):
@@ -98,20 +105,49 @@ class Latents(nn.Module):
         return self.table[ids]
 
 
+INTERPOLATIONS = ("nearest", "linear")
+
+
 @dataclass(frozen=True)
 class Segmentation:
-    """Which latent set serves a coordinate: ``segments`` equal slices of field
-    time ``[t_start, t_end)``, read from input ``time_index``."""
+    """Which latent sets serve a coordinate: ``segments`` equal slices of field
+    time ``[t_start, t_end)``, read from input ``time_index``.
+
+    ``nearest``: a point takes the set of its slice, so the field is piecewise
+    constant in its latents and a time between two video frames repeats one.
+    ``linear``: set ``k`` sits at the centre of slice ``k`` and a point blends
+    the two sets around it, so the latents vary continuously in time. With one
+    set per frame the centres are the frame times, and the training points
+    see exactly their own frame's set, as with ``nearest``.
+    """
 
     segments: int = 1
     t_start: float = -1.0
     t_end: float = 1.0
     time_index: int = -1
+    interpolation: str = "nearest"
+
+    def __post_init__(self) -> None:
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, not {self.interpolation!r}")
+
+    def position(self, coords: torch.Tensor) -> torch.Tensor:
+        """Field time in units of slices from ``t_start``."""
+        t = coords[:, self.time_index].float()
+        return (t - self.t_start) / (self.t_end - self.t_start) * self.segments
 
     def ids(self, coords: torch.Tensor) -> torch.Tensor:
-        t = coords[:, self.time_index].float()
-        pos = (t - self.t_start) / (self.t_end - self.t_start) * self.segments
-        return pos.floor().long().clamp_(0, self.segments - 1)
+        """The slice each coordinate falls in (clamped to the table)."""
+        return self.position(coords).floor().long().clamp_(0, self.segments - 1)
+
+    def neighbours(self, coords: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(i0, i1, w)``: the sets whose centres bracket each coordinate and the
+        weight of ``i1``; before the first centre and after the last, the end set."""
+        pos = self.position(coords) - 0.5  # in units of slices from the first centre
+        i0 = pos.floor().clamp_(0, max(self.segments - 2, 0))
+        w = (pos - i0).clamp_(0.0, 1.0)
+        i0 = i0.long()
+        return i0, (i0 + 1).clamp_(max=self.segments - 1), w
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -135,10 +171,14 @@ class NeoMLPField(nn.Module):
 
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
         """Field coordinates ``(B, I)`` -> field values ``(B, O)``."""
+        seg = self.segmentation
         if len(self.latents) == 1:
             lat = self.latents.table.expand(coords.shape[0], -1, -1)
+        elif seg.interpolation == "nearest":
+            lat = self.latents(seg.ids(coords))
         else:
-            lat = self.latents(self.segmentation.ids(coords))
+            i0, i1, w = seg.neighbours(coords)
+            lat = torch.lerp(self.latents(i0), self.latents(i1), w[:, None, None])
         return self.backbone(coords, lat)
 
     def num_parameters(self) -> dict[str, int]:

@@ -1,0 +1,44 @@
+import pytest
+import torch
+
+from neofield.fields.neomlp import NeoMLPField, Segmentation, build_config
+from neofield.runtime import autocast, cpu_has_bf16, flush_denormals, resolve_precision
+
+TINY = 1e-40  # subnormal in float32
+
+
+def test_flush_denormals_zeroes_subnormals_inside_and_not_after():
+    x = torch.tensor([TINY])
+    with flush_denormals():
+        inside = (x * 1.0).item()
+    after = (x * 1.0).item()
+    if torch.set_flush_denormal(False):  # the CPU supports the mode: it must have acted
+        assert inside == 0.0
+    assert after != 0.0
+
+
+def test_auto_precision_is_bfloat16_where_native_and_float32_elsewhere(monkeypatch):
+    import neofield.runtime as runtime
+
+    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: False)
+    assert resolve_precision("auto", torch.device("cpu")) == "float32"
+    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: True)
+    assert resolve_precision("auto", torch.device("cpu")) == "bfloat16"
+    assert resolve_precision("float32", torch.device("cuda")) == "float32"
+    assert resolve_precision("auto", torch.device("cuda")) == "bfloat16"
+    with pytest.raises(ValueError, match="precision"):
+        resolve_precision("float8", torch.device("cpu"))
+
+
+def test_bfloat16_path_matches_float32_within_its_precision():
+    if not cpu_has_bf16():
+        pytest.skip("no native bfloat16 on this CPU")
+    torch.manual_seed(0)
+    field = NeoMLPField(build_config("tiny", 3, 3), Segmentation(2, -1, 1)).eval()
+    coords = torch.rand(256, 3) * 2 - 1
+    with torch.no_grad():
+        exact = field(coords)
+        with autocast(torch.device("cpu"), "bfloat16"):
+            mixed = field(coords).float()
+    assert mixed.dtype == torch.float32
+    assert (mixed - exact).abs().max() < 0.05 and not torch.equal(mixed, exact)
