@@ -170,7 +170,7 @@ def encode(
     output: Annotated[Optional[Path], typer.Option("-o", "--output",
                                                    help="Bundle path \\[default: SOURCE.nf].")] = None,
     preset: Annotated[Optional[str], typer.Option(help=f"Model size: {', '.join(PRESETS)} "
-                                                       "\\[default: small for audio, tiny otherwise].")] = None,
+                                                       "\\[default: tiny].")] = None,
     segments: Annotated[Optional[int], typer.Option(help="Latent sets along time \\[default: one per frame, "
                                                          "or per 1,024 audio samples].")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Stop after this many steps.")] = None,
@@ -181,7 +181,7 @@ def encode(
     time_budget: Annotated[Optional[float], typer.Option("--time-budget", help="Stop after this many seconds.")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Peak learning rate \\[default: the preset's].")] = None,
     warmup: Annotated[Optional[int], typer.Option(help="Warm-up steps \\[default: the preset's].")] = None,
-    batch_size: Annotated[int, typer.Option(help="Points per step.")] = 4096,
+    batch_size: Annotated[int, typer.Option(help="Points per step.")] = 1024,  # fit.DEFAULT_BATCH (no torch here)
     attention: Annotated[Optional[str], typer.Option(help="linear (Shen et al.) or softmax.")] = None,
     latents: Annotated[str, typer.Option(help="linear: latent sets blend between their centres, so a decode "
                                               "between frames interpolates; nearest: one set per slice.")] = "linear",

@@ -32,7 +32,7 @@ from .bundle import Bundle
 from .errors import NeofieldError
 from .fields.neomlp import INTERPOLATIONS, PRESETS, NeoMLPField, Segmentation, build_config
 from .files import atomic_output, check_output
-from .fit import FitConfig, FitProgress, FitResult, QuantizationAware, fit
+from .fit import DEFAULT_BATCH, FitConfig, FitProgress, FitResult, QuantizationAware, fit
 from .media import (
     Media,
     Selection,
@@ -88,8 +88,9 @@ class EncodeReport:
 
 
 def default_preset(kind: str) -> str:
-    """CPU defaults, measured (docs/cpu-defaults.md): ``small`` for sound, ``tiny`` for pictures."""
-    return "small" if kind == "audio" else "tiny"
+    """The CPU default, measured at equal time (docs/cpu-defaults.md): ``tiny`` for every kind.
+    On sound too, its twice-as-fast steps beat ``small``'s width (Bach, 45 s: 36.6 vs 36.1 dB)."""
+    return "tiny"
 
 
 def default_segments(signal: Signal) -> int:
@@ -158,7 +159,7 @@ def encode(
     segments: int | None = None,
     lr: float | None = None,
     warmup_steps: int | None = None,
-    batch_size: int = 4096,
+    batch_size: int = DEFAULT_BATCH,
     steps: int | None = None,
     epochs: float | None = None,
     time_budget: float | None = None,

@@ -15,6 +15,9 @@ import torch
 PRECISIONS = ("auto", "float32", "bfloat16")
 
 
+_flushing = 0  # depth of nested flush_denormals blocks: a decode inside a fit must not switch it off
+
+
 @contextmanager
 def flush_denormals() -> Iterator[None]:
     """Treat subnormal floats as zero while the block runs (the CPU's FTZ/DAZ modes).
@@ -23,15 +26,18 @@ def flush_denormals() -> Iterator[None]:
     gradients land in the subnormal range, where x86 CPUs take a slow microcode
     path per operation: on the demo field this alone made decoding 1.8x slower.
     Values under 1.2e-38 change nothing visible in a field whose outputs are
-    8-bit pixels or 16-bit samples. (torch has no getter for the mode, so it is
-    switched off again afterwards.)
+    8-bit pixels or 16-bit samples. Blocks nest; the outermost switches the
+    mode off again at its end (torch has no getter for a previous mode).
     """
+    global _flushing
     # returns False (and changes nothing) on CPUs without the modes
-    supported = torch.set_flush_denormal(True)
+    supported = torch.set_flush_denormal(True) if _flushing == 0 else True
+    _flushing += 1
     try:
         yield
     finally:
-        if supported:
+        _flushing -= 1
+        if _flushing == 0 and supported:
             torch.set_flush_denormal(False)
 
 

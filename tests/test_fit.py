@@ -94,3 +94,23 @@ def test_a_time_budget_that_stops_the_fit_early_still_finetunes(tiny_clip):
     fit(field, signal, FitConfig(steps=10**6, time_budget=4.0, batch_size=256, device="cpu",
                                  quantization=QuantizationAware(levels, fraction=0.5)))
     assert started == [True]
+
+
+def test_slow_first_steps_do_not_cut_a_time_budget_short(tiny_clip):
+    import time as clock
+
+    class SlowStart(torch.nn.Module):  # as when kernels are set up on the first calls
+        def __init__(self, field):
+            super().__init__()
+            self.field, self.calls = field, 0
+
+        def forward(self, coords):
+            self.calls += 1
+            if self.calls <= 5:
+                clock.sleep(0.5)
+            return self.field(coords)
+
+    signal = Signal(read_media(tiny_clip))
+    model = SlowStart(make_field(signal, "tiny", segments=1))
+    result = fit(model, signal, FitConfig(time_budget=6.0, batch_size=256, device="cpu"))
+    assert result.seconds > 0.9 * 6.0  # timed from the first steps alone, the plan ended at ~4.5 s

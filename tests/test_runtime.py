@@ -17,6 +17,17 @@ def test_flush_denormals_zeroes_subnormals_inside_and_not_after():
     assert after != 0.0
 
 
+def test_a_nested_block_leaves_the_outer_one_flushing():
+    if not torch.set_flush_denormal(False):
+        pytest.skip("no FTZ/DAZ on this CPU")
+    x = torch.tensor([TINY])
+    with flush_denormals():
+        with flush_denormals():  # e.g. a probe decode during a fit
+            pass
+        assert (x * 1.0).item() == 0.0
+    assert (x * 1.0).item() != 0.0
+
+
 def test_auto_precision_is_bfloat16_where_native_and_float32_elsewhere(monkeypatch):
     import neofield.runtime as runtime
 
