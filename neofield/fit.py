@@ -140,7 +140,7 @@ def mse_to_psnr(mse: float) -> float:
 
 PROBE_SECONDS = 3.0  # how long to time the loop before turning a time budget into steps
 PROBE_SKIP = 5  # first steps left out of the speed probe: kernel set-up makes them several times slower
-REPLAN_AT = 0.25  # share of a time budget after which its step count is estimated once more
+REPLAN_AT = (0.25, 0.5, 0.75)  # shares of a time budget at which its step count is estimated again
 
 
 def fit(field: nn.Module, signal: Signal, config: FitConfig,
@@ -173,25 +173,28 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
     total = _planned_steps(config, signal.n_points)  # None when only a time budget is given
     final = config.time_budget is None  # a budget revises the step count after the speed probe
     user_total = total
-    announced, replanned = False, config.time_budget is None
+    announced = False
+    replans = list(REPLAN_AT) if config.time_budget is not None else []
     levels, q_start = None, 0  # of quantization-aware finetuning, once it starts
     ema, t_start, step = None, time.perf_counter(), 0
-    skip_time = None  # when step PROBE_SKIP started: speed is timed from there
+    mark = (0, 0.0)  # (step, seconds) that speed is timed from: past the slow first steps, then the last plan
     while True:
         elapsed = time.perf_counter() - t_start
         if step == PROBE_SKIP:
-            skip_time = elapsed
+            mark = (step, elapsed)
         probed = (step >= min(10, total) if final else
                   (step >= 20 and elapsed >= PROBE_SECONDS) or (total is not None and step >= total))
         if probed and not announced:
             if not final:
-                total, final = _budget_steps(config, user_total, step, elapsed, skip_time), True
+                total, final = _budget_steps(config, user_total, step, elapsed, mark), True
             announced = True
             _report(callback, step, total, ema, config, elapsed, planned=True, lr=opt.param_groups[0]["lr"])
-        elif announced and not replanned and levels is None and elapsed >= REPLAN_AT * config.time_budget:
-            # once more, from a longer stretch: the probe's few seconds can misjudge a loop that speeds up
-            # (bfloat16 kernels warming up made a 90 s budget stop at 52 s) or slows down
-            total, replanned = _budget_steps(config, user_total, step, elapsed, skip_time), True
+        elif announced and replans and levels is None and elapsed >= replans[0] * config.time_budget:
+            # again, at the recent speed: the probe's few seconds can misjudge a loop that speeds up (bfloat16
+            # kernels warming up made a 90 s budget stop at 52 s) or slows down (a 600 s fit reached its
+            # deadline before the end of its schedule)
+            replans.pop(0)
+            total, mark = _budget_steps(config, user_total, step, elapsed, mark), (step, elapsed)
         if (final and step >= total) or (config.time_budget is not None and elapsed >= config.time_budget):
             break
         q = config.quantization
@@ -251,10 +254,10 @@ def _perturb(field: nn.Module, levels_of: dict[str, int], mode: str, gen: torch.
 
 
 def _budget_steps(config: FitConfig, user_total: int | None, step: int, elapsed: float,
-                  skip_time: float | None) -> int:
-    """Steps a time budget allows at the speed measured since ``PROBE_SKIP`` (or since the start),
-    never more than a step or epoch limit the user also gave, never fewer than already taken."""
-    start_step, start_time = (PROBE_SKIP, skip_time) if skip_time is not None and step > PROBE_SKIP else (0, 0.0)
+                  mark: tuple[int, float]) -> int:
+    """Steps a time budget allows at the speed measured since ``mark`` (step, seconds), never
+    more than a step or epoch limit the user also gave, never fewer than already taken."""
+    start_step, start_time = mark if step > mark[0] else (0, 0.0)
     rate = (step - start_step) / max(elapsed - start_time, 1e-9)
     steps = step + int((config.time_budget - elapsed) * rate)
     return max(min(user_total, steps) if user_total else steps, step)
