@@ -157,6 +157,8 @@ def test_info_shows_a_per_axis_sigma_of_a_video_with_sound(tiny_av_clip, tmp_pat
     (["--device", "tpu"], "--device must be auto, cpu, cuda, cuda:N or mps"),
     (["--device", "cuda:1"], "CUDA"),
     (["--device", "mps"], "MPS"),
+    (["--latents", "cubic"], "--latents must be nearest or linear"),
+    (["--precision", "fp8"], "--precision must be one of auto, float32, bfloat16"),
 ])
 def test_bad_encode_numbers_fail_before_the_media_is_read(tmp_path, args, message):
     # the source does not exist: a check that ran after reading would say so instead
