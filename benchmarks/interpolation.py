@@ -113,7 +113,7 @@ def main() -> None:
     t0 = time.perf_counter()
     results = [("time", r) for r in time_test(media.video, media.fps, args.budget, args.seed)]
     results += [("space", r) for r in space_test(args.source, selection, media.video, args.budget, args.seed)]
-    print(f"\n| test | method | PSNR (dB) |\n|---|---|---|")
+    print("\n| test | method | PSNR (dB) |\n|---|---|---|")
     for test, (name, value) in results:
         print(f"| {test} | {name} | {value:.2f} |")
     print(f"\n{time.perf_counter() - t0:.0f} s in all")

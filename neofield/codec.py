@@ -24,10 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__
+from . import __version__, rate
 from . import bundle as bundle_io
 from . import options as opt
-from . import rate
 from .bundle import Bundle
 from .errors import NeofieldError
 from .fields.neomlp import INTERPOLATIONS, PRESETS, NeoMLPField, Segmentation, build_config
@@ -47,8 +46,8 @@ from .media import (
 from .outputs import OutputTarget, resolve_target
 from .quality import compare, size_report
 from .quantize import BitDepths, levels_for
-from .runtime import PRECISIONS
 from .render import DecodePlan, VideoGrid, plan_decode, render_media, render_video
+from .runtime import PRECISIONS
 from .signal import CoordinateMap, Signal, ValueMap, audio_rff_sigma
 
 # Without --steps/--epochs/--time-budget an encode stops at whichever of these
@@ -248,6 +247,8 @@ def encode(
                       else max(1, round(bitrate * signal.duration / 8)))
     target = rate.Target(size_bytes, target_psnr) if targets else None
     n_segments = segments or default_segments(signal)
+    if rff_sigma is None and signal.media.audio is not None:  # once, not for every width rate control tries
+        rff_sigma = rff_sigma_for(signal, preset)
 
     def build(dim: int | None = None) -> NeoMLPField:
         width = {} if dim is None else {"dim": dim, "ffn_dim": 4 * dim}

@@ -276,21 +276,25 @@ def default_coordinate_map(kind: str, duration: float) -> CoordinateMap:
 
 
 SPECTRUM_BLOCK = 4096  # samples per block of the averaged power spectrum (~0.1 s at 44.1 kHz)
+SPECTRUM_ROWS = 256  # blocks per transform (~1 M samples)
 
 
 def spectral_centroid(audio: np.ndarray, sample_rate: int, block: int = SPECTRUM_BLOCK) -> float:
     """Power-weighted mean frequency of a sound, in Hz (channels mixed to mono).
 
-    The power spectrum is averaged over Hann-windowed blocks, so a long file
-    costs one pass and no more memory than a block per row.
+    The power spectrum is averaged over Hann-windowed blocks, transformed
+    ``SPECTRUM_ROWS`` blocks at a time, so a long file costs one pass and its
+    transform no more memory than those blocks.
     """
     mono = np.asarray(audio, dtype=np.float32).reshape(len(audio), -1).mean(axis=1)
     block = min(block, max(len(mono), 2))
     rows = len(mono) // block
     if rows == 0:
         return 0.0
-    frames = mono[:rows * block].reshape(rows, block) * np.hanning(block).astype(np.float32)
-    power = (np.abs(np.fft.rfft(frames, axis=1)) ** 2).sum(axis=0)
+    frames, window = mono[:rows * block].reshape(rows, block), np.hanning(block).astype(np.float32)
+    power = np.zeros(block // 2 + 1)
+    for i in range(0, rows, SPECTRUM_ROWS):
+        power += (np.abs(np.fft.rfft(frames[i:i + SPECTRUM_ROWS] * window, axis=1)) ** 2).sum(axis=0)
     freqs = np.fft.rfftfreq(block, 1.0 / sample_rate)
     total = power.sum()
     return float((freqs * power).sum() / total) if total > 0 else 0.0
