@@ -101,11 +101,22 @@ RFF_SIGMA: dict[str, float | tuple[float, ...]] = {
     "audio": 20.0,
     "audiovisual": (2.0, 2.0, 20.0),
 }
-MODELS = ["neomlp", "neomlp-tiny", "neomlp-small", "siren", "rffnet"]
+MODELS = ["neomlp", "neomlp-tiny", "neomlp-small", "siren", "siren-matched", "rffnet"]
 # Matmul precision per model (neofield.runtime). NeoMLP and the RFF-MLP take the codec's "auto": bfloat16
 # where the CPU has it natively. SIREN keeps float32: its sine layers multiply every pre-activation by
 # w0 = 30, so bfloat16's ~3 significant digits would put its phases off by up to ~0.1 rad.
-PRECISION = {"siren": "float32"}
+PRECISION = {"siren": "float32", "siren-matched": "float32"}
+
+
+def siren_width_for(params: int, in_features: int, out_features: int, layers: int = 5) -> int:
+    """The SIREN width whose ``layers``-layer network holds about ``params`` parameters.
+
+    For the parameter-matched comparison the NeoMLP paper makes: the count is the whole NeoMLP field's, its
+    per-frame latents included, since they are part of what a bundle stores.
+    """
+    def count(w: int) -> int:
+        return (in_features + 1) * w + (layers - 2) * (w + 1) * w + (w + 1) * out_features
+    return min(range(4, 4096), key=lambda w: abs(count(w) - params))
 
 
 def setup(name: str, signal: Signal, seed: int) -> tuple[nn.Module, float, int, str]:
@@ -123,6 +134,11 @@ def setup(name: str, signal: Signal, seed: int) -> tuple[nn.Module, float, int, 
     torch.manual_seed(seed)
     if name == "siren":
         return Siren(SirenConfig(in_features, out_features, width=256, layers=5)), SIREN_LR, SIREN_WARMUP, ""
+    if name == "siren-matched":
+        neomlp = make_field(signal, default_preset(signal.kind), default_segments(signal), seed=seed)
+        width = siren_width_for(neomlp.num_parameters()["total"], in_features, out_features)
+        torch.manual_seed(seed)
+        return Siren(SirenConfig(in_features, out_features, width=width, layers=5)), SIREN_LR, SIREN_WARMUP, f"5x{width}"
     if name == "rffnet":
         config = RFFNetConfig(in_features, out_features, width=256, layers=4, rff_dim=256,
                               rff_sigma=RFF_SIGMA[signal.kind], seed=seed)
@@ -209,7 +225,7 @@ def table(rows: list[dict]) -> str:
         psnr = " / ".join(_f(r[f"{k}_psnr_db"], ".2f") for k in ("video", "audio") if r[f"{k}_psnr_db"] is not None)
         delta = "ref" if r["model"] == "siren" else " / ".join(
             _f(r[f"{k}_vs_siren_db"], "+.2f") for k in ("video", "audio") if r[f"{k}_psnr_db"] is not None)
-        model = f"{r['model']} ({r['preset']})" if r["model"] == "neomlp" else r["model"]
+        model = f"{r['model']} ({r['preset']})" if r["preset"] else r["model"]
         lines.append(f"| {r['signal']} | {model} | {r['precision']} | {r['params']:,} | {r['budget_s']:g} | {r['batch']:,} | "
                      f"{r['steps']:,} | "
                      f"{r['epochs']:.2f} | {psnr} | {delta} | {r['train_points_per_s']:,.0f} | "

@@ -120,6 +120,8 @@ class FitDisplay:
         if not self.enabled:
             return
         stats = f"loss {p.loss:.2e}  psnr {p.psnr:5.2f} dB  {p.points_per_second:,.0f} pts/s"
+        if p.note:
+            self.progress.console.print(f"[bold]note[/]   {escape(p.note)}")
         if p.planned:
             epochs = p.total_steps * self.batch_size / self.points
             self.progress.console.print(
@@ -212,6 +214,9 @@ def encode(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     precision: Annotated[str, typer.Option(help="Matmul precision while fitting: float32, bfloat16, or auto "
                                                 "(bfloat16 on CUDA and on CPUs with native bfloat16).")] = "auto",
+    compile_mode: Annotated[str, typer.Option("--compile", help="torch.compile the training step: on, off, or "
+                                                                "auto (on a CPU when minutes of fitting are "
+                                                                "planned; needs a C++ compiler).")] = "auto",
     force: Force = False,
     quiet: Quiet = False,
     as_json: Json = False,
@@ -230,7 +235,8 @@ def encode(
         report = codec.encode(source, output, selection=selection, preset=preset, segments=segments, lr=lr,
                               warmup_steps=warmup, batch_size=batch_size, steps=steps, epochs=epochs,
                               time_budget=time_budget, attention=attention, latents=latents,
-                              precision=precision, rff_sigma=parse_sigma(rff_sigma),
+                              precision=precision, compile_mode=compile_mode,
+                              rff_sigma=parse_sigma(rff_sigma),
                               audio_share=audio_share, weights_dtype=dtype, bits=bit_depths(bits, latent_bits),
                               size=size, bitrate=bitrate, target_psnr=target_psnr,
                               seed=seed, device=device, force=force,

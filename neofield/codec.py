@@ -47,7 +47,7 @@ from .outputs import OutputTarget, resolve_target
 from .quality import compare, size_report
 from .quantize import BitDepths, levels_for
 from .render import DecodePlan, VideoGrid, plan_decode, render_media, render_video
-from .runtime import PRECISIONS
+from .runtime import COMPILE_MODES, PRECISIONS
 from .signal import CoordinateMap, Signal, ValueMap, audio_rff_sigma
 
 # Without --steps/--epochs/--time-budget an encode stops at whichever of these
@@ -165,6 +165,7 @@ def encode(
     attention: str | None = None,
     latents: str = DEFAULT_INTERPOLATION,
     precision: str = "auto",
+    compile_mode: str = "auto",
     rff_sigma: float | tuple[float, ...] | None = None,
     audio_share: float | None = None,
     weights_dtype: str = "quantized",
@@ -209,6 +210,8 @@ def encode(
         raise NeofieldError(f"--latents must be {' or '.join(INTERPOLATIONS)}, not {latents!r}")
     if precision not in PRECISIONS:
         raise NeofieldError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if compile_mode not in COMPILE_MODES:
+        raise NeofieldError(f"--compile must be one of {', '.join(COMPILE_MODES)}, not {compile_mode!r}")
     if weights_dtype not in bundle_io.STORAGE_DTYPES:
         raise NeofieldError(f"--dtype must be one of {', '.join(bundle_io.STORAGE_DTYPES)}")
     if bits is not None and weights_dtype != bundle_io.QUANTIZED:
@@ -267,6 +270,7 @@ def encode(
     config = FitConfig(lr=lr or p.lr, warmup_steps=p.warmup_steps if warmup_steps is None else warmup_steps,
                        batch_size=batch_size, steps=budget["steps"], epochs=budget["epochs"],
                        time_budget=budget["time_budget"], seed=seed, device=device, precision=precision,
+                       compile=compile_mode,
                        quantization=quantization_aware(field_, control or bits) if quantized else None)
     if on_signal:
         on_signal(signal, field_, budget)

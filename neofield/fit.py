@@ -17,7 +17,7 @@ from torch import nn
 from .errors import NeofieldError
 from .options import check_device
 from .quantize import fake_quantize
-from .runtime import autocast, flush_denormals
+from .runtime import COMPILE_MODES, autocast, compiler_available, flush_denormals
 from .signal import Signal
 
 
@@ -69,6 +69,7 @@ class FitConfig:
     report_every: int = 10
     deterministic: bool = True  # bit-identical reruns for a seed; costs ~6 % speed on CPU
     precision: str = "auto"  # float32 | bfloat16 matmuls; auto: bfloat16 where native (runtime.resolve_precision)
+    compile: str = "auto"  # torch.compile the training step: on | off | auto (CPU fits with minutes left)
     quantization: QuantizationAware | None = None
 
     def to_dict(self) -> dict:
@@ -91,6 +92,7 @@ class FitProgress:
     eta: float
     lr: float
     planned: bool = False
+    note: str = ""  # a one-off event worth telling the user (compiling, falling back to eager)
 
 
 @dataclass
@@ -141,6 +143,10 @@ def mse_to_psnr(mse: float) -> float:
 PROBE_SECONDS = 3.0  # how long to time the loop before turning a time budget into steps
 PROBE_SKIP = 5  # first steps left out of the speed probe: kernel set-up makes them several times slower
 REPLAN_AT = (0.25, 0.5, 0.75)  # shares of a time budget at which its step count is estimated again
+COMPILE_MIN_SECONDS = 150.0
+"""``compile="auto"`` compiles when at least this much fitting is left. On two EPYC cores inductor's kernels
+ran the training step 23-25 % faster (float32 and bfloat16) after 11-18 s of compiling, which pays back
+after about 80 s (docs/cpu-defaults.md)."""
 
 
 def fit(field: nn.Module, signal: Signal, config: FitConfig,
@@ -153,6 +159,11 @@ def fit(field: nn.Module, signal: Signal, config: FitConfig,
     """
     if config.steps is None and config.epochs is None and config.time_budget is None:
         raise NeofieldError("give a number of --steps, --epochs or a --time-budget")
+    if config.compile not in COMPILE_MODES:
+        raise NeofieldError(f"--compile must be one of {', '.join(COMPILE_MODES)}, not {config.compile!r}")
+    if config.compile == "on" and not compiler_available(resolve_device(config.device)):
+        raise NeofieldError("--compile on needs a C++ compiler (g++ or clang++; Triton on CUDA); "
+                            "use --compile off or auto")
     previous = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
     try:
@@ -178,10 +189,11 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
     levels, q_start = None, 0  # of quantization-aware finetuning, once it starts
     ema, t_start, step = None, time.perf_counter(), 0
     mark = (0, 0.0)  # (step, seconds) that speed is timed from: past the slow first steps, then the last plan
+    forward, compiled_at = field, None  # the module each step calls, and the step it was compiled at
     while True:
         elapsed = time.perf_counter() - t_start
-        if step == PROBE_SKIP:
-            mark = (step, elapsed)
+        if step == PROBE_SKIP or (compiled_at is not None and step == compiled_at + PROBE_SKIP):
+            mark = (step, elapsed)  # compiling made the steps before this one slow
         probed = (step >= min(10, total) if final else
                   (step >= 20 and elapsed >= PROBE_SECONDS) or (total is not None and step >= total))
         if probed and not announced:
@@ -189,6 +201,10 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
                 total, final = _budget_steps(config, user_total, step, elapsed, mark), True
             announced = True
             _report(callback, step, total, ema, config, elapsed, planned=True, lr=opt.param_groups[0]["lr"])
+            if _should_compile(config, device, step, total, elapsed, mark):
+                forward, compiled_at = torch.compile(field, dynamic=False), step
+                _report(callback, step, total, ema, config, elapsed, lr=opt.param_groups[0]["lr"],
+                        note="compiling the training step (torch.compile; about 15 s on 2 cores)")
         elif announced and replans and levels is None and elapsed >= replans[0] * config.time_budget:
             # again, at the recent speed: the probe's few seconds can misjudge a loop that speeds up (bfloat16
             # kernels warming up made a 90 s budget stop at 52 s) or slows down (a 600 s fit reached its
@@ -210,11 +226,17 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
             group["lr"] = lr
         coords, target, mask = (t.to(device, non_blocking=True) for t in signal.sample(config.batch_size, sample_gen))
         saved = _perturb(field, levels, q.mode, sample_gen) if levels is not None else None
-        with mixed:
-            pred = field(coords)
-        loss = masked_mse(pred, target, mask)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        try:
+            loss = _forward_backward(forward, coords, target, mask, mixed)
+        except Exception as e:  # inductor failed to build its kernels (compiler, headers): go on eagerly
+            if step != compiled_at:
+                raise
+            forward, compiled_at = field, None
+            opt.zero_grad(set_to_none=True)
+            _report(callback, step, total if final else None, ema, config, time.perf_counter() - t_start, lr=lr,
+                    note=f"torch.compile failed ({type(e).__name__}); fitting without it")
+            loss = _forward_backward(forward, coords, target, mask, mixed)
         if saved is not None:  # the gradient was taken at the quantized weights; apply it to the float ones
             with torch.no_grad():
                 for p, value in saved:
@@ -233,6 +255,30 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
     field.eval()
     return FitResult(steps=step, seconds=seconds, final_loss=ema if ema is not None else float("nan"),
                      points_per_second=step * config.batch_size / max(seconds, 1e-9))
+
+
+def _forward_backward(forward: Callable, coords: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+                      mixed) -> torch.Tensor:
+    with mixed:
+        pred = forward(coords)
+    loss = masked_mse(pred, target, mask)
+    loss.backward()
+    return loss
+
+
+def _should_compile(config: FitConfig, device: torch.device, step: int, total: int, elapsed: float,
+                    mark: tuple[int, float]) -> bool:
+    """``on``; or ``auto`` on a CPU when the plan leaves minutes of eager fitting, which compiling shortens.
+
+    Decided once, when the plan is made. CUDA stays eager under ``auto``: not measured there.
+    """
+    if config.compile != "auto":
+        return config.compile == "on"
+    if device.type != "cpu":
+        return False
+    start_step, start_time = mark if step > mark[0] else (0, 0.0)
+    seconds_per_step = (elapsed - start_time) / max(step - start_step, 1)
+    return (total - step) * seconds_per_step >= COMPILE_MIN_SECONDS and compiler_available(device)
 
 
 @torch.no_grad()
@@ -272,11 +318,11 @@ def _planned_steps(config: FitConfig, n_points: int) -> int | None:
     return min(options) if options else None
 
 
-def _report(callback, step, total, ema, config, elapsed, lr, planned=False) -> None:
+def _report(callback, step, total, ema, config, elapsed, lr, planned=False, note="") -> None:
     if callback is None:
         return
     pps = step * config.batch_size / max(elapsed, 1e-9)
     eta = (total - step) * elapsed / step if step and total else float("nan")
     loss = ema if ema is not None else float("nan")
     callback(FitProgress(step=step, total_steps=total, loss=loss, psnr=mse_to_psnr(loss) if ema else float("nan"),
-                         points_per_second=pps, elapsed=elapsed, eta=eta, lr=lr, planned=planned))
+                         points_per_second=pps, elapsed=elapsed, eta=eta, lr=lr, planned=planned, note=note))

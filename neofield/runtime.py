@@ -13,6 +13,7 @@ from contextlib import contextmanager, nullcontext
 import torch
 
 PRECISIONS = ("auto", "float32", "bfloat16")
+COMPILE_MODES = ("auto", "on", "off")
 
 
 _flushing = 0  # depth of nested flush_denormals blocks: a decode inside a fit must not switch it off
@@ -69,3 +70,19 @@ def autocast(device: torch.device, precision: str):
     if resolve_precision(precision, device) == "bfloat16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext()
+
+
+def compiler_available(device: torch.device) -> bool:
+    """Whether ``torch.compile`` can build kernels here: a C++ compiler on CPU, Triton on CUDA.
+
+    Users' machines often lack one (a slim container, Windows without MSVC), and
+    inductor would then fail at the first step, after its tracing time was spent.
+    """
+    try:
+        if device.type == "cuda":
+            import triton  # noqa: F401
+            return True
+        from torch._inductor.cpp_builder import get_cpp_compiler
+        return bool(get_cpp_compiler())
+    except Exception:  # the probe is private API: any failure means "no"
+        return False

@@ -1,12 +1,16 @@
 import copy
 import math
 
+import pytest
 import torch
 
+import neofield.fit as fit_module
 from neofield.codec import make_field, measure
+from neofield.errors import NeofieldError
 from neofield.fit import FitConfig, QuantizationAware, fit, lr_at, masked_mse
 from neofield.media import read_media
 from neofield.quantize import fake_quantize, levels_for
+from neofield.runtime import compiler_available
 from neofield.signal import Signal
 
 
@@ -114,3 +118,53 @@ def test_slow_first_steps_do_not_cut_a_time_budget_short(tiny_clip):
     model = SlowStart(make_field(signal, "tiny", segments=1))
     result = fit(model, signal, FitConfig(time_budget=6.0, batch_size=256, device="cpu"))
     assert result.seconds > 0.9 * 6.0  # timed from the first steps alone, the plan ended at ~4.5 s
+
+
+def _fit_weights(signal, **config):
+    field = make_field(signal, "tiny", segments=2, seed=1)
+    fit(field, signal, FitConfig(steps=30, batch_size=256, seed=1, device="cpu", precision="float32", **config))
+    return field, torch.cat([p.detach().flatten() for p in field.parameters()])
+
+
+@pytest.mark.skipif(not compiler_available(torch.device("cpu")), reason="no C++ compiler for inductor")
+def test_compiled_training_follows_the_eager_fit_within_float_tolerance(tiny_clip):
+    signal = Signal(read_media(tiny_clip))
+    field, compiled = _fit_weights(signal, compile="on")
+    _, eager = _fit_weights(signal, compile="off")
+    # inductor's kernels round differently from eager ones: the two fits must stay close, not equal
+    assert torch.allclose(compiled, eager, atol=2e-4, rtol=1e-3), (compiled - eager).abs().max()
+    coords = signal.sample(512, torch.Generator().manual_seed(5))[0]
+    with torch.no_grad():
+        assert torch.allclose(torch.compile(field, dynamic=False)(coords), field(coords), atol=1e-5)
+
+
+def test_a_failing_compiler_falls_back_to_eager_and_says_so(tiny_clip, monkeypatch):
+    class Broken:
+        def __call__(self, *args):
+            raise RuntimeError("no cc")
+
+    monkeypatch.setattr(torch, "compile", lambda module, **kw: Broken())
+    monkeypatch.setattr(fit_module, "compiler_available", lambda device: True)
+    signal = Signal(read_media(tiny_clip))
+    notes = []
+    field = make_field(signal, "tiny", segments=2, seed=1)
+    result = fit(field, signal, FitConfig(steps=30, batch_size=256, seed=1, device="cpu", precision="float32",
+                                          compile="on"), callback=lambda p: p.note and notes.append(p.note))
+    _, eager = _fit_weights(signal, compile="off")
+    assert result.steps == 30
+    assert any("failed" in n for n in notes), notes
+    assert torch.equal(torch.cat([p.detach().flatten() for p in field.parameters()]), eager)
+
+
+def test_short_fits_stay_eager_and_compile_on_without_a_compiler_is_refused(tiny_clip, monkeypatch):
+    def never(module, **kw):
+        raise AssertionError("a 30-step fit must not spend seconds compiling")
+
+    monkeypatch.setattr(torch, "compile", never)
+    signal = Signal(read_media(tiny_clip))
+    _fit_weights(signal)  # compile="auto"
+    monkeypatch.setattr(fit_module, "compiler_available", lambda device: False)
+    with pytest.raises(NeofieldError, match="--compile on needs a C\\+\\+ compiler"):
+        _fit_weights(signal, compile="on")
+    with pytest.raises(NeofieldError, match="--compile must be one of"):
+        _fit_weights(signal, compile="yes")
