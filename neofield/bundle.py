@@ -27,6 +27,7 @@ from . import entropy
 from .fields.neomlp import NeoMLPConfig, NeoMLPField, Segmentation
 from .files import atomic_output
 from .quantize import BitDepths, QuantizedTensor, quantize
+from .schema import DEFAULT_LIMITS, Limits, validate
 
 FORMAT_VERSION = 3  # v3: range-coded quantized weights ("quantized"); v2 (q8) and v1 bundles still load
 ZSTD_LEVEL = 19
@@ -128,21 +129,48 @@ def pack(field: NeoMLPField, meta: dict, quantized: dict[str, QuantizedTensor] |
     return zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_content_size=True, write_checksum=True).compress(payload)
 
 
-def unpack(data: bytes, name: str = "bundle") -> Bundle:
-    """Parse bundle bytes; every way they can be wrong is one clear error."""
+def decompress(data: bytes, name: str = "bundle", limit: int = DEFAULT_LIMITS.payload_bytes) -> bytes:
+    """The bundle's safetensors bytes, never more than ``limit`` of them.
+
+    The size the zstd frame header states is checked before anything is
+    allocated, and a frame that states none is inflated with ``limit`` as its
+    ceiling, so a few KB that would inflate to gigabytes (a decompression bomb)
+    are refused at once.
+    """
     if not data:
         raise NeofieldError(f"{name} is empty")
+    not_ours = f"{name} is not a neofield bundle, or it is truncated or corrupted"
     try:
-        payload = zstandard.ZstdDecompressor().decompress(data)
+        stated = zstandard.frame_content_size(data)
     except zstandard.ZstdError:
-        raise NeofieldError(f"{name} is not a neofield bundle, or it is truncated or corrupted") from None
+        raise NeofieldError(not_ours) from None
+    if stated > limit:
+        raise NeofieldError(f"{name} would inflate to {stated:,} bytes, more than the {limit:,} allowed "
+                            "(--allow-large raises the limit for a bundle you trust)")
+    try:
+        return zstandard.ZstdDecompressor().decompress(data, max_output_size=limit)
+    except zstandard.ZstdError:
+        if stated < 0:  # no size in the header: either corrupt, or more than the ceiling
+            raise NeofieldError(f"{not_ours} (or it inflates to more than the {limit:,} bytes allowed)") from None
+        raise NeofieldError(not_ours) from None
+
+
+def unpack(data: bytes, name: str = "bundle", limits: Limits = DEFAULT_LIMITS) -> Bundle:
+    """Parse bundle bytes; every way they can be wrong is one clear error.
+
+    The metadata is checked against :mod:`neofield.schema` (types, ranges, the
+    model's size under ``limits``) before the model is built, and the tensors
+    against the model's shapes before they are loaded.
+    """
+    payload = decompress(data, name, limits.payload_bytes)
     meta = _read_metadata(payload, name)
-    version = meta.get("format_version")
-    if not isinstance(version, int):
+    version = meta.get("format_version") if isinstance(meta, dict) else None
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise NeofieldError(f"{name}: bundle metadata has no format version")
     if version > FORMAT_VERSION:
         raise NeofieldError(f"{name} is bundle format v{version}, newer than this neofield ({__version__}) "
                             f"reads (v{FORMAT_VERSION}); upgrade neofield")
+    validate(meta, name, limits)
     try:
         model = meta["model"]
         config = NeoMLPConfig.from_dict(model["config"])
@@ -159,7 +187,8 @@ def unpack(data: bytes, name: str = "bundle") -> Bundle:
             _load_quantized(field, quantized)
         else:
             field.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True)
-    except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError, OverflowError,
+            safetensors.SafetensorError) as exc:
         raise NeofieldError(f"{name}: bundle is corrupted ({_short(exc)})") from None
     field.eval()
     return Bundle(field=field, meta=meta, quantized=quantized)
@@ -184,15 +213,14 @@ def _decode_groups(field: NeoMLPField, tensors: dict[str, torch.Tensor]) -> dict
     return quantized
 
 
-def stored_bytes(data: bytes) -> dict[str, int]:
+def stored_bytes(data: bytes, limits: Limits = DEFAULT_LIMITS) -> dict[str, int]:
     """Where a bundle's bytes go: ``backbone`` and ``latents`` (the weights) and
     ``side`` (metadata, quantization parameters, container headers).
 
     Exact for a quantized bundle, whose groups are separate coded streams; for a
     float bundle each group is compressed on its own to estimate its share.
     """
-    payload = zstandard.ZstdDecompressor().decompress(data)
-    header, body = _split(payload)
+    header, body = _split(decompress(data, limit=limits.payload_bytes))
     spans = [(k, v["data_offsets"]) for k, v in sorted(header.items()) if k != "__metadata__"]
     sizes = {}
     for group in GROUPS:
@@ -215,9 +243,12 @@ def _split(payload: bytes) -> tuple[dict, bytes]:
 
 def _read_metadata(payload: bytes, name: str) -> dict:
     try:
-        return json.loads(_split(payload)[0]["__metadata__"][METADATA_KEY])
-    except (struct.error, ValueError, KeyError, TypeError):
+        meta = json.loads(_split(payload)[0]["__metadata__"][METADATA_KEY])
+    except (struct.error, ValueError, KeyError, TypeError, RecursionError):
         raise NeofieldError(f"{name} is not a neofield bundle (no neofield metadata)") from None
+    if not isinstance(meta, dict):
+        raise NeofieldError(f"{name}: bundle metadata must be an object, not {type(meta).__name__}")
+    return meta
 
 
 def save(path: str | Path, field: NeoMLPField, meta: dict, force: bool = False,
@@ -229,14 +260,18 @@ def save(path: str | Path, field: NeoMLPField, meta: dict, force: bool = False,
     return len(data)
 
 
-def load(path: str | Path) -> Bundle:
-    """Read a ``.nf`` file."""
+def load(path: str | Path, limits: Limits = DEFAULT_LIMITS) -> Bundle:
+    """Read a ``.nf`` file (an untrusted one: see :func:`unpack`)."""
     path = Path(path)
     if not path.exists():
         raise NeofieldError(f"{path} does not exist")
     if path.is_dir():
         raise NeofieldError(f"{path} is a directory, not a bundle")
-    return unpack(path.read_bytes(), name=str(path))
+    size = path.stat().st_size
+    if size > limits.payload_bytes:  # zstd's overhead on incompressible bytes is tiny: this cannot fit the limit
+        raise NeofieldError(f"{path} is {size:,} bytes, more than the {limits.payload_bytes:,} a bundle may take "
+                            "(--allow-large raises the limit for a bundle you trust)")
+    return unpack(path.read_bytes(), name=str(path), limits=limits)
 
 
 def _short(exc: BaseException) -> str:

@@ -1,0 +1,341 @@
+"""The bundle's metadata schema: every ``.nf`` is checked against it before anything is allocated.
+
+A bundle is untrusted input: people decode files that others send them. Its
+metadata decides how large a model is built, how many latent sets are
+allocated and what grid is rendered, so a few hostile numbers could make a
+small file eat the machine. :func:`validate` checks types, ranges and the
+fields' consistency with each other, and estimates the memory the model will
+take, before :mod:`neofield.bundle` builds anything; every failure is one
+line naming the file and the field.
+
+The limits are far above anything neofield writes (the paper's video model
+has 3.2 M parameters; a 2-hour 4K clip at one latent set per frame needs
+~180 k sets), yet small enough that a hostile bundle cannot take more than
+a few hundred MB. ``Limits.large()`` (``--allow-large`` on the command line)
+raises them for a bundle one trusts.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, fields
+
+from .errors import NeofieldError
+from .fields.attention import ATTENTION
+from .fields.neomlp import INTERPOLATIONS
+from .fields.presets import NeoMLPConfig
+from .options import MAX_FPS, MAX_SAMPLE_RATE, MAX_SIDE
+
+KINDS = ("video", "image", "audio", "audiovisual")
+ROTATIONS = (0, 90, 180, 270)
+MAX_TEXT = 4096  # characters in any string the metadata holds (a file name, a hash)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a bundle may ask for. Decoding checks its own grid against ``decode_points``."""
+
+    payload_bytes: int = 64 << 20  # decompressed safetensors; neofield's bundles are KBs to a few MB
+    parameters: int = 16_000_000  # backbone + latents, 64 MB in float32
+    dim: int = 4096
+    ffn_dim: int = 16384
+    layers: int = 64
+    rff_dim: int = 16384
+    tokens: int = 256  # hidden + output tokens per set
+    segments: int = 1_000_000
+    duration: float = 7 * 24 * 3600.0  # seconds
+    frames: int = 10_000_000
+    audio_samples: int = 1 << 36
+    channels: int = 64
+    decode_points: int = 4_000_000_000  # field evaluations one decode may ask for (~5 h at 200 k points/s)
+    decode_bytes: int = 2 << 30  # memory a decode may hold at once (one frame, or the whole sound)
+
+    @classmethod
+    def large(cls) -> Limits:
+        """``--allow-large``: sixteen times every size limit, for bundles one trusts."""
+        base = cls()
+        return cls(**{f.name: type(getattr(base, f.name))(getattr(base, f.name) * 16) for f in fields(cls)})
+
+
+DEFAULT_LIMITS = Limits()
+
+
+class _Checker:
+    """Reads one bundle's metadata; each accessor checks what it returns."""
+
+    def __init__(self, name: str, limits: Limits):
+        self.name, self.limits = name, limits
+
+    def fail(self, path: str, what: str, value=None, show: bool = True) -> NeofieldError:
+        shown = f", not {_short_repr(value)}" if show else ""
+        return NeofieldError(f"{self.name}: bundle metadata {path} {what}{shown}")
+
+    def obj(self, parent: dict, key: str, path: str, required: bool = True) -> dict | None:
+        if key not in parent:
+            if required:
+                raise self.fail(f"{path}", "is missing", show=False)
+            return None
+        value = parent[key]
+        if not isinstance(value, dict):
+            raise self.fail(path, "must be an object", value)
+        return value
+
+    def integer(self, parent: dict, key: str, path: str, lo: int, hi: int, required: bool = True) -> int | None:
+        if key not in parent and not required:
+            return None
+        value = parent.get(key)
+        if key not in parent:
+            raise self.fail(path, "is missing", show=False)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(path, "must be a whole number", value)
+        if not lo <= value <= hi:
+            raise self.fail(path, f"must be between {lo:,} and {hi:,}", value)
+        return value
+
+    def number(self, parent: dict, key: str, path: str, lo: float = -math.inf, hi: float = math.inf,
+               positive: bool = False, required: bool = True) -> float | None:
+        if key not in parent:
+            if required:
+                raise self.fail(path, "is missing", show=False)
+            return None
+        value = parent[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise self.fail(path, "must be a finite number", value)
+        if positive and not value > 0:
+            raise self.fail(path, "must be > 0", value)
+        if not lo <= value <= hi:
+            raise self.fail(path, f"must be between {lo:g} and {hi:g}", value)
+        return float(value)
+
+    def choice(self, parent: dict, key: str, path: str, options, required: bool = True, default=None):
+        if key not in parent:
+            if required:
+                raise self.fail(path, "is missing", show=False)
+            return default
+        value = parent[key]
+        if not isinstance(value, (str, int)) or isinstance(value, bool) or value not in options:
+            raise self.fail(path, f"must be one of {', '.join(map(str, options))}", value)
+        return value
+
+    def text(self, parent: dict, key: str, path: str, required: bool = True) -> str | None:
+        if key not in parent:
+            if required:
+                raise self.fail(path, "is missing", show=False)
+            return None
+        value = parent[key]
+        if not isinstance(value, str) or len(value) > MAX_TEXT:
+            raise self.fail(path, f"must be text of at most {MAX_TEXT:,} characters", value)
+        return value
+
+    def flag(self, parent: dict, key: str, path: str) -> bool:
+        value = parent.get(key, False)
+        if not isinstance(value, bool):
+            raise self.fail(path, "must be true or false", value)
+        return value
+
+
+def validate(meta, name: str = "bundle", limits: Limits = DEFAULT_LIMITS, format_version: int | None = None) -> None:
+    """Raise a one-line :class:`NeofieldError` unless ``meta`` is a bundle's metadata neofield can decode
+    within ``limits``. Nothing is allocated: the model's size is computed from its configuration."""
+    c = _Checker(name, limits)
+    if not isinstance(meta, dict):
+        raise c.fail("", "must be an object", meta)
+    kind = c.choice(meta, "modality", "modality", KINDS)
+    c.text(meta, "neofield_version", "neofield_version", required=False)
+    c.choice(meta, "weights_dtype", "weights_dtype", ("quantized", "float16", "bfloat16", "float32", "q8"))
+    geometry = _geometry(c, meta, kind)
+    config = _model(c, meta)
+    _layout(c, meta, kind, geometry, config)
+    _source(c, meta)
+    _records(c, meta)
+
+
+def _geometry(c: _Checker, meta: dict, kind: str) -> dict:
+    geo = c.obj(meta, "geometry", "geometry")
+    lim = c.limits
+    c.number(geo, "duration", "geometry.duration", hi=lim.duration, positive=True)
+    video, audio = c.obj(geo, "video", "geometry.video", required=False), c.obj(geo, "audio", "geometry.audio",
+                                                                                required=False)
+    if (video is not None) != (kind != "audio"):
+        raise c.fail("geometry.video", f"must be {'present' if kind != 'audio' else 'absent'} for {kind}", show=False)
+    if (audio is not None) != (kind in ("audio", "audiovisual")):
+        raise c.fail("geometry.audio", f"must be {'absent' if audio is not None else 'present'} for {kind}",
+                     show=False)
+    if video is not None:
+        c.integer(video, "width", "geometry.video.width", 1, MAX_SIDE)
+        c.integer(video, "height", "geometry.video.height", 1, MAX_SIDE)
+        c.integer(video, "frames", "geometry.video.frames", 1, lim.frames)
+        c.number(video, "fps", "geometry.video.fps", hi=MAX_FPS, positive=True)
+        if c.flag(video, "still", "geometry.video.still") != (kind == "image"):
+            raise c.fail("geometry.video.still", f"does not match the modality {kind}", video.get("still"))
+        c.choice(video, "rotation", "geometry.video.rotation", ROTATIONS, required=False)
+        c.flag(video, "vfr", "geometry.video.vfr")
+        if "sample_aspect_ratio" in video:
+            sar = video["sample_aspect_ratio"]
+            if not (isinstance(sar, list) and len(sar) == 2 and all(
+                    isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 65535 for v in sar)):
+                raise c.fail("geometry.video.sample_aspect_ratio", "must be two whole numbers from 1 to 65,535",
+                             sar)
+    if audio is not None:
+        c.integer(audio, "sample_rate", "geometry.audio.sample_rate", 1, MAX_SAMPLE_RATE)
+        c.integer(audio, "channels", "geometry.audio.channels", 1, lim.channels)
+        c.integer(audio, "samples", "geometry.audio.samples", 1, lim.audio_samples)
+    return geo
+
+
+def _model(c: _Checker, meta: dict) -> NeoMLPConfig:
+    model = c.obj(meta, "model", "model")
+    c.choice(model, "type", "model.type", ("neomlp",), required=False)
+    cfg = c.obj(model, "config", "model.config")
+    lim = c.limits
+    known = {f.name for f in fields(NeoMLPConfig)}
+    unknown = sorted(set(cfg) - known)
+    if unknown:
+        raise c.fail(f"model.config.{_key(unknown[0])}", "is not a setting this neofield knows", show=False)
+    p = "model.config."
+    i = c.integer(cfg, "in_features", p + "in_features", 1, 3)
+    dim = c.integer(cfg, "dim", p + "dim", 1, lim.dim)
+    heads = c.integer(cfg, "heads", p + "heads", 1, dim)
+    if dim % heads:
+        raise c.fail(p + "heads", f"must divide dim {dim}", heads)
+    rff_dim = c.integer(cfg, "rff_dim", p + "rff_dim", 2, lim.rff_dim)
+    if rff_dim % 2:
+        raise c.fail(p + "rff_dim", "must be even (cos and sin halves)", rff_dim)
+    sigma = cfg.get("rff_sigma")
+    sigmas = sigma if isinstance(sigma, list) else [sigma]
+    if (isinstance(sigma, list) and len(sigma) != i) or not all(
+            isinstance(s, (int, float)) and not isinstance(s, bool) and math.isfinite(s) and 0 < s <= 1e6
+            for s in sigmas):
+        raise c.fail(p + "rff_sigma", f"must be a number in (0, 1e6] or a list of {i}", sigma)
+    config = NeoMLPConfig(
+        dim=dim, ffn_dim=c.integer(cfg, "ffn_dim", p + "ffn_dim", 1, lim.ffn_dim), heads=heads,
+        layers=c.integer(cfg, "layers", p + "layers", 1, lim.layers), rff_dim=rff_dim,
+        rff_sigma=tuple(sigma) if isinstance(sigma, list) else sigma,
+        hidden_tokens=c.integer(cfg, "hidden_tokens", p + "hidden_tokens", 0, lim.tokens),
+        attention=c.choice(cfg, "attention", p + "attention", tuple(ATTENTION)), in_features=i,
+        out_features=c.integer(cfg, "out_features", p + "out_features", 1, lim.tokens),
+        seed=c.integer(cfg, "seed", p + "seed", 0, 2**32 - 1))  # numpy's RandomState takes 32-bit seeds
+    if config.hidden_tokens + config.out_features > lim.tokens:
+        raise c.fail(p + "hidden_tokens", f"plus out_features must be at most {lim.tokens}",
+                     config.hidden_tokens + config.out_features)
+    seg = c.obj(model, "segmentation", "model.segmentation")
+    segments = c.integer(seg, "segments", "model.segmentation.segments", 1, lim.segments)
+    t0 = c.number(seg, "t_start", "model.segmentation.t_start", -1e9, 1e9)
+    t1 = c.number(seg, "t_end", "model.segmentation.t_end", -1e9, 1e9)
+    if not t1 > t0:
+        raise c.fail("model.segmentation.t_end", f"must be after t_start {t0:g}", t1)
+    c.integer(seg, "time_index", "model.segmentation.time_index", -i, i - 1)
+    c.choice(seg, "interpolation", "model.segmentation.interpolation", INTERPOLATIONS, required=False)
+    unknown = sorted(set(seg) - {"segments", "t_start", "t_end", "time_index", "interpolation"})
+    if unknown:
+        raise c.fail(f"model.segmentation.{_key(unknown[0])}", "is not a setting this neofield knows",
+                     show=False)
+    n = parameter_count(config, segments)
+    if n > lim.parameters:
+        raise NeofieldError(f"{c.name}: the bundle's model has {n:,} parameters, more than the {lim.parameters:,} "
+                            "allowed (--allow-large raises the limit for a bundle you trust)")
+    return config
+
+
+def _layout(c: _Checker, meta: dict, kind: str, geo: dict, config: NeoMLPConfig) -> None:
+    coords = c.obj(meta, "coordinates", "coordinates")
+    for axis in ("t", "x", "y"):
+        spatial = axis != "t"
+        present = isinstance(coords.get(axis), dict)
+        if axis not in coords or coords[axis] is None:
+            if not spatial or config.in_features == 3:
+                raise c.fail(f"coordinates.{axis}", "is missing", show=False)
+            continue
+        if not present:
+            raise c.fail(f"coordinates.{axis}", "must be an object", coords[axis])
+        if spatial and config.in_features != 3:
+            raise c.fail(f"coordinates.{axis}", "must be absent for a model with one input", show=False)
+        c.number(coords[axis], "scale", f"coordinates.{axis}.scale", -1e9, 1e9)
+        c.number(coords[axis], "offset", f"coordinates.{axis}.offset", -1e9, 1e9)
+        if coords[axis]["scale"] == 0:
+            raise c.fail(f"coordinates.{axis}.scale", "must not be 0", 0)
+    if (kind == "audio") != (config.in_features == 1):
+        raise c.fail("model.config.in_features", f"does not suit {kind}", config.in_features)
+    values = c.obj(meta, "values", "values")
+    outputs = c.obj(meta, "outputs", "outputs")
+    streams = [s for s in ("video", "audio") if s in geo]
+    for key in (set(values) | set(outputs)) - set(streams):
+        raise c.fail(f"outputs.{_key(key)}", f"is not a stream of this {kind} bundle", show=False)
+    spans = []
+    for stream in streams:
+        v = c.obj(values, stream, f"values.{stream}")
+        scale = c.number(v, "scale", f"values.{stream}.scale", -1e9, 1e9)
+        c.number(v, "offset", f"values.{stream}.offset", -1e9, 1e9)
+        if scale == 0:
+            raise c.fail(f"values.{stream}.scale", "must not be 0", 0)
+        span = outputs.get(stream)
+        width = 3 if stream == "video" else geo["audio"]["channels"]
+        if not (isinstance(span, list) and len(span) == 2 and all(
+                isinstance(x, int) and not isinstance(x, bool) for x in span)
+                and 0 <= span[0] and span[1] - span[0] == width and span[1] <= config.out_features):
+            raise c.fail(f"outputs.{stream}", f"must be [first, last) of {width} of the model's "
+                                              f"{config.out_features} outputs", span)
+        spans.append(span)
+    if len(spans) == 2 and max(spans[0][0], spans[1][0]) < min(spans[0][1], spans[1][1]):
+        raise c.fail("outputs", "video and audio share outputs", outputs)
+
+
+def _source(c: _Checker, meta: dict) -> None:
+    source = c.obj(meta, "source", "source")
+    c.text(source, "name", "source.name")
+    c.text(source, "sha256", "source.sha256")
+    selection = c.obj(source, "selection", "source.selection")
+    p = "source.selection."
+    c.number(selection, "start", p + "start", 0, c.limits.duration, required=False)
+    for key in ("duration",):
+        if selection.get(key) is not None:
+            c.number(selection, key, p + key, hi=c.limits.duration, positive=True)
+    if selection.get("max_frames") is not None:
+        c.integer(selection, "max_frames", p + "max_frames", 1, c.limits.frames)
+    if selection.get("resize") is not None:
+        size = selection["resize"]
+        if not (isinstance(size, list) and len(size) == 2 and all(
+                isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_SIDE for v in size)):
+            raise c.fail(p + "resize", f"must be [width, height], each 1 to {MAX_SIDE}", size)
+
+
+def _records(c: _Checker, meta: dict) -> None:
+    """What ``info`` prints: the quality the encoder measured and the quantization depths."""
+    quality = c.obj(meta, "quality", "quality", required=False) or {}
+    for key, value in quality.items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise c.fail(f"quality.{_key(key)}", "must be a number", value)
+    if meta.get("weights_dtype") == "quantized":
+        q = c.obj(meta, "quantization", "quantization", required=False)
+        if q is not None:
+            bits = c.obj(q, "bits", "quantization.bits")
+            for key in ("backbone", "latents"):
+                c.number(bits, key, f"quantization.bits.{key}", 1, 16, required=False)
+    fit = c.obj(meta, "fit", "fit", required=False)
+    if fit is not None:
+        for key in ("steps",):
+            if key in fit:
+                c.integer(fit, key, f"fit.{key}", 0, 2**62)
+        for key in ("seconds", "points_per_second"):
+            if key in fit:
+                c.number(fit, key, f"fit.{key}", 0)
+
+
+def parameter_count(config: NeoMLPConfig, segments: int) -> int:
+    """Parameters of :class:`~neofield.fields.neomlp.NeoMLPField` for ``config``, computed, not built
+    (tested against the model): what a hostile configuration would make the decoder allocate."""
+    d, f = config.dim, config.ffn_dim
+    block = 3 * d * d + (d * d + d) + (d * f + f) + (f * d + d)  # qkv (no bias), out, FFN in and out
+    backbone = (config.rff_dim * d + d) + config.in_features * d + config.layers * block + (d + 1)
+    return backbone + segments * (config.hidden_tokens + config.out_features) * d
+
+
+def _key(name: str) -> str:
+    """A metadata key as shown in a message: plain if it is a plain name, else quoted and escaped."""
+    return name if re.fullmatch(r"[A-Za-z0-9_]{1,40}", name) else _short_repr(name)
+
+
+def _short_repr(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
