@@ -163,6 +163,15 @@ class _LogLines:
 Force = Annotated[bool, typer.Option("--force", "-y", help="Overwrite the output if it exists.")]
 Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
+AllowLarge = Annotated[bool, typer.Option("--allow-large", help="Raise every size limit on bundles and decodes "
+                                                                "sixteenfold (model size, inflated bytes, "
+                                                                "points, memory, time): for bundles you trust.")]
+
+
+def _limits(allow_large: bool):
+    from .schema import DEFAULT_LIMITS, Limits
+
+    return Limits.large() if allow_large else DEFAULT_LIMITS
 
 
 @app.command()
@@ -287,28 +296,44 @@ def decode(
                                                 "do not (Chromium shows false colours).")] = False,
     format: Annotated[Optional[str], typer.Option(help="Format for -o - (standard output): mkv, webm, mp4, "
                                                        "wav, flac, … \\[default: mkv, or wav for sound].")] = None,
+    compile_mode: Annotated[str, typer.Option("--compile", help="torch.compile the field: on, off, or auto (on a "
+                                                                "CPU when rendering would take 30 s or more; "
+                                                                "needs a C++ compiler).")] = "auto",
+    allow_large: AllowLarge = False,
     force: Force = False,
     quiet: Quiet = False,
     as_json: Json = False,
 ) -> None:
-    """Render a bundle at any resolution and write real media."""
+    """Render a bundle at any resolution and write real media.
+
+    The cost (points, memory, time at a speed measured here) is checked against
+    the limits before anything is rendered, and printed.
+    """
     from . import codec
 
-    progress = Progress(TextColumn("[bold]decoding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        TextColumn("eta"), TimeRemainingColumn(), console=err, disable=quiet or not err.is_terminal,
-                        transient=True)
+    progress = Progress(TextColumn("[bold]decoding"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=err,
+                        disable=quiet or not err.is_terminal, transient=True)
     task = progress.add_task("decode", total=None)
-    log = _LogLines("decoding frame", enabled=not quiet and not err.is_terminal)
+    log = _LogLines("decoded points", enabled=not quiet and not err.is_terminal)
 
-    def on_frame(i: int, n: int) -> None:
-        progress.update(task, completed=i, total=n)
-        log(i, n)
+    def on_plan(cost) -> None:
+        if not quiet and not as_json and (cost.seconds >= 10 or cost.compiled):
+            err.print(f"[bold]plan[/]   {cost.points:,} points, about {_duration(cost.seconds)} at "
+                      f"{cost.speed:,.0f} points/s"
+                      + (" once compiled (compiling takes ~15 s)" if cost.compiled else "")
+                      + f"; {cost.memory_bytes / 2**20:,.0f} MiB at most")
+
+    def on_progress(done: int, total: int) -> None:
+        progress.update(task, completed=done, total=total)
+        log(done, total)
 
     with progress:
         report = codec.decode(bundle, output, scale=scale, scale_time=scale_time, scale_rate=scale_rate,
                               size=parse_size(size, "--size") if size else None, fps=fps, sample_rate=sample_rate,
                               start=start, end=end, frame=frame, codec=codec_name, crf=crf, lossless=lossless,
-                              format=format, force=force, on_frame=on_frame)
+                              format=format, force=force, compile_mode=compile_mode, limits=_limits(allow_large),
+                              on_plan=on_plan, on_progress=on_progress)
     if as_json:
         print(json.dumps(report.to_dict(), indent=2), file=sys.stderr if report.path is None else sys.stdout)
     elif not quiet:
@@ -328,6 +353,7 @@ def psnr(
     duration: Annotated[Optional[float], typer.Option(help="Length of the cut, seconds.")] = None,
     max_frames: Annotated[Optional[int], typer.Option(help="At most this many frames of the original.")] = None,
     resize: Annotated[Optional[str], typer.Option(help="Resize the original to WIDTHxHEIGHT first.")] = None,
+    allow_large: AllowLarge = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout, with the PSNR "
                                                          "and SSIM of every frame.")] = False,
 ) -> None:
@@ -344,7 +370,7 @@ def psnr(
     selection = None
     if any(v is not None for v in (start, duration, max_frames, resize)):
         selection = Selection(start or 0.0, duration, max_frames, parse_size(resize, "--resize") if resize else None)
-    report = codec.psnr(original, candidate, selection, per_frame=as_json)
+    report = codec.psnr(original, candidate, selection, per_frame=as_json, limits=_limits(allow_large))
     if as_json:
         print(json.dumps(report, indent=2))
         return
@@ -375,16 +401,18 @@ LABELS = {
 @friendly
 def info(
     bundle: Annotated[Path, typer.Argument(help="A .nf bundle.")],
+    allow_large: AllowLarge = False,
     as_json: Json = False,
 ) -> None:
     """Show what a bundle holds: geometry, model, fit and quality."""
     from . import codec
     from .bundle import stored_bytes
 
-    b = codec.load(bundle)
+    limits = _limits(allow_large)
+    b = codec.load(bundle, limits)
     meta = dict(b.meta)
     meta["bytes"] = bundle.stat().st_size
-    meta["stored_bytes"] = stored_bytes(bundle.read_bytes())
+    meta["stored_bytes"] = stored_bytes(bundle.read_bytes(), limits)
     meta["parameters"] = b.field.num_parameters()
     if as_json:
         print(json.dumps(meta, indent=2, sort_keys=True))
@@ -393,7 +421,7 @@ def info(
     say = functools.partial(out.print, markup=False, highlight=False)  # every string here comes from the file
     geo = meta["geometry"]
     say(f"{bundle}: {meta['modality']}, {meta['bytes']:,} bytes, format v{meta['format_version']} "
-        f"(neofield {meta['neofield_version']})")
+        f"(neofield {meta.get('neofield_version', 'unknown')})")
     if "video" in geo:
         v = geo["video"]
         extra = "".join([f", shown rotated {v['rotation']} degrees in the source" if v.get("rotation") else "",

@@ -11,12 +11,14 @@ This is the Python API the CLI wraps::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import math
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,8 +48,20 @@ from .media import (
 from .outputs import OutputTarget, resolve_target
 from .quality import compare, size_report
 from .quantize import BitDepths, levels_for
-from .render import DecodePlan, VideoGrid, plan_decode, render_media, render_video
-from .runtime import COMPILE_MODES, PRECISIONS
+from .render import (
+    DecodeCost,
+    DecodePlan,
+    Evaluator,
+    VideoGrid,
+    decode_cost,
+    plan_decode,
+    probe_speed,
+    render_media,
+    render_video,
+    should_compile,
+)
+from .runtime import COMPILE_MODES, PRECISIONS, compiler_available
+from .schema import DEFAULT_LIMITS, Limits
 from .signal import CoordinateMap, Signal, ValueMap, audio_rff_sigma
 
 # Without --steps/--epochs/--time-budget an encode stops at whichever of these
@@ -430,9 +444,9 @@ def measure(field_: NeoMLPField, signal: Signal, points_per_second: float | None
 
 
 # ---------------------------------------------------------------- decode ----
-def load(path: str | Path) -> Bundle:
-    """Read a ``.nf`` bundle (raises :class:`NeofieldError` if it is not a valid one)."""
-    return bundle_io.load(path)
+def load(path: str | Path, limits: Limits = DEFAULT_LIMITS) -> Bundle:
+    """Read a ``.nf`` bundle (raises :class:`NeofieldError` if it is not a valid one within ``limits``)."""
+    return bundle_io.load(path, limits)
 
 
 TAG_KEY = "comment"  # a container tag every muxer we write keeps (mp4, mov, mkv, webm, flac, ogg, wav)
@@ -446,10 +460,13 @@ class DecodeReport:
     bytes: int
     files: int = 1
     notes: list[str] = field(default_factory=list)
+    cost: DecodeCost | None = None  # what was estimated before rendering
+    seconds: float = 0.0  # what rendering and writing took
 
     def to_dict(self) -> dict:
         return {"path": str(self.path) if self.path else "-", "kind": self.kind, "grid": self.plan.to_dict(),
-                "points": self.plan.points, "bytes": self.bytes, "files": self.files, "notes": self.notes}
+                "points": self.plan.points, "bytes": self.bytes, "files": self.files, "notes": self.notes,
+                "cost": self.cost.to_dict() if self.cost else None, "seconds": round(self.seconds, 2)}
 
 
 def check_decode_options(scale: float, scale_time: float | None, scale_rate: float | None,
@@ -466,6 +483,27 @@ def check_decode_options(scale: float, scale_time: float | None, scale_rate: flo
     opt.non_negative_float("--end", end)
     opt.non_negative_float("--frame", frame)
     opt.non_negative_float("--crf", crf)
+
+
+def check_cost(cost: DecodeCost, limits: Limits) -> None:
+    """A decode that would take more than the limits allow is refused before it starts, in one line."""
+    hint = "; --allow-large raises the limits"
+    if cost.points > limits.decode_points:
+        raise NeofieldError(f"this decode would evaluate the field at {cost.points:,} points, more than the "
+                            f"{limits.decode_points:,} allowed (about {_hours(cost.seconds)} here){hint}")
+    if cost.memory_bytes > limits.decode_bytes:
+        raise NeofieldError(f"this decode would hold {cost.memory_bytes / 2**30:.1f} GiB at once (a frame and "
+                            f"its copies, or the whole sound), more than the {limits.decode_bytes / 2**30:.1f} GiB "
+                            f"allowed{hint}")
+    if cost.seconds > limits.decode_seconds:
+        raise NeofieldError(f"this decode would take about {_hours(cost.seconds)} on this machine "
+                            f"({cost.points:,} points at {cost.points_per_second:,.0f} per second), more than the "
+                            f"{_hours(limits.decode_seconds)} allowed{hint}")
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min" if seconds >= 60 \
+        else f"{seconds:.0f} s"
 
 
 def check_plan(plan: DecodePlan) -> None:
@@ -500,7 +538,10 @@ def decode(
     lossless: bool = False,
     format: str | None = None,
     force: bool = False,
-    on_frame: Callable[[int, int], None] | None = None,
+    compile_mode: str = "auto",
+    limits: Limits = DEFAULT_LIMITS,
+    on_plan: Callable[[DecodeCost], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> DecodeReport:
     """Render a bundle's field on a grid and write it as real media.
 
@@ -508,10 +549,18 @@ def decode(
     Video defaults to what plays everywhere (H.264 4:2:0 + AAC in mp4/mov/mkv,
     VP9 + Opus in webm); ``lossless`` writes the exact RGB file used in
     measurement (H.264 RGB qp 0 + FLAC), so it shows the field's error alone.
+
+    Before rendering, the cost (points, memory, time at a speed probed here)
+    is checked against ``limits`` and passed to ``on_plan``; ``on_progress``
+    then gets (points done, points in all) as the field is evaluated. Long
+    decodes compile the field (``compile_mode`` ``auto``, see
+    :func:`neofield.render.should_compile`).
     """
     check_decode_options(scale, scale_time, scale_rate, size, fps, sample_rate, start, end, frame, crf)
+    if compile_mode not in COMPILE_MODES:
+        raise NeofieldError(f"--compile must be one of {', '.join(COMPILE_MODES)}, not {compile_mode!r}")
     bundle_path = Path(bundle_path)
-    b = load(bundle_path)
+    b = load(bundle_path, limits)
     target = resolve_target(output, bundle_path, b.meta, scale, format, frame)
     if target.kind != "video" and (codec is not None or crf is not None or lossless):
         raise NeofieldError("--codec, --crf and --lossless apply to video files (.mp4 .mov .mkv .webm .gif)")
@@ -535,25 +584,44 @@ def decode(
     if plan.video is None and target.kind != "audio":
         raise NeofieldError(f"no video lies after --start {start or 0:g} s (only sound does); decode it to .wav")
     check_plan(plan)
-    media = render_media(b.field, b.meta, plan, video_stream=True)
+    if compile_mode == "on" and not compiler_available(torch.device("cpu")):
+        raise NeofieldError("--compile on needs a C++ compiler (g++ or clang++); use --compile off or auto")
+    channels = (b.meta["geometry"].get("audio") or {}).get("channels", 0)
+    cost = decode_cost(plan, channels, probe_speed(b.field))
+    check_cost(cost, limits)
+    cost = dataclasses.replace(cost, compiled=should_compile(compile_mode, torch.device("cpu"), cost.seconds))
+    if on_plan:
+        on_plan(cost)
+    done = 0
+
+    def counted(n: int) -> None:
+        nonlocal done
+        done += n
+        if on_progress:
+            on_progress(done, cost.points)
+
+    run = Evaluator(b.field, compiled=cost.compiled, on_points=counted)
+    t0 = time.perf_counter()
+    media = render_media(run, b.meta, plan, video_stream=True)
     tags = {TAG_KEY: json.dumps(decode_tag(bundle_path, b.meta, plan), sort_keys=True)}
 
     if target.kind == "sequence":
-        paths = write_image_sequence(str(target.path), _counted(media.video, plan.video.frames, on_frame),
-                                     force=force, frames_total=plan.video.frames)
-        return DecodeReport(target.path, target.kind, plan, sum(p.stat().st_size for p in paths), len(paths), notes)
+        paths = write_image_sequence(str(target.path), media.video, force=force, frames_total=plan.video.frames)
+        return DecodeReport(target.path, target.kind, plan, sum(p.stat().st_size for p in paths), len(paths),
+                            notes + run.notes, cost, time.perf_counter() - t0)
     with _destination(target, force) as tmp:
         if target.kind == "still":
             write_image(tmp, next(iter(media.video)))
         elif target.kind == "audio":
             write_audio(tmp, media.audio, media.sample_rate, metadata=tags)
         else:
-            write_video(tmp, _counted(media.video, plan.video.frames, on_frame), media.fps, media.audio,
+            write_video(tmp, media.video, media.fps, media.audio,
                         media.sample_rate, codec=codec, crf=crf, lossless=lossless, sample_aspect_ratio=sar,
                         end_time=plan.video.seconds, frames_total=plan.video.frames,
                         metadata=tags)
         nbytes = tmp.stat().st_size
-    return DecodeReport(None if target.stdout else target.path, target.kind, plan, nbytes, 1, notes)
+    return DecodeReport(None if target.stdout else target.path, target.kind, plan, nbytes, 1, notes + run.notes,
+                        cost, time.perf_counter() - t0)
 
 
 @contextlib.contextmanager
@@ -593,16 +661,9 @@ def read_decode_tag(path: Path) -> dict | None:
     return tag if isinstance(tag, dict) and "neofield" in tag and isinstance(tag.get("source"), dict) else None
 
 
-def _counted(frames, total: int, on_frame):
-    for i, frame in enumerate(frames):
-        yield frame
-        if on_frame:
-            on_frame(i + 1, total)
-
-
 # ------------------------------------------------------------------ psnr ----
 def psnr(original: str | Path, candidate: str | Path, selection: Selection | None = None,
-         per_frame: bool = False) -> dict:
+         per_frame: bool = False, limits: Limits = DEFAULT_LIMITS) -> dict:
     """Quality of a bundle (or a decoded file) against the original media.
 
     For a bundle, the original is cut with the selection stored in the bundle
@@ -616,7 +677,7 @@ def psnr(original: str | Path, candidate: str | Path, selection: Selection | Non
         selection.check()
     candidate = Path(candidate)
     if candidate.suffix.lower() == ".nf":
-        b = load(candidate)
+        b = load(candidate, limits)
         stored = Selection.from_dict(b.meta["source"]["selection"])
         if selection is not None and selection != stored:
             raise NeofieldError(f"{candidate} was encoded from the piece ({_describe(stored)}) of its source; the "
@@ -626,7 +687,7 @@ def psnr(original: str | Path, candidate: str | Path, selection: Selection | Non
             raise NeofieldError(f"{original} is not the media {candidate} was encoded from "
                                 f"(it was {b.meta['source']['name']!r}, {_describe(stored)})")
         report = compare(media, render_media(b.field, b.meta), per_frame)
-        split = {f"bytes_{part}": n for part, n in bundle_io.stored_bytes(candidate.read_bytes()).items()}
+        split = {f"bytes_{part}": n for part, n in bundle_io.stored_bytes(candidate.read_bytes(), limits).items()}
         for key, value in size_report(candidate.stat().st_size, media).items():
             report[key] = value
             if key == "bytes":  # where the bytes go, right under their total

@@ -50,6 +50,7 @@ class Limits:
     channels: int = 64
     decode_points: int = 4_000_000_000  # field evaluations one decode may ask for (~5 h at 200 k points/s)
     decode_bytes: int = 2 << 30  # memory a decode may hold at once (one frame, or the whole sound)
+    decode_seconds: float = 4 * 3600.0  # estimated at the speed probed on this machine
 
     @classmethod
     def large(cls) -> Limits:

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 import neofield
+from neofield.codec import check_cost
 from neofield.errors import NeofieldError
+from neofield.schema import Limits
 from neofield.media import read_media
 from tests.conftest import BBB
 
@@ -250,3 +252,37 @@ def test_the_sound_axis_sigma_follows_the_spectrum_unless_given(tiny_av_clip, ti
     assert make_field(sound, "small", 2).config.rff_sigma == pytest.approx(
         audio_rff_sigma(sound.media.audio, sound.sample_rate))
     assert make_field(sound, "small", 2, rff_sigma=7.0).config.rff_sigma == 7.0
+
+
+@pytest.mark.parametrize("limits,message", [
+    (Limits(decode_points=100), "would evaluate the field at 14,336 points, more than the 100 allowed"),
+    (Limits(decode_bytes=1000), "would hold 0.0 GiB at once"),
+    (Limits(decode_seconds=1e-6), "would take about 0 s on this machine"),
+])
+def test_a_decode_beyond_the_limits_is_refused_before_rendering(video_bundle, tmp_path, limits, message):
+    _, bundle, _ = video_bundle
+    out = tmp_path / "big.mp4"
+    with pytest.raises(NeofieldError, match=message):
+        neofield.decode(bundle, out, scale=2, limits=limits)
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_a_16k_decode_is_refused_for_its_memory_and_allowed_large_passes_the_check(video_bundle, tmp_path):
+    from neofield.render import DecodePlan, VideoGrid, decode_cost
+
+    _, bundle, _ = video_bundle
+    with pytest.raises(NeofieldError, match=r"would hold 3\.0 GiB at once .*; --allow-large raises the limits$"):
+        neofield.decode(bundle, tmp_path / "huge.mp4", size=(16384, 16384))
+    cost = decode_cost(DecodePlan(VideoGrid(16384, 16384, 1, 25.0), None), 0, 300_000.0)
+    check_cost(cost, Limits.large())  # within sixteen times the limits
+
+
+def test_decode_reports_its_cost_and_progress_in_points(video_bundle, tmp_path):
+    _, bundle, _ = video_bundle
+    seen, plans = [], []
+    report = neofield.decode(bundle, tmp_path / "x2.mp4", scale=2, on_plan=plans.append,
+                             on_progress=lambda done, total: seen.append((done, total)))
+    assert plans[0].points == report.plan.points == seen[-1][0] == seen[-1][1]
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+    cost = report.to_dict()["cost"]
+    assert cost["points"] == report.plan.points and cost["estimated_seconds"] >= 0 and not cost["compiled"]

@@ -103,3 +103,75 @@ def test_a_still_at_a_time_is_one_frame_centred_there():
     assert plan.video.frames == 1 and plan.video.start + 0.5 / plan.video.fps == pytest.approx(0.6)
     with pytest.raises(NeofieldError, match="--frame"):
         plan_decode(layout, frame=1.5)
+
+
+def test_frames_rendered_in_row_bands_equal_frames_rendered_whole(monkeypatch):
+    import neofield.render as render
+
+    signal = Signal(Media(video=noise_video(2, 9, 7), fps=10.0))
+    field = make_field(signal, "tiny", segments=2)
+    grid = VideoGrid(7, 9, 2, 10.0)
+    whole = list(render_video(field, signal.coordinate_map, grid, VIDEO_VALUES))
+    monkeypatch.setattr(render, "ROW_POINTS", 7 * 2)  # two rows a band, the last band one row
+    banded = list(render_video(field, signal.coordinate_map, grid, VIDEO_VALUES))
+    assert all(np.array_equal(a, b) for a, b in zip(whole, banded))
+    seen = []
+
+    class Recorder(Probe):
+        def forward(self, coords):
+            seen.append(len(coords))
+            return super().forward(coords)
+
+    list(render_video(Recorder(3), signal.coordinate_map, grid, VIDEO_VALUES))
+    assert max(seen) == 14 and sum(seen) == 7 * 9 * 2  # no band held more than its rows
+
+
+def test_evaluator_reports_progress_in_points_and_pads_nothing_into_the_result():
+    from neofield.render import Evaluator
+
+    field = make_field(Signal(Media(video=noise_video(2, 4, 6), fps=10.0)), "tiny", segments=2)
+    counts = []
+    run = Evaluator(field, chunk=64, on_points=counts.append)
+    coords = torch.rand(150, 3) * 2 - 1
+    out = run(coords)
+    assert counts == [64, 64, 22] and out.shape == (150, 3)
+    assert torch.equal(out, Evaluator(field, chunk=64)(coords))
+
+
+@pytest.mark.skipif(not __import__("neofield.runtime").runtime.compiler_available(torch.device("cpu")),
+                    reason="no C++ compiler for inductor")
+def test_compiled_decoding_matches_eager_within_float_tolerance():
+    from neofield.render import Evaluator
+
+    field = make_field(Signal(Media(video=noise_video(2, 4, 6), fps=10.0)), "tiny", segments=2)
+    coords = torch.rand(300, 3) * 2 - 1  # 2 chunks of 256, the second padded
+    compiled = Evaluator(field, chunk=256, compiled=True)
+    assert torch.allclose(compiled(coords), Evaluator(field, chunk=256)(coords), atol=1e-5)
+    assert compiled.compiled and not compiled.notes
+
+
+def test_a_failing_compiler_decodes_eagerly_and_says_so(monkeypatch):
+    from neofield.render import Evaluator
+
+    def broken(module, **kw):
+        def run(*args):
+            raise RuntimeError("no cc")
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken)
+    field = make_field(Signal(Media(video=noise_video(2, 4, 6), fps=10.0)), "tiny", segments=2)
+    coords = torch.rand(100, 3) * 2 - 1
+    run = Evaluator(field, chunk=64, compiled=True)
+    assert torch.equal(run(coords), Evaluator(field, chunk=64)(coords))
+    assert run.notes == ["torch.compile failed (RuntimeError); decoded without it"]
+
+
+def test_decode_cost_counts_points_memory_and_time():
+    from neofield.render import FRAME_COPIES, DecodePlan, decode_cost
+
+    plan = DecodePlan(VideoGrid(100, 50, 4, 25.0), AudioGrid(1000, 8000))
+    cost = decode_cost(plan, audio_channels=2, points_per_second=1000.0)
+    assert cost.points == 100 * 50 * 4 + 1000
+    assert cost.output_bytes == 100 * 50 * 3 * 4 + 1000 * 2 * 4
+    assert cost.memory_bytes >= FRAME_COPIES * 100 * 50 * 3 + 2 * 1000 * 2 * 4
+    assert cost.seconds == pytest.approx(21.0)
