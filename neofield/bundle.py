@@ -247,7 +247,8 @@ def _read_metadata(payload: bytes, name: str) -> dict:
     except (struct.error, ValueError, KeyError, TypeError, RecursionError):
         raise NeofieldError(f"{name} is not a neofield bundle (no neofield metadata)") from None
     if not isinstance(meta, dict):
-        raise NeofieldError(f"{name}: bundle metadata must be an object, not {type(meta).__name__}")
+        kind = {list: "a list", str: "text", type(None): "null", bool: "true/false"}.get(type(meta), "a number")
+        raise NeofieldError(f"{name}: bundle metadata must be an object, not {kind}")
     return meta
 
 

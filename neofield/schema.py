@@ -103,8 +103,8 @@ class _Checker:
         value = parent[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise self.fail(path, "must be a finite number", value)
-        if positive and not value > 0:
-            raise self.fail(path, "must be > 0", value)
+        if positive and not (value > 0 and value <= hi):
+            raise self.fail(path, "must be > 0" + (f" and at most {hi:g}" if math.isfinite(hi) else ""), value)
         if not lo <= value <= hi:
             raise self.fail(path, f"must be between {lo:g} and {hi:g}", value)
         return float(value)

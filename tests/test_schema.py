@@ -67,7 +67,7 @@ def test_a_real_bundle_passes_and_loads(av_bundle):
     ("model.segmentation.time_index", 9, "model.segmentation.time_index must be between -3 and 2"),
     ("geometry.duration", float("inf"), "geometry.duration must be a finite number"),
     ("geometry.duration", -1, "geometry.duration must be > 0"),
-    ("geometry.video.fps", 1e9, "geometry.video.fps must be between"),
+    ("geometry.video.fps", 1e9, "geometry.video.fps must be > 0 and at most 1000, not 1000000000.0"),
     ("geometry.video.width", 10**9, "geometry.video.width must be between 1 and 16,384"),
     ("geometry.audio.sample_rate", 10**12, "geometry.audio.sample_rate must be between"),
     ("geometry.audio.channels", 7, "outputs.audio must be [first, last) of 7"),
