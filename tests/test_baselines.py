@@ -1,4 +1,4 @@
-"""SIREN and RFF-MLP baselines: they run through neofield's own fit and render, and fit for real."""
+"""SIREN, SPDER and RFF-MLP baselines: they run through neofield's own fit and render, and fit for real."""
 
 import math
 from pathlib import Path
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from neofield.codec import measure
-from neofield.fields.baselines import RFFNet, RFFNetConfig, Siren, SirenConfig
+from neofield.fields.baselines import RFFNet, RFFNetConfig, Siren, SirenConfig, Spder
 from neofield.fields.encodings import rff_frequencies
 from neofield.fit import FitConfig, fit
 from neofield.media import Selection, read_media
@@ -16,7 +16,8 @@ from neofield.signal import Signal
 BACH = Path(__file__).resolve().parent.parent / "examples" / "bach_2s.flac"
 
 
-@pytest.mark.parametrize("make", [lambda i, o: Siren(SirenConfig(i, o)), lambda i, o: RFFNet(RFFNetConfig(i, o))])
+@pytest.mark.parametrize("make", [lambda i, o: Siren(SirenConfig(i, o)), lambda i, o: RFFNet(RFFNetConfig(i, o)),
+                                  lambda i, o: Spder(SirenConfig(i, o))])
 @pytest.mark.parametrize("inputs,outputs", [(1, 1), (3, 3), (3, 9)])
 def test_shapes_and_parameter_split(make, inputs, outputs):
     field = make(inputs, outputs)
@@ -76,7 +77,7 @@ def test_rff_bank_is_regenerated_from_its_seed():
     assert stds[0] < stds[1] < stds[2] and stds[2] > 10 * stds[0]  # each input's own sigma
 
 
-@pytest.mark.parametrize("name", ["siren", "rffnet"])
+@pytest.mark.parametrize("name", ["siren", "rffnet", "spder"])
 @pytest.mark.parametrize("kind", ["video", "audio"])
 def test_a_short_fit_through_neofields_loop_reduces_the_error(name, kind, tiny_clip):
     # 4 frames of bikes at 32x14, or 0.05 s of cello (the clip's first second is near-silent: cut later)
@@ -84,8 +85,8 @@ def test_a_short_fit_through_neofields_loop_reduces_the_error(name, kind, tiny_c
     signal = Signal(media)
     i, o = signal.coordinate_map.in_features, signal.out_features
     torch.manual_seed(0)
-    if name == "siren":
-        field, lr = Siren(SirenConfig(i, o, width=128, layers=4)), 1e-4
+    if name in ("siren", "spder"):
+        field, lr = (Siren if name == "siren" else Spder)(SirenConfig(i, o, width=128, layers=4)), 1e-4
     else:
         field, lr = RFFNet(RFFNetConfig(i, o, width=128, layers=3, rff_sigma=(5.0, 5.0, 2.0) if i == 3 else 50.0)), 1e-3
     key = f"{kind}_psnr_db"
@@ -94,3 +95,17 @@ def test_a_short_fit_through_neofields_loop_reduces_the_error(name, kind, tiny_c
     after = measure(field, signal)[key]
     assert result.steps == 150
     assert after > before + 5, (before, after)
+
+
+def test_spder_is_a_siren_with_a_damped_sine():
+    torch.manual_seed(0)
+    siren = Siren(SirenConfig(3, 3, width=16, layers=3))
+    spder = Spder(SirenConfig(3, 3, width=16, layers=3))
+    spder.load_state_dict(siren.state_dict())
+    z = torch.linspace(-2, 2, 101)
+    assert torch.allclose(spder.activation(z), torch.sin(30 * z) * z.abs().sqrt(), atol=1e-5)
+    x = torch.rand(5, 3) * 2 - 1
+    assert not torch.allclose(spder(x), siren(x))
+    zero = torch.zeros(3, requires_grad=True)
+    spder.activation(zero).sum().backward()
+    assert torch.isfinite(zero.grad).all()  # finite at exactly zero

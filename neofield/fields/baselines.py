@@ -1,4 +1,4 @@
-"""Baseline neural fields to measure NeoMLP against: SIREN and an RFF-MLP.
+"""Baseline neural fields to measure NeoMLP against: SIREN, SPDER and an RFF-MLP.
 
 Both are plain coordinate MLPs with NeoMLPField's call convention, so that
 neofield's own ``fit`` loop, ``render_media`` and ``evaluate`` run them
@@ -77,15 +77,33 @@ class Siren(nn.Module):
             bound = math.sqrt(6 / layer.in_features) / c.w0
             layer.weight.uniform_(-bound, bound)
 
+    def activation(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sin(self.config.w0 * z)
+
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
         """Field coordinates ``(B, I)`` -> field values ``(B, O)``."""
         x = coords.float()
         for layer in self.hidden:
-            x = torch.sin(self.config.w0 * layer(x))
+            x = self.activation(layer(x))
         return self.out(x)
 
     def num_parameters(self) -> dict[str, int]:
         return _count(self)
+
+
+# ------------------------------------------------------------------ SPDER ----
+class Spder(Siren):
+    """SPDER (Shah & Sitawarin, 2023): SIREN's network with a damped sine, ``sin(w0 z) * sqrt(|z|)``.
+
+    The sine lets the network learn its own positional encoding; the sublinear
+    factor passes on the pre-activation's magnitude, which a bare sine folds
+    into [-1, 1]. Same sizes and initialisation as :class:`Siren` (the
+    authors' setting), so the two differ only in the activation. The small
+    constant keeps the square root's gradient finite at exactly zero.
+    """
+
+    def activation(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sin(self.config.w0 * z) * torch.sqrt(z.abs() + 1e-12)
 
 
 # ---------------------------------------------------------------- RFF-MLP ----
