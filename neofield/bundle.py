@@ -24,7 +24,8 @@ import zstandard
 from . import __version__
 from .errors import NeofieldError
 from . import entropy
-from .fields.neomlp import NeoMLPConfig, NeoMLPField, Segmentation
+from .fields.neomlp import NeoMLPField
+from .fields.registry import arch_of, build, config_from_dict
 from .files import atomic_output
 from .quantize import BitDepths, QuantizedTensor, quantize
 from .schema import DEFAULT_LIMITS, Limits, validate
@@ -50,7 +51,8 @@ def group_names(names, group: str) -> list[str]:
 
 @dataclass
 class Bundle:
-    """A decoded bundle: the field, ready to evaluate, and its metadata."""
+    """A decoded bundle: the field, ready to evaluate, and its metadata. The field is a
+    :class:`NeoMLPField`, or one of the paper's baselines (``meta["model"]["type"]``)."""
 
     field: NeoMLPField
     meta: dict
@@ -107,9 +109,10 @@ def _load_quantized(field: NeoMLPField, quantized: dict[str, QuantizedTensor]) -
 
 def pack(field: NeoMLPField, meta: dict, quantized: dict[str, QuantizedTensor] | None = None) -> bytes:
     """Serialise a field and its metadata to bundle bytes (a quantized bundle stores ``quantized``)."""
-    meta = {**meta, "format_version": FORMAT_VERSION,
-            "model": {"type": "neomlp", "config": field.config.to_dict(),
-                      "segmentation": field.segmentation.to_dict()}}
+    model = {"type": arch_of(field), "config": field.config.to_dict()}
+    if hasattr(field, "segmentation"):  # NeoMLP's latent sets; the baselines have none
+        model["segmentation"] = field.segmentation.to_dict()
+    meta = {**meta, "format_version": FORMAT_VERSION, "model": model}
     if meta["weights_dtype"] == QUANTIZED:
         if quantized is None:
             quantized = quantize_state(field, BitDepths(**meta.get("quantization", {}).get("bits", {})))
@@ -173,8 +176,8 @@ def unpack(data: bytes, name: str = "bundle", limits: Limits = DEFAULT_LIMITS) -
     validate(meta, name, limits)
     try:
         model = meta["model"]
-        config = NeoMLPConfig.from_dict(model["config"])
-        field = NeoMLPField(config, Segmentation(**model["segmentation"]))
+        arch = model.get("type", "neomlp")
+        field = build(arch, config_from_dict(arch, model["config"]), model.get("segmentation"))
         tensors = safetensors.torch.load(payload)
         quantized = None
         if meta.get("weights_dtype") == QUANTIZED:

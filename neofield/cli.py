@@ -433,29 +433,42 @@ def info(
         a = geo["audio"]
         say(f"  audio  {a['channels']} ch at {a['sample_rate']} Hz, {a['samples']:,} samples")
     say(f"  length {geo['duration']:.3f} s, from {meta['source']['name']}")
-    cfg = meta["model"]["config"]
-    n = meta["parameters"]
-    sigma = cfg["rff_sigma"] if isinstance(cfg["rff_sigma"], list) else [cfg["rff_sigma"]]
-    say(f"  model  NeoMLP preset {meta.get('preset')}: D {cfg['dim']}, {cfg['layers']} layers, "
-        f"{cfg['heads']} heads, {cfg['attention']} attention, RFF {cfg['rff_dim']} "
-        f"(sigma {'/'.join(f'{v:.3g}' for v in sigma)}), {cfg['hidden_tokens']} hidden tokens")
-    say(f"         {n['total']:,} parameters ({n['backbone']:,} backbone + {n['latents']:,} latents in "
-        f"{meta['model']['segmentation']['segments']} sets, "
-        f"{meta['model']['segmentation'].get('interpolation', 'nearest')} in time), stored as {meta['weights_dtype']}")
+    for line in _describe_model(meta):
+        say(line)
     split = meta["stored_bytes"]
     if meta["weights_dtype"] == "quantized":
-        bits = meta["quantization"]["bits"]
+        bits = (meta.get("quantization") or {}).get("bits") or {}
         how = (f"quantized to {bits['backbone']:g} bits (backbone) and {bits['latents']:g} bits (latents), "
-               "range coded")
+               "range coded") if {"backbone", "latents"} <= set(bits) else "quantized, range coded"
     else:
         how = f"{meta['weights_dtype']}, zstd (shares estimated)"
     say(f"  bytes  {split['backbone']:,} backbone + {split['latents']:,} latents + {split['side']:,} metadata "
         f"and headers; {how}")
     fit = meta.get("fit", {})
-    if fit:
+    if {"steps", "seconds", "points_per_second"} <= set(fit):
         say(f"  fit    {fit['steps']:,} steps in {fit['seconds']:.1f} s ({fit['points_per_second']:,.0f} points/s)")
     if meta.get("quality"):
         say(f"  quality {_describe_quality(meta['quality'])}")
+
+
+def _describe_model(meta: dict) -> list[str]:
+    """``info``'s lines on the model: NeoMLP with its latent sets, or one of the paper's baselines."""
+    model, n = meta["model"], meta["parameters"]
+    cfg, arch = model["config"], model.get("type", "neomlp")
+    sigma = cfg.get("rff_sigma")
+    sigma = "/".join(f"{v:.3g}" for v in (sigma if isinstance(sigma, list) else [sigma])) if sigma else ""
+    stored = f"stored as {meta['weights_dtype']}"
+    if arch != "neomlp":
+        name = {"siren": "SIREN", "spder": "SPDER", "rffnet": "RFF-MLP"}[arch]
+        extra = f"w0 {cfg['w0']:g}" if "w0" in cfg else f"RFF {cfg['rff_dim']} (sigma {sigma})"
+        return [f"  model  {name}: {cfg['layers']} layers of width {cfg['width']}, {extra}",
+                f"         {n['total']:,} parameters, {stored}"]
+    seg = model["segmentation"]
+    return [f"  model  NeoMLP preset {meta.get('preset')}: D {cfg['dim']}, {cfg['layers']} layers, "
+            f"{cfg['heads']} heads, {cfg['attention']} attention, RFF {cfg['rff_dim']} "
+            f"(sigma {sigma}), {cfg['hidden_tokens']} hidden tokens",
+            f"         {n['total']:,} parameters ({n['backbone']:,} backbone + {n['latents']:,} latents in "
+            f"{seg['segments']} sets, {seg.get('interpolation', 'nearest')} in time), {stored}"]
 
 
 def _describe_quality(quality: dict) -> str:

@@ -25,6 +25,7 @@ from .errors import NeofieldError
 from .fields.attention import ATTENTION
 from .fields.neomlp import INTERPOLATIONS
 from .fields.presets import NeoMLPConfig
+from .fields.registry import ARCHS, config_from_dict, config_keys, parameter_count
 from .options import MAX_FPS, MAX_SAMPLE_RATE, MAX_SIDE
 
 KINDS = ("video", "image", "audio", "audiovisual")
@@ -185,16 +186,38 @@ def _geometry(c: _Checker, meta: dict, kind: str) -> dict:
     return geo
 
 
-def _model(c: _Checker, meta: dict) -> NeoMLPConfig:
+def _model(c: _Checker, meta: dict):
     model = c.obj(meta, "model", "model")
-    c.choice(model, "type", "model.type", ("neomlp",), required=False)
+    arch = c.choice(model, "type", "model.type", ARCHS, required=False, default="neomlp")
     cfg = c.obj(model, "config", "model.config")
-    lim = c.limits
-    known = {f.name for f in fields(NeoMLPConfig)}
-    unknown = sorted(set(cfg) - known)
+    unknown = sorted(set(cfg) - config_keys(arch))
     if unknown:
-        raise c.fail(f"model.config.{_key(unknown[0])}", "is not a setting this neofield knows", show=False)
-    p = "model.config."
+        raise c.fail(f"model.config.{_key(unknown[0])}", f"is not a {arch} setting this neofield knows", show=False)
+    config = _neomlp_config(c, cfg) if arch == "neomlp" else _mlp_config(c, cfg, arch)
+    segments = 1
+    if arch == "neomlp":
+        segments = _segmentation(c, model, config)
+    elif "segmentation" in model:
+        raise c.fail("model.segmentation", f"must be absent for {arch}: it has no latent sets", show=False)
+    n = parameter_count(arch, config, segments)
+    if n > c.limits.parameters:
+        raise NeofieldError(f"{c.name}: the bundle's model has {n:,} parameters, more than the "
+                            f"{c.limits.parameters:,} allowed (--allow-large raises the limit for a bundle you trust)")
+    return config
+
+
+def _sigma(c: _Checker, cfg: dict, path: str, inputs: int):
+    sigma = cfg.get("rff_sigma")
+    sigmas = sigma if isinstance(sigma, list) else [sigma]
+    if (isinstance(sigma, list) and len(sigma) != inputs) or not all(
+            isinstance(s, (int, float)) and not isinstance(s, bool) and math.isfinite(s) and 0 < s <= 1e6
+            for s in sigmas):
+        raise c.fail(path, f"must be a number in (0, 1e6] or a list of {inputs}", sigma)
+    return tuple(sigma) if isinstance(sigma, list) else sigma
+
+
+def _neomlp_config(c: _Checker, cfg: dict) -> NeoMLPConfig:
+    lim, p = c.limits, "model.config."
     i = c.integer(cfg, "in_features", p + "in_features", 1, 3)
     dim = c.integer(cfg, "dim", p + "dim", 1, lim.dim)
     heads = c.integer(cfg, "heads", p + "heads", 1, dim)
@@ -203,16 +226,10 @@ def _model(c: _Checker, meta: dict) -> NeoMLPConfig:
     rff_dim = c.integer(cfg, "rff_dim", p + "rff_dim", 2, lim.rff_dim)
     if rff_dim % 2:
         raise c.fail(p + "rff_dim", "must be even (cos and sin halves)", rff_dim)
-    sigma = cfg.get("rff_sigma")
-    sigmas = sigma if isinstance(sigma, list) else [sigma]
-    if (isinstance(sigma, list) and len(sigma) != i) or not all(
-            isinstance(s, (int, float)) and not isinstance(s, bool) and math.isfinite(s) and 0 < s <= 1e6
-            for s in sigmas):
-        raise c.fail(p + "rff_sigma", f"must be a number in (0, 1e6] or a list of {i}", sigma)
     config = NeoMLPConfig(
         dim=dim, ffn_dim=c.integer(cfg, "ffn_dim", p + "ffn_dim", 1, lim.ffn_dim), heads=heads,
         layers=c.integer(cfg, "layers", p + "layers", 1, lim.layers), rff_dim=rff_dim,
-        rff_sigma=tuple(sigma) if isinstance(sigma, list) else sigma,
+        rff_sigma=_sigma(c, cfg, p + "rff_sigma", i),
         hidden_tokens=c.integer(cfg, "hidden_tokens", p + "hidden_tokens", 0, lim.tokens),
         attention=c.choice(cfg, "attention", p + "attention", tuple(ATTENTION)), in_features=i,
         out_features=c.integer(cfg, "out_features", p + "out_features", 1, lim.tokens),
@@ -220,8 +237,32 @@ def _model(c: _Checker, meta: dict) -> NeoMLPConfig:
     if config.hidden_tokens + config.out_features > lim.tokens:
         raise c.fail(p + "hidden_tokens", f"plus out_features must be at most {lim.tokens}",
                      config.hidden_tokens + config.out_features)
+    return config
+
+
+def _mlp_config(c: _Checker, cfg: dict, arch: str):
+    """SIREN, SPDER (``w0``) or the RFF-MLP (``rff_dim``, ``rff_sigma``, ``seed``)."""
+    lim, p = c.limits, "model.config."
+    i = c.integer(cfg, "in_features", p + "in_features", 1, 3)
+    values = {"in_features": i, "out_features": c.integer(cfg, "out_features", p + "out_features", 1, lim.tokens),
+              "width": c.integer(cfg, "width", p + "width", 1, lim.dim)}
+    if arch == "rffnet":
+        values["layers"] = c.integer(cfg, "layers", p + "layers", 1, lim.layers)
+        values["rff_dim"] = c.integer(cfg, "rff_dim", p + "rff_dim", 2, lim.rff_dim)
+        if values["rff_dim"] % 2:
+            raise c.fail(p + "rff_dim", "must be even (cos and sin halves)", values["rff_dim"])
+        values["rff_sigma"] = _sigma(c, cfg, p + "rff_sigma", i)
+        values["seed"] = c.integer(cfg, "seed", p + "seed", 0, 2**32 - 1)
+    else:
+        values["layers"] = c.integer(cfg, "layers", p + "layers", 2, lim.layers)
+        values["w0"] = c.number(cfg, "w0", p + "w0", hi=1e4, positive=True)
+    return config_from_dict(arch, values)
+
+
+def _segmentation(c: _Checker, model: dict, config: NeoMLPConfig) -> int:
+    i = config.in_features
     seg = c.obj(model, "segmentation", "model.segmentation")
-    segments = c.integer(seg, "segments", "model.segmentation.segments", 1, lim.segments)
+    segments = c.integer(seg, "segments", "model.segmentation.segments", 1, c.limits.segments)
     t0 = c.number(seg, "t_start", "model.segmentation.t_start", -1e9, 1e9)
     t1 = c.number(seg, "t_end", "model.segmentation.t_end", -1e9, 1e9)
     if not t1 > t0:
@@ -230,13 +271,8 @@ def _model(c: _Checker, meta: dict) -> NeoMLPConfig:
     c.choice(seg, "interpolation", "model.segmentation.interpolation", INTERPOLATIONS, required=False)
     unknown = sorted(set(seg) - {"segments", "t_start", "t_end", "time_index", "interpolation"})
     if unknown:
-        raise c.fail(f"model.segmentation.{_key(unknown[0])}", "is not a setting this neofield knows",
-                     show=False)
-    n = parameter_count(config, segments)
-    if n > lim.parameters:
-        raise NeofieldError(f"{c.name}: the bundle's model has {n:,} parameters, more than the {lim.parameters:,} "
-                            "allowed (--allow-large raises the limit for a bundle you trust)")
-    return config
+        raise c.fail(f"model.segmentation.{_key(unknown[0])}", "is not a setting this neofield knows", show=False)
+    return segments
 
 
 def _layout(c: _Checker, meta: dict, kind: str, geo: dict, config: NeoMLPConfig) -> None:
@@ -321,15 +357,6 @@ def _records(c: _Checker, meta: dict) -> None:
         for key in ("seconds", "points_per_second"):
             if key in fit:
                 c.number(fit, key, f"fit.{key}", 0)
-
-
-def parameter_count(config: NeoMLPConfig, segments: int) -> int:
-    """Parameters of :class:`~neofield.fields.neomlp.NeoMLPField` for ``config``, computed, not built
-    (tested against the model): what a hostile configuration would make the decoder allocate."""
-    d, f = config.dim, config.ffn_dim
-    block = 3 * d * d + (d * d + d) + (d * f + f) + (f * d + d)  # qkv (no bias), out, FFN in and out
-    backbone = (config.rff_dim * d + d) + config.in_features * d + config.layers * block + (d + 1)
-    return backbone + segments * (config.hidden_tokens + config.out_features) * d
 
 
 def _key(name: str) -> str:

@@ -13,7 +13,9 @@ from neofield.codec import make_field, signal_metadata
 from neofield.errors import NeofieldError
 from neofield.fields.neomlp import NeoMLPField, Segmentation, build_config
 from neofield.media import Media, Selection
-from neofield.schema import Limits, parameter_count, validate
+from neofield.fields.baselines import RFFNet, RFFNetConfig, Siren, SirenConfig, Spder
+from neofield.fields.registry import parameter_count
+from neofield.schema import Limits, validate
 from neofield.signal import Signal
 from tests.conftest import noise_video
 
@@ -46,7 +48,16 @@ def _repack(data: bytes, meta: dict, content_size: bool = True) -> bytes:
 def test_parameter_count_is_computed_exactly_without_building_the_model(preset, inputs, outputs, segments):
     config = build_config(preset, inputs, outputs)
     field = NeoMLPField(config, Segmentation(segments))
-    assert parameter_count(config, segments) == field.num_parameters()["total"]
+    assert parameter_count("neomlp", config, segments) == field.num_parameters()["total"]
+
+
+@pytest.mark.parametrize("arch,make", [
+    ("siren", lambda: Siren(SirenConfig(3, 3, width=20, layers=4))), ("spder", lambda: Spder(SirenConfig(1, 6))),
+    ("rffnet", lambda: RFFNet(RFFNetConfig(3, 9, width=30, layers=3))),
+    ("rffnet", lambda: RFFNet(RFFNetConfig(1, 1, layers=1)))])
+def test_parameter_count_of_the_baselines_is_exact(arch, make):
+    field = make()
+    assert parameter_count(arch, field.config) == field.num_parameters()["total"]
 
 
 def test_a_real_bundle_passes_and_loads(av_bundle):
