@@ -23,7 +23,7 @@ from dataclasses import dataclass, fields
 
 from .errors import NeofieldError
 from .fields.attention import ATTENTION
-from .fields.neomlp import INTERPOLATIONS
+from .fields.neomlp import ENCODINGS, INTERPOLATIONS
 from .fields.presets import NeoMLPConfig
 from .fields.registry import ARCHS, config_from_dict, config_keys, parameter_count
 from .options import MAX_FPS, MAX_SAMPLE_RATE, MAX_SIDE
@@ -233,7 +233,8 @@ def _neomlp_config(c: _Checker, cfg: dict) -> NeoMLPConfig:
         hidden_tokens=c.integer(cfg, "hidden_tokens", p + "hidden_tokens", 0, lim.tokens),
         attention=c.choice(cfg, "attention", p + "attention", tuple(ATTENTION)), in_features=i,
         out_features=c.integer(cfg, "out_features", p + "out_features", 1, lim.tokens),
-        seed=c.integer(cfg, "seed", p + "seed", 0, 2**32 - 1))  # numpy's RandomState takes 32-bit seeds
+        seed=c.integer(cfg, "seed", p + "seed", 0, 2**32 - 1),  # numpy's RandomState takes 32-bit seeds
+        encoding=c.choice(cfg, "encoding", p + "encoding", ENCODINGS, required=False, default="rff"))
     if config.hidden_tokens + config.out_features > lim.tokens:
         raise c.fail(p + "hidden_tokens", f"plus out_features must be at most {lim.tokens}",
                      config.hidden_tokens + config.out_features)

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -105,3 +107,30 @@ def test_linear_latents_blend_the_sets_around_a_time():
 def test_unknown_interpolation_is_refused():
     with pytest.raises(ValueError, match="interpolation"):
         Segmentation(interpolation="cubic")
+
+
+def test_the_ablation_without_fourier_features_is_a_linear_input_layer_and_round_trips():
+    from neofield import bundle
+    from neofield.codec import signal_metadata
+    from neofield.media import Media, Selection
+    from neofield.signal import Signal
+    from tests.conftest import noise_video
+
+    config = build_config("tiny", 3, 3, encoding="linear")
+    field = NeoMLPField(config, Segmentation(2))
+    backbone = field.backbone
+    assert not hasattr(backbone, "rff") and backbone.input_scale.shape == (3, 32)
+    coords = torch.rand(4, 3) * 2 - 1
+    before = field(coords)
+    with torch.no_grad():
+        backbone.input_scale.zero_()  # then the coordinates no longer reach the tokens at all
+    assert not torch.allclose(before, field(coords))
+    assert torch.allclose(field(coords), field(torch.zeros(4, 3)))
+    signal = Signal(Media(video=noise_video(2, 4, 6), fps=10.0))
+    meta = {**signal_metadata(signal, Path("a.mp4"), Selection()), "weights_dtype": "float32"}
+    with torch.no_grad():
+        backbone.input_scale.normal_()
+    loaded = bundle.unpack(bundle.pack(field, meta))
+    assert torch.equal(loaded.field(coords), field(coords))
+    assert loaded.meta["model"]["config"]["encoding"] == "linear"
+    assert "encoding" not in build_config("tiny", 3, 3).to_dict()  # the default leaves old bundles' bytes alone

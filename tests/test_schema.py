@@ -43,10 +43,11 @@ def _repack(data: bytes, meta: dict, content_size: bool = True) -> bytes:
     return zstandard.ZstdCompressor(write_content_size=content_size).compress(payload)
 
 
-@pytest.mark.parametrize("preset,inputs,outputs,segments", [("tiny", 3, 3, 5), ("small", 1, 1, 2),
-                                                            ("video", 3, 9, 1), ("audio", 1, 6, 3)])
-def test_parameter_count_is_computed_exactly_without_building_the_model(preset, inputs, outputs, segments):
-    config = build_config(preset, inputs, outputs)
+@pytest.mark.parametrize("preset,inputs,outputs,segments,encoding", [
+    ("tiny", 3, 3, 5, "rff"), ("small", 1, 1, 2, "rff"), ("video", 3, 9, 1, "rff"), ("audio", 1, 6, 3, "rff"),
+    ("tiny", 3, 3, 4, "linear")])
+def test_parameter_count_is_computed_exactly_without_building_the_model(preset, inputs, outputs, segments, encoding):
+    config = build_config(preset, inputs, outputs, encoding=encoding)
     field = NeoMLPField(config, Segmentation(segments))
     assert parameter_count("neomlp", config, segments) == field.num_parameters()["total"]
 

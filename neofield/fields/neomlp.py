@@ -29,6 +29,9 @@ from .encodings import RandomFourierFeatures
 from .presets import PRESETS, NeoMLPConfig, Preset, build_config  # noqa: F401  (re-exported)
 
 
+ENCODINGS = ("rff", "linear")
+
+
 class Block(nn.Module):
     """Pre-norm residual layer: ``T + Attn(LN(T))``, then ``T + FFN(LN(T))``."""
 
@@ -59,8 +62,13 @@ class NeoMLPBackbone(nn.Module):
         c = self.config = config
         if c.attention not in ATTENTION:
             raise ValueError(f"attention must be one of {sorted(ATTENTION)}")
-        self.rff = RandomFourierFeatures(c.in_features, c.rff_dim, c.rff_sigma, c.seed)
-        self.rff_proj = nn.Linear(c.rff_dim, c.dim)
+        if c.encoding not in ENCODINGS:
+            raise ValueError(f"encoding must be one of {', '.join(ENCODINGS)}, not {c.encoding!r}")
+        if c.encoding == "rff":
+            self.rff = RandomFourierFeatures(c.in_features, c.rff_dim, c.rff_sigma, c.seed)
+            self.rff_proj = nn.Linear(c.rff_dim, c.dim)
+        else:  # each coordinate times a learned vector: the ablation without Fourier features
+            self.input_scale = nn.Parameter(torch.empty(c.in_features, c.dim))
         self.input_embed = nn.Parameter(torch.empty(c.in_features, c.dim))
         self.blocks = nn.ModuleList(Block(c.dim, c.ffn_dim, c.heads, c.attention) for _ in range(c.layers))
         self.norm = nn.LayerNorm(c.dim, elementwise_affine=False)
@@ -70,14 +78,20 @@ class NeoMLPBackbone(nn.Module):
     def reset_parameters(self) -> None:
         # Paper: RFF projection N(0, 2 / D_RFF) so that input tokens start near
         # unit variance; input embeddings N(0, 1); read-out bias zero.
-        nn.init.normal_(self.rff_proj.weight, std=(2.0 / self.config.rff_dim) ** 0.5)
-        nn.init.zeros_(self.rff_proj.bias)
+        if self.config.encoding == "rff":
+            nn.init.normal_(self.rff_proj.weight, std=(2.0 / self.config.rff_dim) ** 0.5)
+            nn.init.zeros_(self.rff_proj.bias)
+        else:
+            nn.init.normal_(self.input_scale, std=1.0)
         nn.init.normal_(self.input_embed, std=1.0)
         nn.init.zeros_(self.readout.bias)
 
     def forward(self, coords: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
         """``coords (B, I)`` and ``latents (B, H+O, D)`` -> outputs ``(B, O)``."""
-        inputs = self.rff_proj(self.rff(coords)) + self.input_embed
+        if self.config.encoding == "rff":
+            inputs = self.rff_proj(self.rff(coords)) + self.input_embed
+        else:
+            inputs = coords.float()[..., None] * self.input_scale + self.input_embed
         tokens = torch.cat([inputs, latents.to(inputs.dtype)], dim=1)
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):

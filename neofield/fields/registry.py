@@ -53,7 +53,8 @@ def parameter_count(arch: str, config, segments: int = 1) -> int:
     if arch == "neomlp":
         d, f = config.dim, config.ffn_dim
         block = 3 * d * d + (d * d + d) + (d * f + f) + (f * d + d)  # qkv (no bias), out, FFN in and out
-        backbone = (config.rff_dim * d + d) + config.in_features * d + config.layers * block + (d + 1)
+        encoding = config.rff_dim * d + d if config.encoding == "rff" else config.in_features * d
+        backbone = encoding + config.in_features * d + config.layers * block + (d + 1)
         return backbone + segments * (config.hidden_tokens + config.out_features) * d
     # an MLP of `layers` linear layers: first -> width, (layers - 2) x width -> width, width -> outputs
     w, o = config.width, config.out_features
