@@ -686,6 +686,11 @@ def psnr(original: str | Path, candidate: str | Path, selection: Selection | Non
         if fingerprint(media) != b.meta["source"]["sha256"]:
             raise NeofieldError(f"{original} is not the media {candidate} was encoded from "
                                 f"(it was {b.meta['source']['name']!r}, {_describe(stored)})")
+        # the samples are the encoded ones; a grid that disagrees with them is a damaged (or hostile) bundle,
+        # and must not decide how much is rendered
+        if _grid(Signal(media).geometry()) != _grid(b.meta["geometry"]):
+            raise NeofieldError(f"{candidate}: its geometry does not match the piece of {original} it was encoded "
+                                "from: the bundle is damaged")
         report = compare(media, render_media(b.field, b.meta), per_frame)
         split = {f"bytes_{part}": n for part, n in bundle_io.stored_bytes(candidate.read_bytes(), limits).items()}
         for key, value in size_report(candidate.stat().st_size, media).items():
@@ -711,6 +716,13 @@ def psnr(original: str | Path, candidate: str | Path, selection: Selection | Non
                 report[f"field_{key}"] = value  # the bundle's own score on this grid
                 report[f"{key[:-8]}_output_loss_db"] = round(value - report[key], 4)
     return report
+
+
+def _grid(geometry: dict) -> tuple:
+    """The numbers of a geometry that decide what is rendered."""
+    v, a = geometry.get("video") or {}, geometry.get("audio") or {}
+    return (tuple(v.get(k) for k in ("width", "height", "frames", "fps")),
+            tuple(a.get(k) for k in ("sample_rate", "channels", "samples")))
 
 
 def _tag_selection(tag: dict) -> Selection:

@@ -149,7 +149,7 @@ def validate(meta, name: str = "bundle", limits: Limits = DEFAULT_LIMITS, format
     geometry = _geometry(c, meta, kind)
     config = _model(c, meta)
     _layout(c, meta, kind, geometry, config)
-    _source(c, meta)
+    _source(c, meta, geometry)
     _records(c, meta)
 
 
@@ -319,7 +319,7 @@ def _layout(c: _Checker, meta: dict, kind: str, geo: dict, config: NeoMLPConfig)
         raise c.fail("outputs", "video and audio share outputs", outputs)
 
 
-def _source(c: _Checker, meta: dict) -> None:
+def _source(c: _Checker, meta: dict, geometry: dict) -> None:
     source = c.obj(meta, "source", "source")
     c.text(source, "name", "source.name")
     c.text(source, "sha256", "source.sha256")
@@ -336,6 +336,9 @@ def _source(c: _Checker, meta: dict) -> None:
         if not (isinstance(size, list) and len(size) == 2 and all(
                 isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_SIDE for v in size)):
             raise c.fail(p + "resize", f"must be [width, height], each 1 to {MAX_SIDE}", size)
+        video = geometry.get("video") or {}
+        if size != [video.get("width"), video.get("height")]:  # psnr reads the original at this size
+            raise c.fail(p + "resize", "must be the frame size in geometry.video", size)
 
 
 def _records(c: _Checker, meta: dict) -> None:

@@ -286,3 +286,20 @@ def test_decode_reports_its_cost_and_progress_in_points(video_bundle, tmp_path):
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
     cost = report.to_dict()["cost"]
     assert cost["points"] == report.plan.points and cost["estimated_seconds"] >= 0 and not cost["compiled"]
+
+
+def test_psnr_refuses_a_bundle_whose_geometry_disagrees_with_its_source(video_bundle, tmp_path):
+    import json
+
+    import safetensors.torch
+    import zstandard
+
+    clip, bundle, _ = video_bundle
+    payload = zstandard.ZstdDecompressor().decompress(bundle.read_bytes())
+    meta = json.loads(json.loads(payload[8:8 + int.from_bytes(payload[:8], "little")])["__metadata__"]["neofield"])
+    meta["geometry"]["video"]["frames"] = 4000  # would have psnr render 1,000 times the clip
+    evil = tmp_path / "evil.nf"
+    evil.write_bytes(zstandard.ZstdCompressor().compress(
+        safetensors.torch.save(safetensors.torch.load(payload), {"neofield": json.dumps(meta)})))
+    with pytest.raises(NeofieldError, match="evil.nf: its geometry does not match the piece of .* damaged"):
+        neofield.psnr(clip, evil)

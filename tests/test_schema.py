@@ -90,6 +90,7 @@ def test_a_real_bundle_passes_and_loads(av_bundle):
     ("coordinates.t", None, "coordinates.t is missing"),
     ("source.name", ["a"], "source.name must be text"),
     ("quality.video_psnr_db", "high", "quality.video_psnr_db must be a number"),
+    ("source.selection.resize", [16384, 16384], "source.selection.resize must be the frame size in geometry.video"),
 ])
 def test_a_bad_field_is_named_in_one_line(av_bundle, path, value, message):
     meta = _meta(av_bundle)
