@@ -257,7 +257,7 @@ def test_the_sound_axis_sigma_follows_the_spectrum_unless_given(tiny_av_clip, ti
 @pytest.mark.parametrize("limits,message", [
     (Limits(decode_points=100), "would evaluate the field at 14,336 points, more than the 100 allowed"),
     (Limits(decode_bytes=1000), "would hold 0.0 GiB at once"),
-    (Limits(decode_seconds=1e-6), "would take about 0 s on this machine"),
+    (Limits(decode_seconds=1e-6), r"would take about \d+ s on this machine"),
 ])
 def test_a_decode_beyond_the_limits_is_refused_before_rendering(video_bundle, tmp_path, limits, message):
     _, bundle, _ = video_bundle
