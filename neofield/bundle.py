@@ -190,9 +190,11 @@ def unpack(data: bytes, name: str = "bundle", limits: Limits = DEFAULT_LIMITS) -
             _load_quantized(field, quantized)
         else:
             field.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True)
-    except (KeyError, TypeError, ValueError, RuntimeError, IndexError, OverflowError,
-            safetensors.SafetensorError) as exc:
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError, OverflowError, AssertionError,
+            safetensors.SafetensorError) as exc:  # AssertionError: the range decoder meeting invalid data
         raise NeofieldError(f"{name}: bundle is corrupted ({_short(exc)})") from None
+    if not all(torch.isfinite(p).all() for p in field.parameters()):
+        raise NeofieldError(f"{name}: bundle is corrupted (weights that are not finite numbers)")
     field.eval()
     return Bundle(field=field, meta=meta, quantized=quantized)
 
@@ -204,7 +206,9 @@ def _decode_groups(field: NeoMLPField, tensors: dict[str, torch.Tensor]) -> dict
         names = group_names(shapes, group)
         params, levels = tensors[f"{group}.params"].numpy(), tensors[f"{group}.levels"].numpy()
         if params.shape != (len(names), 4) or levels.shape != (len(names),):
-            raise ValueError(f"{group}: {levels.shape[0]} tensors stored, the model has {len(names)}")
+            raise ValueError(f"{group}: quantization tables of shape {tuple(params.shape)} and "
+                             f"{tuple(levels.shape)}, where the model's {len(names)} tensors need "
+                             f"({len(names)}, 4) and ({len(names)},)")
         if len(names) and (levels.min() < 2 or levels.max() > 1 << 16 or not np.isfinite(params).all()
                            or (params[:, 3] <= 0).any()):
             raise ValueError(f"{group}: invalid quantization parameters")
@@ -279,5 +283,6 @@ def load(path: str | Path, limits: Limits = DEFAULT_LIMITS) -> Bundle:
 
 
 def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0][:160] if text else type(exc).__name__)
+    """The gist of a library's error in one line: its first two lines (torch puts the detail on the second)."""
+    text = [line.strip() for line in str(exc).strip().splitlines() if line.strip()][:2]
+    return " ".join(text)[:200] if text else type(exc).__name__

@@ -515,6 +515,8 @@ def check_plan(plan: DecodePlan) -> None:
                                 "pixels a side")
         if v.fps > opt.MAX_FPS:
             raise NeofieldError(f"the decoded frame rate would be {v.fps:g} fps: at most {opt.MAX_FPS:g}")
+        if v.fps < opt.MIN_FPS:
+            raise NeofieldError(f"the decoded frame rate would be {v.fps:g} fps: at least {opt.MIN_FPS:g}")
     if plan.audio is not None and plan.audio.sample_rate > opt.MAX_SAMPLE_RATE:
         raise NeofieldError(f"the decoded sample rate would be {plan.audio.sample_rate} Hz: at most "
                             f"{opt.MAX_SAMPLE_RATE}")
@@ -691,7 +693,10 @@ def psnr(original: str | Path, candidate: str | Path, selection: Selection | Non
         if _grid(Signal(media).geometry()) != _grid(b.meta["geometry"]):
             raise NeofieldError(f"{candidate}: its geometry does not match the piece of {original} it was encoded "
                                 "from: the bundle is damaged")
-        report = compare(media, render_media(b.field, b.meta), per_frame)
+        plan = plan_decode(b.meta)
+        channels = (b.meta["geometry"].get("audio") or {}).get("channels", 0)
+        check_cost(decode_cost(plan, channels, probe_speed(b.field)), limits)
+        report = compare(media, render_media(b.field, b.meta, plan), per_frame)
         split = {f"bytes_{part}": n for part, n in bundle_io.stored_bytes(candidate.read_bytes(), limits).items()}
         for key, value in size_report(candidate.stat().st_size, media).items():
             report[key] = value

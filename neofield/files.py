@@ -13,12 +13,15 @@ from .errors import NeofieldError
 
 def check_output(path: Path, force: bool) -> None:
     """Refuse to clobber an existing file unless asked, before any work starts."""
-    if path.is_dir():
-        raise NeofieldError(f"{path} is a directory, not an output file")
-    if path.exists() and not force:
-        raise NeofieldError(f"{path} already exists (pass --force to overwrite it)")
-    if not path.parent.exists():
-        raise NeofieldError(f"output folder {path.parent} does not exist")
+    try:
+        if path.is_dir():
+            raise NeofieldError(f"{path} is a directory, not an output file")
+        if path.exists() and not force:
+            raise NeofieldError(f"{path} already exists (pass --force to overwrite it)")
+        if not path.parent.exists():
+            raise NeofieldError(f"output folder {path.parent} does not exist")
+    except OSError as e:  # a name too long for the file system, a path through a file, ...
+        raise NeofieldError(f"cannot write {str(path)[:120]!r}: {e.strerror or e}") from None
 
 
 @contextlib.contextmanager

@@ -10,6 +10,7 @@ writers, so the rest of neofield only sees numpy arrays:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -18,7 +19,7 @@ import shutil
 import struct
 import tempfile
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from itertools import pairwise
@@ -400,7 +401,22 @@ def video_codec(suffix: str, codec: str | None, lossless: bool) -> VideoCodec | 
     return chosen
 
 
-def write_video(
+def write_video(path: Path, frames: Iterable[np.ndarray], *args, **kwargs) -> None:
+    """Encode RGB frames (and optional sound) into ``path``: see :func:`_write_video`. What the codec
+    or container refuses (a size, a rate, a channel layout it cannot hold) is one line."""
+    with _writer_errors(path):
+        _write_video(path, frames, *args, **kwargs)
+
+
+@contextlib.contextmanager
+def _writer_errors(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except (av.FFmpegError, sf.SoundFileError) as e:
+        raise NeofieldError(f"{path.suffix or 'the output'} cannot hold this: {str(e).strip()[:200]}") from None
+
+
+def _write_video(
     path: Path,
     frames: Iterable[np.ndarray],
     fps: float,
@@ -695,6 +711,11 @@ FFMPEG_AUDIO = {".opus": ("ogg", "libopus"), ".m4a": ("ipod", "aac"), ".mp3": ("
 def write_audio(path: Path, audio: np.ndarray, sample_rate: int, metadata: dict[str, str] | None = None) -> None:
     """Write sound: wav as 32-bit float (exact), flac as 24-bit, ogg as Vorbis;
     opus, m4a (AAC) and mp3 through FFmpeg. ``metadata`` goes into the file's tags."""
+    with _writer_errors(path):
+        _write_audio(path, audio, sample_rate, metadata)
+
+
+def _write_audio(path: Path, audio: np.ndarray, sample_rate: int, metadata: dict[str, str] | None) -> None:
     suffix = path.suffix.lower()
     if suffix not in AUDIO_OUT_SUFFIXES:
         raise NeofieldError(f"cannot write sound into {suffix}: use {', '.join(sorted(AUDIO_OUT_SUFFIXES))}")

@@ -16,6 +16,7 @@ from .errors import NeofieldError
 
 MAX_SIDE = 16384  # pixels: H.264 level 6.2 tops out at 8,192; 16 K leaves room for fields rendered large
 MAX_FPS = 1000.0
+MIN_FPS = 0.01  # one frame per 100 s; below it container time bases run out (a frame's duration overflows)
 MAX_SAMPLE_RATE = 768_000  # the highest rate audio interfaces and FFmpeg's encoders use
 MAX_BATCH = 1 << 22
 

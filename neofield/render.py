@@ -129,7 +129,7 @@ def render_video(field: nn.Module | Evaluator, cmap: CoordinateMap, grid: VideoG
             n = len(band) * grid.width
             coords = cmap.coords(t.expand(n), xs.repeat(len(band)), band.repeat_interleave(grid.width))
             values = run(coords)[:, channels]
-            raw = values_map.to_raw(values).round_().clamp_(0, 255).to(torch.uint8)
+            raw = values_map.to_raw(values).nan_to_num_(0.0).round_().clamp_(0, 255).to(torch.uint8)
             frame[r:r + len(band)] = raw.view(len(band), grid.width, 3).numpy()
         yield frame
 
@@ -146,7 +146,7 @@ def render_audio(field: nn.Module | Evaluator, cmap: CoordinateMap, grid: AudioG
         values = run(cmap.coords(t).float())[:, channels]
         if out is None:  # the channel count is known from the first block
             out = np.empty((grid.samples, values.shape[1]), np.float32)
-        out[first:first + n] = values_map.to_raw(values).clamp_(-1, 1).numpy()
+        out[first:first + n] = values_map.to_raw(values).nan_to_num_(0.0).clamp_(-1, 1).numpy()
     return out if out is not None else np.zeros((0, 1), np.float32)
 
 

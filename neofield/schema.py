@@ -26,11 +26,12 @@ from .fields.attention import ATTENTION
 from .fields.neomlp import ENCODINGS, INTERPOLATIONS
 from .fields.presets import NeoMLPConfig
 from .fields.registry import ARCHS, config_from_dict, config_keys, parameter_count
-from .options import MAX_FPS, MAX_SAMPLE_RATE, MAX_SIDE
+from .options import MAX_FPS, MAX_SAMPLE_RATE, MAX_SIDE, MIN_FPS
 
 KINDS = ("video", "image", "audio", "audiovisual")
 ROTATIONS = (0, 90, 180, 270)
 MAX_TEXT = 4096  # characters in any string the metadata holds (a file name, a hash)
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,8 @@ class _Checker:
         value = parent[key]
         if not isinstance(value, str) or len(value) > MAX_TEXT:
             raise self.fail(path, f"must be text of at most {MAX_TEXT:,} characters", value)
+        if CONTROL.search(value):  # a terminal escape, a NUL, a lone surrogate: nothing a name or hash holds
+            raise self.fail(path, "must not hold control characters or lone surrogates", value)
         return value
 
     def flag(self, parent: dict, key: str, path: str) -> bool:
@@ -145,6 +148,7 @@ def validate(meta, name: str = "bundle", limits: Limits = DEFAULT_LIMITS, format
         raise c.fail("", "must be an object", meta)
     kind = c.choice(meta, "modality", "modality", KINDS)
     c.text(meta, "neofield_version", "neofield_version", required=False)
+    c.text(meta, "preset", "preset", required=False)
     c.choice(meta, "weights_dtype", "weights_dtype", ("quantized", "float16", "bfloat16", "float32", "q8"))
     geometry = _geometry(c, meta, kind)
     config = _model(c, meta)
@@ -168,7 +172,7 @@ def _geometry(c: _Checker, meta: dict, kind: str) -> dict:
         c.integer(video, "width", "geometry.video.width", 1, MAX_SIDE)
         c.integer(video, "height", "geometry.video.height", 1, MAX_SIDE)
         c.integer(video, "frames", "geometry.video.frames", 1, lim.frames)
-        c.number(video, "fps", "geometry.video.fps", hi=MAX_FPS, positive=True)
+        c.number(video, "fps", "geometry.video.fps", MIN_FPS, MAX_FPS)
         if c.flag(video, "still", "geometry.video.still") != (kind == "image"):
             raise c.fail("geometry.video.still", f"does not match the modality {kind}", video.get("still"))
         c.choice(video, "rotation", "geometry.video.rotation", ROTATIONS, required=False)
