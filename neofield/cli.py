@@ -130,7 +130,7 @@ class FitDisplay:
             if p.eta > 600:
                 self.progress.console.print(
                     f"[bold yellow]warning:[/] this fit will take about {_duration(p.eta)}; Ctrl-C stops it "
-                    "(nothing is written), --time-budget SECONDS bounds it")
+                    "(keeping a checkpoint that --resume continues), --time-budget SECONDS bounds it")
             if self.budget.get("default") and epochs < 1:
                 self.progress.console.print(
                     f"[bold yellow]note:[/] the default budget sees each point {epochs:.2f} times: expect a "
@@ -226,6 +226,18 @@ def encode(
     compile_mode: Annotated[str, typer.Option("--compile", help="torch.compile the training step: on, off, or "
                                                                 "auto (on a CPU when minutes of fitting are "
                                                                 "planned; needs a C++ compiler).")] = "auto",
+    checkpoint_every: Annotated[str, typer.Option(
+        "--checkpoint-every", help="Write a checkpoint OUTPUT.ckpt this often while fitting: 60, 60s, 5m, or off "
+                                   "\\[default: auto: every 60 s when the plan says the fit takes over 2 minutes, "
+                                   "off for shorter fits]. Ctrl-C and SIGTERM always write one; it is removed "
+                                   "once the bundle is written.", show_default=False)] = "auto",
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the fit from OUTPUT.ckpt (left by an "
+                                                          "interrupted encode) instead of starting over; give the "
+                                                          "same options.")] = False,
+    save_on_interrupt: Annotated[bool, typer.Option("--save-on-interrupt", help="On Ctrl-C or SIGTERM also write "
+                                                                                "the bundle of the field as it is "
+                                                                                "(best so far; the checkpoint is "
+                                                                                "kept too).")] = False,
     force: Force = False,
     quiet: Quiet = False,
     as_json: Json = False,
@@ -234,6 +246,7 @@ def encode(
 
     Without --steps, --epochs or --time-budget the fit stops after 20 epochs or
     5 minutes, whichever comes first; the plan is printed before it starts.
+    Ctrl-C or SIGTERM stops the fit with a checkpoint; --resume continues it.
     """
     from . import codec
     from .media import Selection
@@ -249,7 +262,12 @@ def encode(
                               audio_share=audio_share, weights_dtype=dtype, bits=bit_depths(bits, latent_bits),
                               size=size, bitrate=bitrate, target_psnr=target_psnr,
                               seed=seed, device=device, force=force,
-                              callback=display.on_progress, on_signal=display.on_signal)
+                              callback=display.on_progress, on_signal=display.on_signal,
+                              checkpoint_every=checkpoint_every, resume=resume, save_on_interrupt=save_on_interrupt)
+    except codec.EncodeInterrupted as stop:
+        display.progress.stop()
+        err.print(f"[bold red]interrupted[/] {escape(stop.details)}", highlight=False)
+        raise typer.Exit(130) from None
     finally:
         display.progress.stop()
     if as_json:

@@ -28,12 +28,13 @@ import torch
 
 from . import __version__, rate
 from . import bundle as bundle_io
+from . import checkpoint as ckpt
 from . import options as opt
 from .bundle import Bundle
 from .errors import NeofieldError
 from .fields.neomlp import INTERPOLATIONS, PRESETS, NeoMLPField, Segmentation, build_config
 from .files import atomic_output, check_output
-from .fit import DEFAULT_BATCH, FitConfig, FitProgress, FitResult, QuantizationAware, fit
+from .fit import DEFAULT_BATCH, FitConfig, FitInterrupted, FitProgress, FitResult, QuantizationAware, fit
 from .media import (
     Media,
     Selection,
@@ -98,6 +99,23 @@ class EncodeReport:
     def to_dict(self) -> dict:
         return {"path": str(self.path), "bytes": self.bytes, "kind": self.kind, "parameters": self.parameters,
                 "budget": self.budget, "fit": self.fit.to_dict(), "quality": self.quality, "target": self.target}
+
+
+class EncodeInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped an encode's fit: what was kept, in one line (``str``)."""
+
+    def __init__(self, step: int, total: int | None, checkpoint: Path | None, bundle: Path | None):
+        self.step, self.total, self.checkpoint, self.bundle = step, total, checkpoint, bundle
+        parts = [f"at step {step:,}" + (f" of {total:,}" if total else "")]
+        if bundle is not None:
+            parts.append(f"best-so-far bundle written to {bundle}")
+        if checkpoint is not None:
+            parts.append(f"checkpoint written to {checkpoint}; resume with --resume"
+                         + (" --force (to replace that bundle)" if bundle is not None else ""))
+        elif bundle is None:
+            parts.append("nothing was written")
+        self.details = "; ".join(parts)
+        super().__init__(f"interrupted {self.details}")
 
 
 def default_preset(kind: str) -> str:
@@ -193,6 +211,9 @@ def encode(
     evaluate: bool = True,
     callback: Callable[[FitProgress], None] | None = None,
     on_signal: Callable[[Signal, NeoMLPField, dict], None] | None = None,
+    checkpoint_every: float | str | None = "auto",
+    resume: bool = False,
+    save_on_interrupt: bool = False,
 ) -> EncodeReport:
     """Fit a NeoMLP to a media file and write it as a ``.nf`` bundle.
 
@@ -206,6 +227,15 @@ def encode(
     or ``"300k"``) or ``target_psnr`` (dB) hand the model width and the bit
     depths to rate control (:mod:`neofield.rate`); the report's ``target`` says
     what was reached, and by how much and why a target was missed.
+
+    A fit writes a checkpoint (``OUTPUT.ckpt``, :mod:`neofield.checkpoint`)
+    every ``checkpoint_every`` seconds (``"auto"``: every 60 s once the plan
+    says the fit takes over 2 minutes; ``None`` or ``"off"``: never), and
+    whenever Ctrl-C or SIGTERM stops it, which then raises
+    :class:`EncodeInterrupted` (after writing the bundle of the field as it is,
+    with ``save_on_interrupt``). ``resume=True`` continues from that checkpoint,
+    given the same options and source; the checkpoint is removed once the bundle
+    is written.
     """
     if preset is not None and preset not in PRESETS:
         raise NeofieldError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
@@ -248,8 +278,14 @@ def encode(
         opt.positive_float("--rff-sigma", v)
     opt.check_device(device)
     selection.check()
+    every, min_fit = ckpt.resolve_interval(checkpoint_every)
     source = Path(source)
     output = Path(output) if output is not None else source.with_suffix(".nf")
+    ckpt_path = ckpt.path_for(output)
+    saved = ckpt.load(ckpt_path) if resume else None  # a missing or damaged checkpoint fails now
+    if not resume and ckpt_path.exists() and not force:
+        raise NeofieldError(f"{ckpt_path} holds an interrupted encode: add --resume to continue it, or --force "
+                            "to start over")
     check_output(output, force)  # fail before minutes of fitting, not after
 
     media = read_media(source, selection)
@@ -272,23 +308,60 @@ def encode(
         return make_field(signal, preset, n_segments, seed=seed, interpolation=latents, attention=attention,
                           rff_sigma=rff_sigma, **width)
 
-    width = rate.width_for_size(build, target.bytes, SIDE_BYTES) if target and target.bytes else None
-    field_ = build(width)
     budget = default_budget(steps, epochs, time_budget)
     p = PRESETS[preset]
     quantized = weights_dtype == bundle_io.QUANTIZED
     bits = bits or BitDepths() if quantized else None
     meta = signal_metadata(signal, source, selection)
     meta.update(weights_dtype=weights_dtype, preset=preset)
+    run = fit_fingerprint(source, meta, preset=preset, segments=n_segments, lr=lr or p.lr,
+                          warmup=p.warmup_steps if warmup_steps is None else warmup_steps, batch_size=batch_size,
+                          budget=budget, attention=attention, latents=latents, precision=precision,
+                          rff_sigma=rff_sigma, audio_share=audio_share, weights_dtype=weights_dtype, bits=bits,
+                          target=target, seed=seed)
+    if saved is not None:
+        ckpt.check_fingerprint(saved, run, ckpt_path)
+        width = saved.extra.get("width")  # what rate control chose before the fit, not searched again
+        if width is not None and width not in rate.WIDTHS:
+            raise NeofieldError(f"{ckpt_path} is a damaged neofield checkpoint (model width {width!r})")
+    else:
+        width = rate.width_for_size(build, target.bytes, SIDE_BYTES) if target and target.bytes else None
+    field_ = build(width)
     control = RateControl(target, signal, meta) if target else None
+    if saved is not None and control is not None and saved.extra.get("rate_control"):
+        control.restore(saved.extra["rate_control"])  # the depths the finetuning already trains for
     config = FitConfig(lr=lr or p.lr, warmup_steps=p.warmup_steps if warmup_steps is None else warmup_steps,
                        batch_size=batch_size, steps=budget["steps"], epochs=budget["epochs"],
                        time_budget=budget["time_budget"], seed=seed, device=device, precision=precision,
-                       compile=compile_mode,
+                       compile=compile_mode, checkpoint_every=every, checkpoint_min_seconds=min_fit,
                        quantization=quantization_aware(field_, control or bits) if quantized else None)
+
+    def write_checkpoint(state: ckpt.FitState) -> None:
+        extra = {"width": width}
+        if control is not None and state.levels is not None:  # finetuning began: its depths were chosen
+            extra["rate_control"] = control.to_dict()
+        ckpt.save(ckpt_path, state, run, extra)
+
     if on_signal:
         on_signal(signal, field_, budget)
-    result = fit(field_, signal, config, callback)
+    try:
+        result = fit(field_, signal, config, callback, on_checkpoint=write_checkpoint,
+                     resume=saved.state if saved is not None else None)
+    except FitInterrupted as stop:
+        written = None
+        if save_on_interrupt:  # the field as it is, through the usual rounding and container
+            field_.cpu()
+            if control:
+                bits = control.finish(field_)
+            symbols = bundle_io.round_weights(field_, weights_dtype, bits)
+            meta.update(fit={**stop.result.to_dict(), "interrupted": True, "config": fit_record(config)}, quality={})
+            if quantized:
+                meta["quantization"] = {"bits": bits.to_dict()}
+            bundle_io.save(output, field_, meta, force=force, quantized=symbols)
+            written = output
+        state = stop.state
+        raise EncodeInterrupted(state.step, state.total if state.final else None,
+                                ckpt_path if stop.checkpointed else None, written) from None
     field_.cpu()
     if control:
         bits = control.finish(field_)
@@ -298,11 +371,29 @@ def encode(
     if quantized:
         meta["quantization"] = {"bits": bits.to_dict()}
     nbytes = bundle_io.save(output, field_, meta, force=force, quantized=symbols)
+    ckpt_path.unlink(missing_ok=True)  # the bundle is written: nothing left to resume
     report = EncodeReport(path=output, bytes=nbytes, kind=signal.kind, parameters=field_.num_parameters(),
                           fit=result, budget=budget, quality=quality)
     if control:
         report.target = control.outcome(nbytes, quality, width)
     return report
+
+
+def fit_fingerprint(source: Path, meta: dict, *, budget: dict, bits: BitDepths | None, target: rate.Target | None,
+                    rff_sigma, **options) -> dict:
+    """What an encode's fit is for, as a checkpoint keeps it: the source (its decoded samples' hash, the
+    file's size, the piece) and every option that changes the fit, by the names a user gives them, so that
+    a resume with anything else is refused naming it. Device and --compile may differ."""
+    fp = {"neofield": __version__,
+          "source": {"bytes": source.stat().st_size, "sha256": meta["source"]["sha256"],
+                     "selection": meta["source"]["selection"]},
+          "--steps": budget["steps"], "--epochs": budget["epochs"], "--time-budget": budget["time_budget"],
+          "--bits": bits.to_dict() if bits is not None else None,
+          "--size/--bitrate/--psnr": target.describe() if target is not None else None,
+          "--rff-sigma": list(rff_sigma) if isinstance(rff_sigma, tuple) else rff_sigma}
+    fp.update({"--" + k.replace("_", "-"): v for k, v in options.items()})
+    fp["--dtype"] = fp.pop("--weights-dtype")
+    return json.loads(json.dumps(fp, default=float))  # plain numbers, lists and strings: what a checkpoint holds
 
 
 FIT_RECORD = ("lr", "warmup_steps", "batch_size", "steps", "epochs", "time_budget", "seed", "device", "precision",
@@ -344,6 +435,18 @@ class RateControl:
             depth = rate.bits_for_psnr(field_, self.probe, goal)
         self.bits = BitDepths(depth, depth)
         return self.bits
+
+    def to_dict(self) -> dict:
+        """The choice made when finetuning started, for a checkpoint."""
+        return {"bits": self.bits.to_dict() if self.bits is not None else None, "float_psnr": self.float_psnr,
+                "notes": list(self.notes)}
+
+    def restore(self, saved: dict) -> None:
+        try:
+            self.bits = BitDepths(**saved["bits"]) if saved.get("bits") else None
+            self.float_psnr, self.notes = saved.get("float_psnr"), [str(n) for n in saved.get("notes", [])]
+        except (TypeError, ValueError, KeyError) as e:
+            raise NeofieldError(f"the checkpoint's rate control is damaged ({e})") from None
 
     def side_bytes(self, field_: NeoMLPField) -> int:
         """Everything but the coded streams, from a trial bundle (plus room for the fit and quality record)."""

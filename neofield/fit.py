@@ -1,19 +1,30 @@
 """The optimisation loop: a Signal's sampler, a field, Adam, and a schedule.
 
 It knows nothing about files or terminals; progress goes to a callback that
-the CLI turns into a Rich display (or that a script ignores).
+the CLI turns into a Rich display (or that a script ignores), and checkpoints
+(:class:`neofield.checkpoint.FitState`) to another that the caller stores.
+
+A fit survives what would otherwise end it: a loss or gradient that stops
+being finite rolls the fit back to its last in-memory snapshot at half the
+learning rate, and Ctrl-C or SIGTERM stops it between two steps with a
+checkpoint from which ``fit(..., resume=state)`` continues exactly.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import math
+import signal as signals
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from .checkpoint import FitState
 from .errors import NeofieldError
 from .options import check_device
 from .quantize import fake_quantize
@@ -71,6 +82,8 @@ class FitConfig:
     precision: str = "auto"  # float32 | bfloat16 matmuls; auto: bfloat16 where native (runtime.resolve_precision)
     compile: str = "auto"  # torch.compile the training step: on | off | auto (CPU fits with minutes left)
     quantization: QuantizationAware | None = None
+    checkpoint_every: float | None = None  # seconds between checkpoints handed to fit's on_checkpoint
+    checkpoint_min_seconds: float = 0.0  # ... only once the plan says the fit takes at least this long
 
     def to_dict(self) -> dict:
         out = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "quantization"}
@@ -92,7 +105,7 @@ class FitProgress:
     eta: float
     lr: float
     planned: bool = False
-    note: str = ""  # a one-off event worth telling the user (compiling, falling back to eager)
+    note: str = ""  # a one-off event worth telling the user (compiling, falling back to eager, a rollback)
 
 
 @dataclass
@@ -105,6 +118,16 @@ class FitResult:
     def to_dict(self) -> dict:
         return {"steps": self.steps, "seconds": round(self.seconds, 3), "final_loss": self.final_loss,
                 "points_per_second": round(self.points_per_second, 1)}
+
+
+class FitInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped the fit. ``state`` is where it stopped (between two
+    steps; at the last snapshot if a second signal cut a step short), and the field
+    holds its weights; ``checkpointed`` says whether ``on_checkpoint`` got it."""
+
+    def __init__(self, state: FitState, result: FitResult, checkpointed: bool):
+        super().__init__(f"interrupted at step {state.step}")
+        self.state, self.result, self.checkpointed = state, result, checkpointed
 
 
 def resolve_device(device: str) -> torch.device:
@@ -143,6 +166,8 @@ def mse_to_psnr(mse: float) -> float:
 PROBE_SECONDS = 3.0  # how long to time the loop before turning a time budget into steps
 PROBE_SKIP = 5  # first steps left out of the speed probe: kernel set-up makes them several times slower
 REPLAN_AT = (0.25, 0.5, 0.75)  # shares of a time budget at which its step count is estimated again
+SNAPSHOT_EVERY = 100  # steps between in-memory snapshots that a divergence rolls back to
+MAX_ROLLBACKS = 5  # divergences survived (each halving the learning rate); the next one ends the fit
 COMPILE_MIN_SECONDS = 150.0
 """``compile="auto"`` compiles when at least this much fitting is left. On two EPYC cores inductor's kernels
 ran the training step 23-25 % faster (float32 and bfloat16) after 11-18 s of compiling, which pays back
@@ -150,12 +175,20 @@ after about 80 s (docs/cpu-defaults.md)."""
 
 
 def fit(field: nn.Module, signal: Signal, config: FitConfig,
-        callback: Callable[[FitProgress], None] | None = None) -> FitResult:
+        callback: Callable[[FitProgress], None] | None = None, *,
+        on_checkpoint: Callable[[FitState], None] | None = None, resume: FitState | None = None) -> FitResult:
     """Fit ``field`` to ``signal`` in place and return what it cost.
 
     A time budget is turned into a step count after a short probe of the
     loop's speed, so the schedule still ends on its floor; the run also stops
     hard when the budget is spent.
+
+    ``on_checkpoint`` receives a :class:`FitState` every ``config.checkpoint_every``
+    seconds and when Ctrl-C or SIGTERM stops the fit (which then raises
+    :class:`FitInterrupted`; the handlers are the fit's own while it runs and
+    restored after). ``resume`` continues from such a state: with the same field,
+    signal and config, a fit resumed with ``deterministic=True`` ends on the very
+    weights of one never stopped (a time budget has what the state left of it).
     """
     if config.steps is None and config.epochs is None and config.time_budget is None:
         raise NeofieldError("give a number of --steps, --epochs or a --time-budget")
@@ -164,17 +197,52 @@ def fit(field: nn.Module, signal: Signal, config: FitConfig,
     if config.compile == "on" and not compiler_available(resolve_device(config.device)):
         raise NeofieldError("--compile on needs a C++ compiler (g++ or clang++; Triton on CUDA); "
                             "use --compile off or auto")
+    if config.checkpoint_every is not None and not config.checkpoint_every > 0:
+        raise NeofieldError(f"checkpoint_every must be > 0 seconds, not {config.checkpoint_every!r}")
     previous = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
     try:
-        with flush_denormals():
-            return _fit(field, signal, config, callback)
+        with flush_denormals(), _interrupts() as stop:
+            return _fit(field, signal, config, callback, on_checkpoint, resume, stop)
     finally:
         torch.use_deterministic_algorithms(previous)
 
 
+class _StopRequest:
+    """The fit's handler of SIGINT and SIGTERM: the first signal asks the loop to stop at
+    the next step boundary (where its state is whole); a second one stops it at once."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def __call__(self, signum, frame) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _interrupts() -> Iterator[_StopRequest]:
+    """Install :class:`_StopRequest` for Ctrl-C and SIGTERM while the fit runs (in the main thread,
+    where Python delivers signals; signals ignored before stay ignored) and restore the old handlers."""
+    stop = _StopRequest()
+    previous = {}
+    try:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signals.SIGINT, signals.SIGTERM):
+                handler = signals.getsignal(sig)
+                if handler is not signals.SIG_IGN:
+                    previous[sig] = handler
+                    signals.signal(sig, stop)
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signals.signal(sig, handler if handler is not None else signals.SIG_DFL)
+
+
 def _fit(field: nn.Module, signal: Signal, config: FitConfig,
-         callback: Callable[[FitProgress], None] | None) -> FitResult:
+         callback: Callable[[FitProgress], None] | None, on_checkpoint: Callable[[FitState], None] | None,
+         resume: FitState | None, stop: _StopRequest) -> FitResult:
     device = resolve_device(config.device)
     field.to(device).train()
     sample_gen = torch.Generator().manual_seed(config.seed)
@@ -187,74 +255,190 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
     announced = False
     replans = list(REPLAN_AT) if config.time_budget is not None else []
     levels, q_start = None, 0  # of quantization-aware finetuning, once it starts
-    ema, t_start, step = None, time.perf_counter(), 0
-    mark = (0, 0.0)  # (step, seconds) that speed is timed from: past the slow first steps, then the last plan
+    ema, step, spent = None, 0, 0.0
+    lr_scale, rollbacks = 1.0, 0  # each divergence rolled back halves the rate from then on
+    periodic = config.checkpoint_every is not None and config.checkpoint_min_seconds <= 0  # else decided by the plan
+    if resume is not None:
+        _restore(field, opt, sample_gen, resume, config, total)
+        step, total, final, announced, ema, spent = (resume.step, resume.total, resume.final, resume.announced,
+                                                     resume.ema, resume.elapsed)
+        replans, levels, q_start = list(resume.replans), resume.levels, resume.q_start
+        lr_scale, rollbacks = resume.lr_scale, resume.rollbacks
+        periodic = config.checkpoint_every is not None and (periodic or resume.periodic)
+    t_start = time.perf_counter() - spent
+    mark = (step, spent)  # (step, seconds) that speed is timed from: past the slow first steps, then the last plan
     forward, compiled_at = field, None  # the module each step calls, and the step it was compiled at
-    while True:
-        elapsed = time.perf_counter() - t_start
-        if step == PROBE_SKIP or (compiled_at is not None and step == compiled_at + PROBE_SKIP):
-            mark = (step, elapsed)  # compiling made the steps before this one slow
-        probed = (step >= min(10, total) if final else
-                  (step >= 20 and elapsed >= PROBE_SECONDS) or (total is not None and step >= total))
-        if probed and not announced:
-            if not final:
-                total, final = _budget_steps(config, user_total, step, elapsed, mark), True
-            announced = True
-            _report(callback, step, total, ema, config, elapsed, planned=True, lr=opt.param_groups[0]["lr"])
-            if _should_compile(config, device, step, total, elapsed, mark):
-                forward, compiled_at = torch.compile(field, dynamic=False), step
-                _report(callback, step, total, ema, config, elapsed, lr=opt.param_groups[0]["lr"],
-                        note="compiling the training step (torch.compile; about 15 s on 2 cores)")
-        elif announced and replans and levels is None and elapsed >= replans[0] * config.time_budget:
-            # again, at the recent speed: the probe's few seconds can misjudge a loop that speeds up (bfloat16
-            # kernels warming up made a 90 s budget stop at 52 s) or slows down (a 600 s fit reached its
-            # deadline before the end of its schedule)
-            replans.pop(0)
-            total, mark = _budget_steps(config, user_total, step, elapsed, mark), (step, elapsed)
-        if (final and step >= total) or (config.time_budget is not None and elapsed >= config.time_budget):
-            break
-        q = config.quantization
-        # finetuning takes the last share of the steps, in the cosine's tail; or of the time when a budget
-        # is about to stop the fit early (a slower machine than the probe measured must not skip it)
-        if q and final and levels is None and (step >= total * (1 - q.fraction) or (
-                config.time_budget is not None and elapsed >= config.time_budget * (1 - q.fraction))):
-            levels, q_start = (q.levels(field) if callable(q.levels) else q.levels), step
-        lr = lr_at(step, total if final else 10**9, config)  # warm-up, then hold until the plan is known
-        if levels is not None:  # finetuning anneals further, to a tenth of the tail's rate: weights settle on levels
-            lr *= 1 - 0.9 * min(1.0, (step - q_start) / max(total - q_start, 1))
-        for group in opt.param_groups:
-            group["lr"] = lr
-        coords, target, mask = (t.to(device, non_blocking=True) for t in signal.sample(config.batch_size, sample_gen))
-        saved = _perturb(field, levels, q.mode, sample_gen) if levels is not None else None
-        opt.zero_grad(set_to_none=True)
-        try:
-            loss = _forward_backward(forward, coords, target, mask, mixed)
-        except Exception as e:  # inductor failed to build its kernels (compiler, headers): go on eagerly
-            if step != compiled_at:
-                raise
-            forward, compiled_at = field, None
+    resumed_at = step if resume is not None else None
+    if resume is not None:
+        _report(callback, step, total if final else None, ema, config, spent, lr=config.lr * lr_scale,
+                note=f"resuming from step {step:,} of " + (f"{total:,}" if final else
+                                                           f"a {config.time_budget:g} s budget, {spent:.0f} s spent"))
+        if resume.compiled:  # the fit it continues was compiled: so is this one (the same kernels)
+            forward, compiled_at = torch.compile(field, dynamic=False), step
+            _report(callback, step, total if final else None, ema, config, spent, lr=config.lr * lr_scale,
+                    note="compiling the training step (torch.compile; about 15 s on 2 cores)")
+    snapshot: FitState | None = None  # the last state known good, that a divergence goes back to
+    last_checkpoint = time.perf_counter()
+
+    def capture() -> FitState:
+        return FitState(step=step, total=total, final=final, announced=announced, ema=ema,
+                        elapsed=time.perf_counter() - t_start,
+                        field={k: v.detach().clone() for k, v in field.state_dict().items()},
+                        optimizer=copy.deepcopy(opt.state_dict()), sampler=sample_gen.get_state(),
+                        levels=dict(levels) if levels is not None else None, q_start=q_start, lr_scale=lr_scale,
+                        rollbacks=rollbacks, replans=list(replans), compiled=compiled_at is not None,
+                        periodic=periodic)
+
+    def roll_back(what: str, at: int) -> None:
+        nonlocal step, ema, levels, q_start, lr_scale, rollbacks, snapshot
+        if snapshot is None or rollbacks >= MAX_ROLLBACKS:
+            again = f", again after {rollbacks} rollbacks that halved the learning rate" if rollbacks else ""
+            raise NeofieldError(f"the fit diverged at step {at} ({what}){again}; try a lower --lr")
+        field.load_state_dict(snapshot.field)
+        opt.load_state_dict(copy.deepcopy(snapshot.optimizer))  # loading would share the snapshot's tensors
+        step, ema, levels, q_start = snapshot.step, snapshot.ema, snapshot.levels, snapshot.q_start
+        lr_scale, rollbacks = lr_scale * 0.5, rollbacks + 1
+        snapshot = None  # taken again at once, with the new rate
+        _report(callback, step, total if final else None, ema, config, time.perf_counter() - t_start,
+                lr=lr_scale * config.lr,
+                note=f"{what} at step {at}: rolled back to step {step}, learning rate halved")
+
+    def interrupted(state: FitState) -> FitInterrupted:
+        written = False
+        if on_checkpoint is not None:
+            on_checkpoint(state)
+            written = True
+        field.eval()
+        result = FitResult(steps=state.step, seconds=state.elapsed,
+                           final_loss=state.ema if state.ema is not None else float("nan"),
+                           points_per_second=state.step * config.batch_size / max(state.elapsed, 1e-9))
+        return FitInterrupted(state, result, written)
+
+    try:
+        while True:
+            if stop.signum is not None:  # Ctrl-C or SIGTERM: stop here, where the state is whole
+                raise interrupted(capture())
+            if periodic and on_checkpoint is not None and \
+                    time.perf_counter() - last_checkpoint >= config.checkpoint_every:
+                on_checkpoint(capture())
+                last_checkpoint = time.perf_counter()
+            if snapshot is None or step % SNAPSHOT_EVERY == 0:
+                if not _finite(field):
+                    roll_back("the weights were not finite", step)
+                    continue
+                snapshot = capture()
+            elapsed = time.perf_counter() - t_start
+            if step == PROBE_SKIP or (compiled_at is not None and step == compiled_at + PROBE_SKIP) or (
+                    resumed_at is not None and step == resumed_at + PROBE_SKIP):
+                mark = (step, elapsed)  # compiling (or resuming) made the steps before this one slow
+            probed = (step >= min(10, total) if final else
+                      (step >= 20 and elapsed >= PROBE_SECONDS) or (total is not None and step >= total))
+            if probed and not announced:
+                if not final:
+                    total, final = _budget_steps(config, user_total, step, elapsed, mark), True
+                announced = True
+                if config.checkpoint_every is not None and not periodic:  # worth it for a long fit only
+                    periodic = _planned_seconds(config, step, total, elapsed, mark) >= config.checkpoint_min_seconds
+                _report(callback, step, total, ema, config, elapsed, planned=True, lr=opt.param_groups[0]["lr"])
+                if _should_compile(config, device, step, total, elapsed, mark):
+                    forward, compiled_at = torch.compile(field, dynamic=False), step
+                    _report(callback, step, total, ema, config, elapsed, lr=opt.param_groups[0]["lr"],
+                            note="compiling the training step (torch.compile; about 15 s on 2 cores)")
+            elif announced and replans and levels is None and elapsed >= replans[0] * config.time_budget:
+                # again, at the recent speed: the probe's few seconds can misjudge a loop that speeds up (bfloat16
+                # kernels warming up made a 90 s budget stop at 52 s) or slows down (a 600 s fit reached its
+                # deadline before the end of its schedule)
+                replans.pop(0)
+                total, mark = _budget_steps(config, user_total, step, elapsed, mark), (step, elapsed)
+            if (final and step >= total) or (config.time_budget is not None and elapsed >= config.time_budget):
+                break
+            q = config.quantization
+            # finetuning takes the last share of the steps, in the cosine's tail; or of the time when a budget
+            # is about to stop the fit early (a slower machine than the probe measured must not skip it)
+            if q and final and levels is None and (step >= total * (1 - q.fraction) or (
+                    config.time_budget is not None and elapsed >= config.time_budget * (1 - q.fraction))):
+                levels, q_start = (q.levels(field) if callable(q.levels) else q.levels), step
+            lr = lr_at(step, total if final else 10**9, config)  # warm-up, then hold until the plan is known
+            if levels is not None:  # finetuning anneals further, to a tenth of the tail's rate: weights settle
+                lr *= 1 - 0.9 * min(1.0, (step - q_start) / max(total - q_start, 1))
+            lr *= lr_scale  # 1 unless a divergence was rolled back
+            for group in opt.param_groups:
+                group["lr"] = lr
+            coords, target, mask = (t.to(device, non_blocking=True)
+                                    for t in signal.sample(config.batch_size, sample_gen))
+            saved = _perturb(field, levels, q.mode, sample_gen) if levels is not None else None
             opt.zero_grad(set_to_none=True)
-            _report(callback, step, total if final else None, ema, config, time.perf_counter() - t_start, lr=lr,
-                    note=f"torch.compile failed ({type(e).__name__}); fitting without it")
-            loss = _forward_backward(forward, coords, target, mask, mixed)
-        if saved is not None:  # the gradient was taken at the quantized weights; apply it to the float ones
-            with torch.no_grad():
-                for p, value in saved:
-                    p.copy_(value)
-        if config.grad_clip:
-            nn.utils.clip_grad_norm_(field.parameters(), config.grad_clip)
-        opt.step()
-        step += 1
-        value = loss.item()
-        if not math.isfinite(value):
-            raise NeofieldError(f"the fit diverged at step {step} (loss {value}); try a lower --lr")
-        ema = value if ema is None else 0.95 * ema + 0.05 * value
-        if step % config.report_every == 0 or (final and step == total):
-            _report(callback, step, total if final else None, ema, config, time.perf_counter() - t_start, lr=lr)
+            try:
+                loss = _forward_backward(forward, coords, target, mask, mixed)
+            except Exception as e:  # inductor failed to build its kernels (compiler, headers): go on eagerly
+                if step != compiled_at:
+                    raise
+                forward, compiled_at = field, None
+                opt.zero_grad(set_to_none=True)
+                _report(callback, step, total if final else None, ema, config, time.perf_counter() - t_start,
+                        lr=lr, note=f"torch.compile failed ({type(e).__name__}); fitting without it")
+                loss = _forward_backward(forward, coords, target, mask, mixed)
+            if saved is not None:  # the gradient was taken at the quantized weights; apply it to the float ones
+                with torch.no_grad():
+                    for p, value in saved:
+                        p.copy_(value)
+            norm = nn.utils.clip_grad_norm_(field.parameters(), config.grad_clip) if config.grad_clip else None
+            value, norm = (loss.item(), 0.0) if norm is None else torch.stack([loss.detach().float(),
+                                                                               norm.float()]).tolist()
+            if not (math.isfinite(value) and math.isfinite(norm)):  # diverged: this step is not taken
+                roll_back(f"the loss was {value}" if not math.isfinite(value) else f"the gradient norm was {norm}",
+                          step + 1)
+                continue
+            opt.step()
+            step += 1
+            ema = value if ema is None else 0.95 * ema + 0.05 * value
+            if step % config.report_every == 0 or (final and step == total):
+                _report(callback, step, total if final else None, ema, config, time.perf_counter() - t_start,
+                        lr=lr)
+    except FitInterrupted:
+        raise
+    except KeyboardInterrupt:  # a second signal cut a step short: go back to the last state known whole
+        if snapshot is None:
+            raise
+        field.load_state_dict(snapshot.field)
+        raise interrupted(snapshot) from None
+    if stop.signum is not None:  # asked to stop as the last step ended: the checkpoint resumes to the end at once
+        raise interrupted(capture())
     seconds = time.perf_counter() - t_start
     field.eval()
     return FitResult(steps=step, seconds=seconds, final_loss=ema if ema is not None else float("nan"),
                      points_per_second=step * config.batch_size / max(seconds, 1e-9))
+
+
+def _restore(field: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator, state: FitState,
+             config: FitConfig, planned: int | None) -> None:
+    """Load a checkpoint's field, optimiser and sampler, after checking it is this fit's."""
+    if config.time_budget is None and state.final and state.total != planned:
+        raise NeofieldError(f"the checkpoint is of a fit of {state.total} steps, not {planned}: resume it with "
+                            "the same --steps, --epochs and --batch-size")
+    try:
+        field.load_state_dict(state.field)
+        opt.load_state_dict(copy.deepcopy(state.optimizer))
+        gen.set_state(state.sampler)
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise NeofieldError(f"the checkpoint does not fit this model ({first})") from None
+
+
+@torch.no_grad()
+def _finite(field: nn.Module) -> bool:
+    return bool(torch.stack([torch.isfinite(p).all() for p in field.parameters()]).all())
+
+
+def _seconds_per_step(step: int, elapsed: float, mark: tuple[int, float]) -> float:
+    start_step, start_time = mark if step > mark[0] else (0, 0.0)
+    return (elapsed - start_time) / max(step - start_step, 1)
+
+
+def _planned_seconds(config: FitConfig, step: int, total: int, elapsed: float, mark: tuple[int, float]) -> float:
+    """How long the whole fit will take at the speed measured so far."""
+    seconds = elapsed + (total - step) * _seconds_per_step(step, elapsed, mark)
+    return min(seconds, config.time_budget) if config.time_budget is not None else seconds
 
 
 def _forward_backward(forward: Callable, coords: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
@@ -276,9 +460,8 @@ def _should_compile(config: FitConfig, device: torch.device, step: int, total: i
         return config.compile == "on"
     if device.type != "cpu":
         return False
-    start_step, start_time = mark if step > mark[0] else (0, 0.0)
-    seconds_per_step = (elapsed - start_time) / max(step - start_step, 1)
-    return (total - step) * seconds_per_step >= COMPILE_MIN_SECONDS and compiler_available(device)
+    return (total - step) * _seconds_per_step(step, elapsed, mark) >= COMPILE_MIN_SECONDS and \
+        compiler_available(device)
 
 
 @torch.no_grad()

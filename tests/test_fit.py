@@ -168,3 +168,43 @@ def test_short_fits_stay_eager_and_compile_on_without_a_compiler_is_refused(tiny
         _fit_weights(signal, compile="on")
     with pytest.raises(NeofieldError, match="--compile must be one of"):
         _fit_weights(signal, compile="yes")
+
+
+class NanOnCue(torch.nn.Module):
+    """A field whose output turns to NaN on the forward calls ``bad(call)`` picks: a divergence on cue."""
+
+    def __init__(self, field, bad):
+        super().__init__()
+        self.field, self.bad, self.calls = field, bad, 0
+
+    def forward(self, coords):
+        self.calls += 1
+        out = self.field(coords)
+        return out * float("nan") if self.bad(self.calls) else out
+
+
+def test_a_nan_loss_rolls_back_to_the_last_snapshot_at_half_the_rate(tiny_clip):
+    signal = Signal(read_media(tiny_clip))
+    model = NanOnCue(make_field(signal, "tiny", segments=1), lambda call: call == 150)
+    config = FitConfig(steps=200, batch_size=128, device="cpu", compile="off")
+    progress = []
+    result = fit(model, signal, config, callback=progress.append)
+    assert [p.note for p in progress if p.note] == [
+        "the loss was nan at step 150: rolled back to step 100, learning rate halved"]
+    assert result.steps == 200 and math.isfinite(result.final_loss)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    last = progress[-1]
+    assert last.step == 200 and math.isclose(last.lr, 0.5 * lr_at(199, 200, config))  # halved for good
+
+
+def test_a_sixth_divergence_ends_the_fit_in_one_line(tiny_clip):
+    signal = Signal(read_media(tiny_clip))
+    model = NanOnCue(make_field(signal, "tiny", segments=1), lambda call: call >= 20)
+    notes = []
+    with pytest.raises(NeofieldError) as failure:
+        fit(model, signal, FitConfig(steps=100, batch_size=128, device="cpu", compile="off"),
+            callback=lambda p: p.note and notes.append(p.note))
+    assert len(notes) == 5 and all("rolled back to step 0, learning rate halved" in n for n in notes), notes
+    message = str(failure.value)
+    assert "\n" not in message and message.startswith("the fit diverged at step 1 (the loss was nan)"), message
+    assert "after 5 rollbacks" in message and message.endswith("try a lower --lr")
