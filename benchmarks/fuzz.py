@@ -45,6 +45,7 @@ line with the command that reproduces it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import itertools
 import json
@@ -1339,6 +1340,13 @@ def run(cases: int = 300, seed: int = 0, only: str | None = None, case: int | No
     old_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
+    # The command line's limits, scaled to the fuzzer's time limit: a legal decode that the real limits
+    # allow (up to 4 h) would otherwise count as a hang. What is checked is that the limits hold: a case
+    # beyond them must be refused up front, in one line, and one within them must finish in time.
+    import neofield.schema as schema
+
+    old_limits = schema.DEFAULT_LIMITS
+    schema.DEFAULT_LIMITS = dataclasses.replace(old_limits, decode_seconds=limit / 4)
     try:
         seeds = make_seeds(Path(seeds_dir) if seeds_dir else workdir / "seeds")
         fz = Fuzzer(workdir, seeds, limit, rss_bound_mb, seed)
@@ -1365,6 +1373,7 @@ def run(cases: int = 300, seed: int = 0, only: str | None = None, case: int | No
                 break
         return Report(outcomes, fz.peak_rss_kb, time.perf_counter() - t0, seed, rss_bound_mb, limit, notes)
     finally:
+        schema.DEFAULT_LIMITS = old_limits
         watchdog_stop.set()
         torch.set_num_threads(old_threads)
         resource.setrlimit(resource.RLIMIT_AS, old_as)
