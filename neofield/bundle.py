@@ -209,8 +209,10 @@ def _decode_groups(field: NeoMLPField, tensors: dict[str, torch.Tensor]) -> dict
             raise ValueError(f"{group}: quantization tables of shape {tuple(params.shape)} and "
                              f"{tuple(levels.shape)}, where the model's {len(names)} tensors need "
                              f"({len(names)}, 4) and ({len(names)},)")
+        # every level must dequantize to a finite float32: offset + scale * (levels - 1), in float64
+        top = np.abs(params[:, 1].astype(np.float64)) + np.abs(params[:, 0].astype(np.float64)) * (levels - 1)
         if len(names) and (levels.min() < 2 or levels.max() > 1 << 16 or not np.isfinite(params).all()
-                           or (params[:, 3] <= 0).any()):
+                           or (params[:, 3] <= 0).any() or not (top < 3e38).all()):
             raise ValueError(f"{group}: invalid quantization parameters")
         models = [entropy.GaussianModel(float(p[2]), float(p[3]), int(lv)) for p, lv in zip(params, levels)]
         sizes = [int(np.prod(shapes[n], dtype=np.int64)) for n in names]

@@ -756,6 +756,9 @@ def write_image_sequence(pattern: str, frames: Iterable[np.ndarray], *, force: b
         raise NeofieldError(f"{pattern!r} needs exactly one frame-number field such as %05d")
     if target.suffix.lower() not in IMAGE_SUFFIXES:
         raise NeofieldError(f"{pattern!r}: pictures are written as {', '.join(sorted(IMAGE_SUFFIXES))}")
+    width = SEQUENCE_FIELD.search(target.name)[1]
+    if width and int(width) > 12:  # %0999999d would name each picture with a million digits
+        raise NeofieldError(f"{pattern[:60]!r}: a frame number of at most 12 digits (%012d)")
     folder = target.parent
     if not folder.is_dir():
         raise NeofieldError(f"output folder {folder} does not exist")

@@ -175,3 +175,15 @@ def test_the_papers_baselines_round_trip_through_the_same_bundle(field_and_meta,
     assert bundle.pack(loaded.field, loaded.meta, loaded.quantized) == data  # byte-exact
     coords = torch.rand(500, 3) * 2 - 1
     assert torch.equal(evaluate(field.eval(), coords), evaluate(loaded.field, coords))
+
+
+def test_quantization_parameters_that_would_dequantize_past_float32_are_a_corrupted_bundle(field_and_meta):
+    field, meta = field_and_meta
+    data = bundle.pack(field, {**meta, "weights_dtype": "quantized"})
+    payload = zstandard.ZstdDecompressor().decompress(data)
+    tensors = safetensors.torch.load(payload)
+    tensors["latents.params"][0, 0] = 3e38  # scale: level 63 would be 1.9e40
+    stored = json.loads(payload[8:8 + int.from_bytes(payload[:8], "little")])["__metadata__"]
+    evil = zstandard.ZstdCompressor().compress(safetensors.torch.save(tensors, stored))
+    with pytest.raises(NeofieldError, match="evil.nf: bundle is corrupted .*invalid quantization parameters"):
+        bundle.unpack(evil, "evil.nf")

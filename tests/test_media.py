@@ -618,3 +618,11 @@ def test_surround_sound_reads_back_in_the_channel_order_it_was_written(tmp_path,
         write_audio(tmp_path / f"c{loud}{suffix}", sound, 48000)
         back = read_media(tmp_path / f"c{loud}{suffix}").audio
         assert back.shape[1] == 6 and int(np.abs(back).sum(axis=0).argmax()) == loud, (suffix, loud)
+
+
+def test_a_frame_number_field_wider_than_twelve_digits_is_refused(tmp_path):
+    from neofield.media import write_image_sequence
+
+    with pytest.raises(NeofieldError, match="a frame number of at most 12 digits"):
+        write_image_sequence(str(tmp_path / "f%0999999d.png"), iter([np.zeros((2, 2, 3), np.uint8)]))
+    assert not list(tmp_path.iterdir())
