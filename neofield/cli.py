@@ -110,9 +110,15 @@ class FitDisplay:
             return
         n = field.num_parameters()
         err.print(f"[bold]signal[/] {escape(_describe_signal(signal))}")
-        err.print(f"[bold]model[/]  NeoMLP {field.config.dim}d x {field.config.layers} layers, "
-                  f"{n['total']:,} parameters ({n['backbone']:,} backbone + {n['latents']:,} latents "
-                  f"in {len(field.latents)} sets)")
+        if hasattr(field, "latents"):
+            err.print(f"[bold]model[/]  NeoMLP {field.config.dim}d x {field.config.layers} layers, "
+                      f"{n['total']:,} parameters ({n['backbone']:,} backbone + {n['latents']:,} latents "
+                      f"in {len(field.latents)} sets)")
+        else:
+            from .fields.registry import arch_of
+
+            err.print(f"[bold]model[/]  {arch_of(field)} {field.config.layers} layers of width {field.config.width}, "
+                      f"{n['total']:,} parameters (as many as the NeoMLP preset's)")
         err.print(f"[bold]budget[/] {_describe_budget(budget)}")
         self.progress.start()
 
@@ -223,6 +229,9 @@ def encode(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     precision: Annotated[str, typer.Option(help="Matmul precision while fitting: float32, bfloat16, or auto "
                                                 "(bfloat16 on CUDA and on CPUs with native bfloat16).")] = "auto",
+    arch: Annotated[str, typer.Option(help="Architecture: neomlp, or one of the NeoMLP paper's baselines (siren, "
+                                           "spder, rffnet) with as many parameters as the NeoMLP preset, to "
+                                           "compare on your own media.")] = "neomlp",
     compile_mode: Annotated[str, typer.Option("--compile", help="torch.compile the training step: on, off, or "
                                                                 "auto (on a CPU when minutes of fitting are "
                                                                 "planned; needs a C++ compiler).")] = "auto",
@@ -257,7 +266,7 @@ def encode(
         report = codec.encode(source, output, selection=selection, preset=preset, segments=segments, lr=lr,
                               warmup_steps=warmup, batch_size=batch_size, steps=steps, epochs=epochs,
                               time_budget=time_budget, attention=attention, latents=latents,
-                              precision=precision, compile_mode=compile_mode,
+                              precision=precision, arch=arch, compile_mode=compile_mode,
                               rff_sigma=parse_sigma(rff_sigma),
                               audio_share=audio_share, weights_dtype=dtype, bits=bit_depths(bits, latent_bits),
                               size=size, bitrate=bitrate, target_psnr=target_psnr,

@@ -33,6 +33,7 @@ from . import options as opt
 from .bundle import Bundle
 from .errors import NeofieldError
 from .fields.neomlp import INTERPOLATIONS, PRESETS, NeoMLPField, Segmentation, build_config
+from .fields.registry import ARCHS, RATES, baseline_for
 from .files import atomic_output, check_output
 from .fit import DEFAULT_BATCH, FitConfig, FitInterrupted, FitProgress, FitResult, QuantizationAware, fit
 from .media import (
@@ -197,6 +198,7 @@ def encode(
     attention: str | None = None,
     latents: str = DEFAULT_INTERPOLATION,
     precision: str = "auto",
+    arch: str = "neomlp",
     compile_mode: str = "auto",
     rff_sigma: float | tuple[float, ...] | None = None,
     audio_share: float | None = None,
@@ -254,6 +256,8 @@ def encode(
         raise NeofieldError(f"--latents must be {' or '.join(INTERPOLATIONS)}, not {latents!r}")
     if precision not in PRECISIONS:
         raise NeofieldError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if arch not in ARCHS:
+        raise NeofieldError(f"--arch must be one of {', '.join(ARCHS)}, not {arch!r}")
     if compile_mode not in COMPILE_MODES:
         raise NeofieldError(f"--compile must be one of {', '.join(COMPILE_MODES)}, not {compile_mode!r}")
     if weights_dtype not in bundle_io.STORAGE_DTYPES:
@@ -263,6 +267,8 @@ def encode(
     targets = [name for name, v in (("--size", size), ("--bitrate", bitrate), ("--psnr", target_psnr)) if v is not None]
     if len(targets) > 1:
         raise NeofieldError(f"give one target, not {' and '.join(targets)}")
+    if targets and arch != "neomlp":
+        raise NeofieldError(f"{targets[0]} sizes a NeoMLP; with --arch {arch}, give --bits instead")
     if targets and weights_dtype != bundle_io.QUANTIZED:
         raise NeofieldError(f"{targets[0]} needs --dtype {bundle_io.QUANTIZED}: rate control sets the bit depths")
     if targets and bits is not None:
@@ -305,16 +311,22 @@ def encode(
 
     def build(dim: int | None = None) -> NeoMLPField:
         width = {} if dim is None else {"dim": dim, "ffn_dim": 4 * dim}
-        return make_field(signal, preset, n_segments, seed=seed, interpolation=latents, attention=attention,
-                          rff_sigma=rff_sigma, **width)
+        neomlp = make_field(signal, preset, n_segments, seed=seed, interpolation=latents, attention=attention,
+                            rff_sigma=rff_sigma, **width)
+        if arch == "neomlp":
+            return neomlp
+        return baseline_for(arch, signal.coordinate_map.in_features, signal.out_features,
+                            neomlp.num_parameters()["total"], signal.kind, seed)
 
     budget = default_budget(steps, epochs, time_budget)
     p = PRESETS[preset]
+    if arch != "neomlp":  # a baseline's own rate and warm-up, unless given
+        p = dataclasses.replace(p, lr=RATES[arch][0], warmup_steps=RATES[arch][1])
     quantized = weights_dtype == bundle_io.QUANTIZED
     bits = bits or BitDepths() if quantized else None
     meta = signal_metadata(signal, source, selection)
     meta.update(weights_dtype=weights_dtype, preset=preset)
-    run = fit_fingerprint(source, meta, preset=preset, segments=n_segments, lr=lr or p.lr,
+    run = fit_fingerprint(source, meta, arch=arch, preset=preset, segments=n_segments, lr=lr or p.lr,
                           warmup=p.warmup_steps if warmup_steps is None else warmup_steps, batch_size=batch_size,
                           budget=budget, attention=attention, latents=latents, precision=precision,
                           rff_sigma=rff_sigma, audio_share=audio_share, weights_dtype=weights_dtype, bits=bits,

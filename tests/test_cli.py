@@ -262,3 +262,14 @@ def test_a_terminated_decode_leaves_no_partial_file(encoded, tmp_path):
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "interrupted" in stderr
     assert not any(tmp_path.iterdir())
+
+
+def test_encode_arch_siren_writes_a_bundle_that_info_describes(tiny_clip, tmp_path):
+    out = tmp_path / "siren.nf"
+    r = neofield("encode", tiny_clip, "-o", out, "--arch", "siren", "--steps", "20", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"model\s+siren 5 layers of width \d+", r.stderr)
+    info = neofield("info", out)
+    assert info.returncode == 0 and re.search(r"model  SIREN: 5 layers of width \d+, w0 30", info.stdout), info.stdout
+    assert_one_line_error(neofield("encode", tiny_clip, "-o", tmp_path / "x.nf", "--arch", "mlp"),
+                          "--arch must be one of neomlp, siren, spder, rffnet, not 'mlp'")

@@ -303,3 +303,26 @@ def test_psnr_refuses_a_bundle_whose_geometry_disagrees_with_its_source(video_bu
         safetensors.torch.save(safetensors.torch.load(payload), {"neofield": json.dumps(meta)})))
     with pytest.raises(NeofieldError, match="evil.nf: its geometry does not match the piece of .* damaged"):
         neofield.psnr(clip, evil)
+
+
+@pytest.mark.parametrize("arch", ["siren", "spder", "rffnet"])
+def test_a_baseline_encodes_decodes_and_scores_through_the_same_paths(tiny_clip, tmp_path, arch):
+    from neofield.fields.registry import arch_of
+
+    out = tmp_path / f"{arch}.nf"
+    report = neofield.encode(tiny_clip, out, arch=arch, **FAST)
+    neo = neofield.encode(tiny_clip, tmp_path / "neo.nf", **FAST)
+    b = neofield.load(out)
+    assert arch_of(b.field) == arch and b.meta["model"]["type"] == arch
+    assert abs(report.parameters["total"] / neo.parameters["total"] - 1) < 0.05  # parameter-matched
+    assert report.quality["video_psnr_db"] > 15
+    decoded = neofield.decode(out, tmp_path / f"{arch}_x2.mp4", scale=2)
+    assert (decoded.plan.video.width, decoded.plan.video.frames) == (64, 8)
+    assert neofield.psnr(tiny_clip, out)["video_psnr_db"] == pytest.approx(report.quality["video_psnr_db"], abs=1e-3)
+
+
+def test_a_size_target_with_a_baseline_is_refused(tiny_clip, tmp_path):
+    with pytest.raises(NeofieldError, match="--size sizes a NeoMLP; with --arch siren, give --bits instead"):
+        neofield.encode(tiny_clip, tmp_path / "a.nf", arch="siren", size="20KB", **FAST)
+    with pytest.raises(NeofieldError, match="--arch must be one of neomlp, siren, spder, rffnet"):
+        neofield.encode(tiny_clip, tmp_path / "a.nf", arch="mlp", **FAST)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import fields as dataclass_fields
 
+import torch
 from torch import nn
 
 from .baselines import RFFNet, RFFNetConfig, Siren, SirenConfig, Spder
@@ -62,3 +63,28 @@ def parameter_count(arch: str, config, segments: int = 1) -> int:
     if config.layers == 1:  # an RFF-MLP may be its read-out alone
         return (first + 1) * o
     return (first + 1) * w + (config.layers - 2) * (w + 1) * w + (w + 1) * o
+
+
+# The baselines' rates, measured on our clips (benchmarks/equal_time.py's sweep): SIREN 3e-4 with no warm-up
+# (1e-3 broke on sound); SPDER shares SIREN's network and initialisation; the RFF-MLP 1e-3 after 50 warm-up
+# steps (3e-3 was faster on short runs and diverged on Bach and Big Buck Bunny at 120 s).
+RATES = {"siren": (3e-4, 0), "spder": (3e-4, 0), "rffnet": (1e-3, 50)}
+# The RFF-MLP's frequencies (cycles per field unit): (x, y, t) for pictures, t for sound (equal_time.py's sweep)
+RFFNET_SIGMA = {"video": (2.0, 2.0, 1.0), "image": (2.0, 2.0, 1.0), "audio": 20.0, "audiovisual": (2.0, 2.0, 20.0)}
+SIREN_LAYERS, RFFNET_LAYERS, RFFNET_FEATURES = 5, 4, 256
+
+
+def baseline_for(arch: str, in_features: int, out_features: int, parameters: int, kind: str,
+                 seed: int = 0) -> nn.Module:
+    """The paper's baseline ``arch`` as wide as gives about ``parameters`` parameters (the NeoMLP
+    field's it is compared with, latents included): SIREN and SPDER 5 layers, the RFF-MLP 4 layers
+    over 256 Fourier features."""
+    def config(width: int):
+        if arch == "rffnet":
+            return RFFNetConfig(in_features, out_features, width=width, layers=RFFNET_LAYERS, rff_dim=RFFNET_FEATURES,
+                                rff_sigma=RFFNET_SIGMA[kind], seed=seed)
+        return SirenConfig(in_features, out_features, width=width, layers=SIREN_LAYERS)
+
+    width = min(range(1, 4097), key=lambda w: abs(parameter_count(arch, config(w)) - parameters))
+    torch.manual_seed(seed)
+    return build(arch, config(width))
