@@ -41,6 +41,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from neofield.codec import default_preset, default_segments, make_field
 from neofield.fields.baselines import RFFNet, RFFNetConfig, Siren, SirenConfig
+from neofield.fields.registry import RFFNET_SIGMA, baseline_for
 from neofield.fields.presets import PRESETS
 from neofield.fit import DEFAULT_BATCH, FitConfig, fit, masked_mse
 from neofield.media import Selection, read_media
@@ -96,27 +97,12 @@ RFF_LR, RFF_WARMUP = 3e-3, 50
 # RFF sigma in cycles per field unit, per kind: (x, y, t) for pictures, t for sound. Pictures' axes span
 # [-1, 1]; audio time runs at 200/7 units per second (+-100 for 7 s), so an audio sigma s puts the
 # frequencies' std at s * 28.6 Hz. An audio-visual field shares the audio time axis for its frames too.
-RFF_SIGMA: dict[str, float | tuple[float, ...]] = {
-    "video": (2.0, 2.0, 1.0),
-    "audio": 20.0,
-    "audiovisual": (2.0, 2.0, 20.0),
-}
+# The values live in neofield.fields.registry.RFFNET_SIGMA, which --arch rffnet uses too.
 MODELS = ["neomlp", "neomlp-tiny", "neomlp-small", "siren", "siren-matched", "rffnet"]
 # Matmul precision per model (neofield.runtime). NeoMLP and the RFF-MLP take the codec's "auto": bfloat16
 # where the CPU has it natively. SIREN keeps float32: its sine layers multiply every pre-activation by
 # w0 = 30, so bfloat16's ~3 significant digits would put its phases off by up to ~0.1 rad.
 PRECISION = {"siren": "float32", "siren-matched": "float32"}
-
-
-def siren_width_for(params: int, in_features: int, out_features: int, layers: int = 5) -> int:
-    """The SIREN width whose ``layers``-layer network holds about ``params`` parameters.
-
-    For the parameter-matched comparison the NeoMLP paper makes: the count is the whole NeoMLP field's, its
-    per-frame latents included, since they are part of what a bundle stores.
-    """
-    def count(w: int) -> int:
-        return (in_features + 1) * w + (layers - 2) * (w + 1) * w + (w + 1) * out_features
-    return min(range(4, 4096), key=lambda w: abs(count(w) - params))
 
 
 def setup(name: str, signal: Signal, seed: int) -> tuple[nn.Module, float, int, str]:
@@ -134,14 +120,14 @@ def setup(name: str, signal: Signal, seed: int) -> tuple[nn.Module, float, int, 
     torch.manual_seed(seed)
     if name == "siren":
         return Siren(SirenConfig(in_features, out_features, width=256, layers=5)), SIREN_LR, SIREN_WARMUP, ""
-    if name == "siren-matched":
+    if name == "siren-matched":  # as wide as gives the NeoMLP field's parameter count, latents included
         neomlp = make_field(signal, default_preset(signal.kind), default_segments(signal), seed=seed)
-        width = siren_width_for(neomlp.num_parameters()["total"], in_features, out_features)
-        torch.manual_seed(seed)
-        return Siren(SirenConfig(in_features, out_features, width=width, layers=5)), SIREN_LR, SIREN_WARMUP, f"5x{width}"
+        siren = baseline_for("siren", in_features, out_features, neomlp.num_parameters()["total"], signal.kind,
+                             seed)
+        return siren, SIREN_LR, SIREN_WARMUP, f"5x{siren.config.width}"
     if name == "rffnet":
         config = RFFNetConfig(in_features, out_features, width=256, layers=4, rff_dim=256,
-                              rff_sigma=RFF_SIGMA[signal.kind], seed=seed)
+                              rff_sigma=RFFNET_SIGMA[signal.kind], seed=seed)
         return RFFNet(config), RFF_LR, RFF_WARMUP, ""
     raise ValueError(f"unknown model {name!r}")
 

@@ -37,10 +37,11 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from equal_time import DATA, RFF_SIGMA, SIGNALS, cpu_name, matmul_peak, siren_width_for  # noqa: E402
+from equal_time import DATA, SIGNALS, cpu_name, matmul_peak  # noqa: E402
 
 from neofield.codec import default_preset, default_segments, make_field  # noqa: E402
-from neofield.fields.baselines import RFFNet, RFFNetConfig, Siren, SirenConfig, Spder  # noqa: E402
+from neofield.fields.baselines import SirenConfig  # noqa: E402
+from neofield.fields.registry import RATES, baseline_for  # noqa: E402
 from neofield.fields.presets import PRESETS  # noqa: E402
 from neofield.fit import DEFAULT_BATCH, FitConfig, fit  # noqa: E402
 from neofield.media import read_media  # noqa: E402
@@ -51,17 +52,7 @@ from neofield.signal import Signal  # noqa: E402
 
 ARCHS = ["neomlp", "neomlp-linear", "siren", "spder", "rffnet", "neomlp-1set", "peer"]
 MLP_BATCH = 4096  # the MLPs' batch at equal time, at which their rates were swept (equal_time.py)
-# Rates: NeoMLP its preset's; SIREN's from equal_time.py's sweep (3e-4, no warm-up); SPDER shares SIREN's
-# network and initialisation, and its authors report no tuning, so it takes SIREN's; the RFF-MLP 1e-3 with
-# a 50-step warm-up (3e-3 was faster on short runs but diverged on Bach and Big Buck Bunny at 120 s).
-RATES = {"siren": (3e-4, 0), "spder": (3e-4, 0), "rffnet": (1e-3, 50)}
-
-
-def rffnet_width_for(params: int, in_features: int, out_features: int, rff_dim: int = 256, layers: int = 4) -> int:
-    """The RFF-MLP width whose network holds about ``params`` parameters."""
-    def count(w: int) -> int:
-        return (rff_dim + 1) * w + (layers - 2) * (w + 1) * w + (w + 1) * out_features
-    return min(range(4, 4096), key=lambda w: abs(count(w) - params))
+# The baselines' rates and sizes are the ones `neofield encode --arch` uses (neofield.fields.registry).
 
 
 class Peer(nn.Module):
@@ -95,15 +86,11 @@ def build(arch: str, signal: Signal, seed: int) -> tuple[nn.Module, float, int, 
         field = make_field(signal, preset, segments, seed=seed, encoding=encoding)
         c = field.config
         return field, p.lr, p.warmup_steps, f"{preset}, D {c.dim}, {segments} set{'s' if segments > 1 else ''}"
-    torch.manual_seed(seed)
-    if arch in ("siren", "spder"):
-        width = siren_width_for(target, i, o)
-        cls = Siren if arch == "siren" else Spder
-        return cls(SirenConfig(i, o, width=width, layers=5)), *RATES[arch], f"5x{width}"
-    if arch == "rffnet":
-        width = rffnet_width_for(target, i, o)
-        config = RFFNetConfig(i, o, width=width, layers=4, rff_dim=256, rff_sigma=RFF_SIGMA[signal.kind], seed=seed)
-        return RFFNet(config), *RATES[arch], f"4x{width}, 256 features"
+    if arch in RATES:  # the parameter-matched baseline --arch builds, at its rate
+        field = baseline_for(arch, i, o, target, signal.kind, seed)
+        c = field.config
+        size = f"{c.layers}x{c.width}" + (f", {c.rff_dim} features" if arch == "rffnet" else "")
+        return field, *RATES[arch], size
     if arch == "peer":
         c = PRESETS[preset].model
         return Peer(i, o, c.dim, c.layers, c.hidden_tokens, c.heads), p.lr, p.warmup_steps, \
