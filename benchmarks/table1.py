@@ -39,7 +39,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from equal_time import DATA, SIGNALS, cpu_name, matmul_peak  # noqa: E402
 
-from neofield.codec import default_preset, default_segments, make_field  # noqa: E402
+from neofield.codec import default_preset, default_segments, make_field, sound_sigma  # noqa: E402
 from neofield.fields.baselines import SirenConfig  # noqa: E402
 from neofield.fields.registry import RATES, baseline_for  # noqa: E402
 from neofield.fields.presets import PRESETS  # noqa: E402
@@ -87,7 +87,7 @@ def build(arch: str, signal: Signal, seed: int) -> tuple[nn.Module, float, int, 
         c = field.config
         return field, p.lr, p.warmup_steps, f"{preset}, D {c.dim}, {segments} set{'s' if segments > 1 else ''}"
     if arch in RATES:  # the parameter-matched baseline --arch builds, at its rate
-        field = baseline_for(arch, i, o, target, signal.kind, seed)
+        field = baseline_for(arch, i, o, target, signal.kind, seed, sound_sigma(signal))
         c = field.config
         size = f"{c.layers}x{c.width}" + (f", {c.rff_dim} features" if arch == "rffnet" else "")
         return field, *RATES[arch], size

@@ -33,7 +33,7 @@ from . import options as opt
 from .bundle import Bundle
 from .errors import NeofieldError
 from .fields.neomlp import INTERPOLATIONS, PRESETS, NeoMLPField, Segmentation, build_config
-from .fields.registry import ARCHS, RATES, baseline_for
+from .fields.registry import ARCHS, AUTO_PRECISION, RATES, baseline_for
 from .files import atomic_output, check_output
 from .fit import DEFAULT_BATCH, FitConfig, FitInterrupted, FitProgress, FitResult, QuantizationAware, fit
 from .media import (
@@ -155,10 +155,18 @@ def make_field(signal: Signal, preset: str, segments: int, seed: int = 0,
     return NeoMLPField(config, Segmentation(segments, lo, hi, interpolation=interpolation))
 
 
+def sound_sigma(signal: Signal) -> float | None:
+    """The RFF sigma of the signal's sound's time axis, from its spectral centroid
+    (:func:`neofield.signal.audio_rff_sigma`); None without sound."""
+    if signal.media.audio is None:
+        return None
+    return audio_rff_sigma(signal.media.audio, signal.sample_rate)
+
+
 def rff_sigma_for(signal: Signal, preset: str) -> float | tuple[float, ...]:
     """The preset's sigma for pictures; for the sound's time axis, the sound's spectral
-    centroid (:func:`neofield.signal.audio_rff_sigma`), measured in docs/cpu-defaults.md."""
-    audio = audio_rff_sigma(signal.media.audio, signal.sample_rate)
+    centroid (:func:`sound_sigma`), measured in docs/cpu-defaults.md."""
+    audio = sound_sigma(signal)
     if signal.kind == "audio":
         return audio
     video = PRESETS[preset].video_sigma
@@ -258,6 +266,8 @@ def encode(
         raise NeofieldError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     if arch not in ARCHS:
         raise NeofieldError(f"--arch must be one of {', '.join(ARCHS)}, not {arch!r}")
+    if precision == "auto":
+        precision = AUTO_PRECISION.get(arch, precision)
     if compile_mode not in COMPILE_MODES:
         raise NeofieldError(f"--compile must be one of {', '.join(COMPILE_MODES)}, not {compile_mode!r}")
     if weights_dtype not in bundle_io.STORAGE_DTYPES:
@@ -308,6 +318,7 @@ def encode(
     n_segments = segments or default_segments(signal)
     if rff_sigma is None and signal.media.audio is not None:  # once, not for every width rate control tries
         rff_sigma = rff_sigma_for(signal, preset)
+    audio_sigma = sound_sigma(signal) if arch == "rffnet" else None
 
     def build(dim: int | None = None) -> NeoMLPField:
         width = {} if dim is None else {"dim": dim, "ffn_dim": 4 * dim}
@@ -316,7 +327,7 @@ def encode(
         if arch == "neomlp":
             return neomlp
         return baseline_for(arch, signal.coordinate_map.in_features, signal.out_features,
-                            neomlp.num_parameters()["total"], signal.kind, seed)
+                            neomlp.num_parameters()["total"], signal.kind, seed, audio_sigma)
 
     budget = default_budget(steps, epochs, time_budget)
     p = PRESETS[preset]

@@ -77,6 +77,16 @@ def test_rff_bank_is_regenerated_from_its_seed():
     assert stds[0] < stds[1] < stds[2] and stds[2] > 10 * stds[0]  # each input's own sigma
 
 
+def test_rff_phases_stay_float32_under_bfloat16_autocast():
+    # audio time reaches +-100 field units: a bfloat16 matmul put the phases hundreds of radians off
+    field = RFFNet(RFFNetConfig(1, 1, width=16, rff_sigma=15.6))
+    x = torch.linspace(-100, 100, 1000)[:, None]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = field.features(x)
+    assert mixed.dtype == torch.float32
+    assert (mixed - field.features(x)).abs().max() < 1e-3
+
+
 @pytest.mark.parametrize("name", ["siren", "rffnet", "spder"])
 @pytest.mark.parametrize("kind", ["video", "audio"])
 def test_a_short_fit_through_neofields_loop_reduces_the_error(name, kind, tiny_clip):

@@ -319,6 +319,8 @@ def test_a_baseline_encodes_decodes_and_scores_through_the_same_paths(tiny_clip,
     decoded = neofield.decode(out, tmp_path / f"{arch}_x2.mp4", scale=2)
     assert (decoded.plan.video.width, decoded.plan.video.frames) == (64, 8)
     assert neofield.psnr(tiny_clip, out)["video_psnr_db"] == pytest.approx(report.quality["video_psnr_db"], abs=1e-3)
+    # "auto" precision is bfloat16 for NeoMLP here, but float32 for the sine networks (w0 = 30 needs the digits)
+    assert b.meta["fit"]["config"].get("precision") == ("float32" if arch in ("siren", "spder") else None)
 
 
 def test_a_size_target_with_a_baseline_is_refused(tiny_clip, tmp_path):

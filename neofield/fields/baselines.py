@@ -155,8 +155,15 @@ class RFFNet(nn.Module):
         self.out = nn.Linear(dims[-1], c.out_features)
 
     def features(self, coords: torch.Tensor) -> torch.Tensor:
-        """``(B, I)`` coordinates -> ``(B, rff_dim)`` Fourier features."""
-        phase = (2 * math.pi) * (coords.float() @ self.freqs)
+        """``(B, I)`` coordinates -> ``(B, rff_dim)`` Fourier features.
+
+        The phases are a matmul, which autocast would run in bfloat16: with 8
+        mantissa bits, audio time (+-100 units) times a frequency of 50 lands
+        hundreds of radians off, and the features become noise. So they are
+        computed in float32 whatever the precision of the rest.
+        """
+        with torch.autocast(coords.device.type, enabled=False):
+            phase = (2 * math.pi) * (coords.float() @ self.freqs)
         return torch.cat([phase.cos(), phase.sin()], dim=-1)
 
     def forward(self, coords: torch.Tensor) -> torch.Tensor:

@@ -67,22 +67,35 @@ def parameter_count(arch: str, config, segments: int = 1) -> int:
 
 # The baselines' rates, measured on our clips (benchmarks/equal_time.py's sweep): SIREN 3e-4 with no warm-up
 # (1e-3 broke on sound); SPDER shares SIREN's network and initialisation; the RFF-MLP 1e-3 after 50 warm-up
-# steps (3e-3 was faster on short runs and diverged on Bach and Big Buck Bunny at 120 s).
-RATES = {"siren": (3e-4, 0), "spder": (3e-4, 0), "rffnet": (1e-3, 50)}
-# The RFF-MLP's frequencies (cycles per field unit): (x, y, t) for pictures, t for sound (equal_time.py's sweep)
+# steps, best of 1e-3 and 3e-3 at 30 s on all three signals (docs/cpu-defaults.md, "The paper's Table 1").
+RATES = {"siren": (3e-4, 0), "spder": (3e-4, 0), "rffnet": (3e-3, 50)}
+# The RFF-MLP's frequencies (cycles per field unit): (x, y, t) for pictures, t for sound (equal_time.py's sweep).
+# A sound's time axis takes the sound's own spectral sigma where it is known (rffnet_sigma), as NeoMLP's does.
 RFFNET_SIGMA = {"video": (2.0, 2.0, 1.0), "image": (2.0, 2.0, 1.0), "audio": 20.0, "audiovisual": (2.0, 2.0, 20.0)}
 SIREN_LAYERS, RFFNET_LAYERS, RFFNET_FEATURES = 5, 4, 256
+# What "--precision auto" means per architecture where it is not the codec's bfloat16: a sine network multiplies
+# every pre-activation by w0 = 30, and bfloat16's ~3 significant digits would put its phases off by ~0.1 rad.
+AUTO_PRECISION = {"siren": "float32", "spder": "float32"}
+
+
+def rffnet_sigma(kind: str, audio_sigma: float | None = None) -> float | tuple[float, ...]:
+    """The RFF-MLP's frequencies for a signal of ``kind``; ``audio_sigma`` (the sound's spectral sigma,
+    :func:`neofield.signal.audio_rff_sigma`) replaces the sound's time axis where there is one."""
+    sigma = RFFNET_SIGMA[kind]
+    if audio_sigma is None or kind not in ("audio", "audiovisual"):
+        return sigma
+    return audio_sigma if kind == "audio" else (*sigma[:2], audio_sigma)
 
 
 def baseline_for(arch: str, in_features: int, out_features: int, parameters: int, kind: str,
-                 seed: int = 0) -> nn.Module:
+                 seed: int = 0, audio_sigma: float | None = None) -> nn.Module:
     """The paper's baseline ``arch`` as wide as gives about ``parameters`` parameters (the NeoMLP
     field's it is compared with, latents included): SIREN and SPDER 5 layers, the RFF-MLP 4 layers
-    over 256 Fourier features."""
+    over 256 Fourier features (``audio_sigma``: see :func:`rffnet_sigma`)."""
     def config(width: int):
         if arch == "rffnet":
             return RFFNetConfig(in_features, out_features, width=width, layers=RFFNET_LAYERS, rff_dim=RFFNET_FEATURES,
-                                rff_sigma=RFFNET_SIGMA[kind], seed=seed)
+                                rff_sigma=rffnet_sigma(kind, audio_sigma), seed=seed)
         return SirenConfig(in_features, out_features, width=width, layers=SIREN_LAYERS)
 
     width = min(range(1, 4097), key=lambda w: abs(parameter_count(arch, config(w)) - parameters))
