@@ -326,6 +326,8 @@ def decode(
     compile_mode: Annotated[str, typer.Option("--compile", help="torch.compile the field: on, off, or auto (on a "
                                                                 "CPU when rendering would take 30 s or more; "
                                                                 "needs a C++ compiler).")] = "auto",
+    item: Annotated[Optional[str], typer.Option(help="The signal of a set bundle (neofield set fit) to render: "
+                                                     "its index or its name.")] = None,
     allow_large: AllowLarge = False,
     force: Force = False,
     quiet: Quiet = False,
@@ -360,7 +362,7 @@ def decode(
                               size=parse_size(size, "--size") if size else None, fps=fps, sample_rate=sample_rate,
                               start=start, end=end, frame=frame, codec=codec_name, crf=crf, lossless=lossless,
                               format=format, force=force, compile_mode=compile_mode, limits=_limits(allow_large),
-                              on_plan=on_plan, on_progress=on_progress)
+                              item=item, on_plan=on_plan, on_progress=on_progress)
     if as_json:
         print(json.dumps(report.to_dict(), indent=2), file=sys.stderr if report.path is None else sys.stdout)
     elif not quiet:
@@ -432,11 +434,10 @@ def info(
     as_json: Json = False,
 ) -> None:
     """Show what a bundle holds: geometry, model, fit and quality."""
-    from . import codec
-    from .bundle import stored_bytes
+    from .bundle import load, stored_bytes
 
     limits = _limits(allow_large)
-    b = codec.load(bundle, limits)
+    b = load(bundle, limits)  # a set bundle too, whole
     meta = dict(b.meta)
     meta["bytes"] = bundle.stat().st_size
     meta["stored_bytes"] = stored_bytes(bundle.read_bytes(), limits)
@@ -460,6 +461,11 @@ def info(
         a = geo["audio"]
         say(f"  audio  {a['channels']} ch at {a['sample_rate']} Hz, {a['samples']:,} samples")
     say(f"  length {geo['duration']:.3f} s, from {meta['source']['name']}")
+    if "collection" in meta:
+        col = meta["collection"]
+        classes = f", {len(col['classes'])} classes" if col.get("classes") else ""
+        say(f"  set    {col['items']:,} signals of this grid over one backbone, {col['segments_per_item']} latent "
+            f"set{'s' if col['segments_per_item'] > 1 else ''} each{classes} (decode one with --item)")
     for line in _describe_model(meta):
         say(line)
     split = meta["stored_bytes"]
@@ -508,6 +514,9 @@ def _describe_quality(quality: dict) -> str:
     if "audio_psnr_db" in quality:
         parts.append(f"audio PSNR {quality['audio_psnr_db']:.2f} dB"
                      + (f", SNR {quality['audio_snr_db']:.2f} dB" if "audio_snr_db" in quality else ""))
+    if "mean_psnr_db" in quality:  # a set: over its signals
+        parts.append(f"PSNR {quality['mean_psnr_db']:.2f} dB on average over the signals"
+                     + (f" (lowest {quality['min_psnr_db']:.2f})" if "min_psnr_db" in quality else ""))
     return "; ".join(parts)
 
 
@@ -553,6 +562,11 @@ def _duration(seconds: float) -> str:
     if seconds < 5400:
         return f"{seconds / 60:.1f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+from .sets.cli import app as _set_app  # noqa: E402  (it reads this module's helpers, defined above)
+
+app.add_typer(_set_app, name="set")
 
 
 def _terminate(signum, frame) -> None:

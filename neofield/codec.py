@@ -570,9 +570,31 @@ def measure(field_: NeoMLPField, signal: Signal, points_per_second: float | None
 
 
 # ---------------------------------------------------------------- decode ----
-def load(path: str | Path, limits: Limits = DEFAULT_LIMITS) -> Bundle:
-    """Read a ``.nf`` bundle (raises :class:`NeofieldError` if it is not a valid one within ``limits``)."""
-    return bundle_io.load(path, limits)
+def load(path: str | Path, limits: Limits = DEFAULT_LIMITS, item: str | int | None = None) -> Bundle:
+    """Read a ``.nf`` bundle (raises :class:`NeofieldError` if it is not a valid one within ``limits``).
+
+    A set bundle (``neofield set fit``) holds many signals over one backbone: ``item`` (an index or a
+    name) picks one, returned as an ordinary single-signal bundle.
+    """
+    b = bundle_io.load(path, limits)
+    collection = b.meta.get("collection")
+    if collection is None:
+        if item is not None:
+            raise NeofieldError(f"{path} holds one signal: --item applies to a set bundle (neofield set fit)")
+        return b
+    if item is None:
+        raise NeofieldError(f"{path} holds a set of {collection['items']:,} signals: pick one with --item "
+                            f"(0 to {collection['items'] - 1:,}, or a name)")
+    from .sets.fit import item_index
+    from .sets.field import item_field
+
+    k = item_index(b.meta, item)
+    meta = {key: v for key, v in b.meta.items() if key not in ("collection", "quality")}
+    name = (collection.get("names") or [str(k)])[k]
+    meta["source"] = {**meta["source"], "name": f"{meta['source']['name']}: {name}"}
+    meta["model"] = {**meta["model"], "segmentation": {**meta["model"]["segmentation"],
+                                                       "segments": collection["segments_per_item"]}}
+    return Bundle(field=item_field(b.field, collection["segments_per_item"], k), meta=meta)
 
 
 TAG_KEY = "comment"  # a container tag every muxer we write keeps (mp4, mov, mkv, webm, flac, ogg, wav)
@@ -668,6 +690,7 @@ def decode(
     force: bool = False,
     compile_mode: str = "auto",
     limits: Limits = DEFAULT_LIMITS,
+    item: str | int | None = None,
     on_plan: Callable[[DecodeCost], None] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> DecodeReport:
@@ -682,13 +705,13 @@ def decode(
     is checked against ``limits`` and passed to ``on_plan``; ``on_progress``
     then gets (points done, points in all) as the field is evaluated. Long
     decodes compile the field (``compile_mode`` ``auto``, see
-    :func:`neofield.render.should_compile`).
+    :func:`neofield.render.should_compile`). ``item`` picks one signal of a set bundle (see :func:`load`).
     """
     check_decode_options(scale, scale_time, scale_rate, size, fps, sample_rate, start, end, frame, crf)
     if compile_mode not in COMPILE_MODES:
         raise NeofieldError(f"--compile must be one of {', '.join(COMPILE_MODES)}, not {compile_mode!r}")
     bundle_path = Path(bundle_path)
-    b = load(bundle_path, limits)
+    b = load(bundle_path, limits, item)
     target = resolve_target(output, bundle_path, b.meta, scale, format, frame)
     if target.kind != "video" and (codec is not None or crf is not None or lossless):
         raise NeofieldError("--codec, --crf and --lossless apply to video files (.mp4 .mov .mkv .webm .gif)")

@@ -246,7 +246,9 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
     device = resolve_device(config.device)
     field.to(device).train()
     sample_gen = torch.Generator().manual_seed(config.seed)
-    opt = torch.optim.Adam(field.parameters(), lr=config.lr)
+    # a field may bring its own optimiser (a nu-set's latent table: neofield.sets.field); groups may scale the rate
+    make = getattr(field, "make_optimizer", None)
+    opt = make(config.lr) if make else torch.optim.Adam(field.parameters(), lr=config.lr)
     mixed = autocast(device, config.precision)
 
     total = _planned_steps(config, signal.n_points)  # None when only a time budget is given
@@ -363,7 +365,7 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
                 lr *= 1 - 0.9 * min(1.0, (step - q_start) / max(total - q_start, 1))
             lr *= lr_scale  # 1 unless a divergence was rolled back
             for group in opt.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_scale", 1.0)
             coords, target, mask = (t.to(device, non_blocking=True)
                                     for t in signal.sample(config.batch_size, sample_gen))
             saved = _perturb(field, levels, q.mode, sample_gen) if levels is not None else None

@@ -111,7 +111,8 @@ ROW_POINTS = 1 << 16  # points whose coordinates a frame is rendered in at a tim
 
 def render_video(field: nn.Module | Evaluator, cmap: CoordinateMap, grid: VideoGrid, values_map: ValueMap,
                  channels: slice = slice(0, 3), chunk: int | None = None) -> Iterator[np.ndarray]:
-    """Yield ``(height, width, 3)`` uint8 frames one at a time, so that a long
+    """Yield ``(height, width, 3)`` uint8 frames one at a time (a field with one picture output, a gray
+    one, is written as RGB), so that a long
     or upscaled decode streams into the encoder instead of filling memory.
 
     Each frame is rendered a band of rows at a time into its own buffer: a
@@ -130,7 +131,7 @@ def render_video(field: nn.Module | Evaluator, cmap: CoordinateMap, grid: VideoG
             coords = cmap.coords(t.expand(n), xs.repeat(len(band)), band.repeat_interleave(grid.width))
             values = run(coords)[:, channels]
             raw = values_map.to_raw(values).nan_to_num_(0.0).round_().clamp_(0, 255).to(torch.uint8)
-            frame[r:r + len(band)] = raw.view(len(band), grid.width, 3).numpy()
+            frame[r:r + len(band)] = raw.view(len(band), grid.width, -1).numpy()  # a gray field's 1 -> 3 channels
         yield frame
 
 

@@ -126,7 +126,9 @@ class _Checker:
             if required:
                 raise self.fail(path, "is missing", show=False)
             return None
-        value = parent[key]
+        return self.text_value(parent[key], path)
+
+    def text_value(self, value, path: str) -> str:
         if not isinstance(value, str) or len(value) > MAX_TEXT:
             raise self.fail(path, f"must be text of at most {MAX_TEXT:,} characters", value)
         if CONTROL.search(value):  # a terminal escape, a NUL, a lone surrogate: nothing a name or hash holds
@@ -155,6 +157,7 @@ def validate(meta, name: str = "bundle", limits: Limits = DEFAULT_LIMITS, format
     _layout(c, meta, kind, geometry, config)
     _source(c, meta, geometry)
     _records(c, meta)
+    _collection(c, meta)
 
 
 def _geometry(c: _Checker, meta: dict, kind: str) -> dict:
@@ -176,6 +179,7 @@ def _geometry(c: _Checker, meta: dict, kind: str) -> dict:
         if c.flag(video, "still", "geometry.video.still") != (kind == "image"):
             raise c.fail("geometry.video.still", f"does not match the modality {kind}", video.get("still"))
         c.choice(video, "rotation", "geometry.video.rotation", ROTATIONS, required=False)
+        c.choice(video, "channels", "geometry.video.channels", (1, 3), required=False)  # 1: gray (nu-sets of digits)
         c.flag(video, "vfr", "geometry.video.vfr")
         if "sample_aspect_ratio" in video:
             sar = video["sample_aspect_ratio"]
@@ -312,7 +316,7 @@ def _layout(c: _Checker, meta: dict, kind: str, geo: dict, config: NeoMLPConfig)
         if scale == 0:
             raise c.fail(f"values.{stream}.scale", "must not be 0", 0)
         span = outputs.get(stream)
-        width = 3 if stream == "video" else geo["audio"]["channels"]
+        width = geo["video"].get("channels", 3) if stream == "video" else geo["audio"]["channels"]
         if not (isinstance(span, list) and len(span) == 2 and all(
                 isinstance(x, int) and not isinstance(x, bool) for x in span)
                 and 0 <= span[0] and span[1] - span[0] == width and span[1] <= config.out_features):
@@ -365,6 +369,36 @@ def _records(c: _Checker, meta: dict) -> None:
         for key in ("seconds", "points_per_second"):
             if key in fit:
                 c.number(fit, key, f"fit.{key}", 0)
+
+
+def _collection(c: _Checker, meta: dict) -> None:
+    """A nu-set bundle (``neofield set fit``): ``items`` signals of one layout, ``segments_per_item`` latent
+    sets each, stored one item after the other in the model's latent table."""
+    col = c.obj(meta, "collection", "collection", required=False)
+    if col is None:
+        return
+    if meta["model"].get("type", "neomlp") != "neomlp":
+        raise c.fail("collection", "needs a NeoMLP: only it has latent sets", show=False)
+    items = c.integer(col, "items", "collection.items", 1, c.limits.segments)
+    per = c.integer(col, "segments_per_item", "collection.segments_per_item", 1, c.limits.segments)
+    if items * per != meta["model"]["segmentation"]["segments"]:
+        raise c.fail("collection.items", f"times segments_per_item {per} must be model.segmentation.segments", items)
+    classes = col.get("classes", [])
+    if not isinstance(classes, list) or len(classes) > c.limits.segments:
+        raise c.fail("collection.classes", "must be a list of names", classes)
+    for i, name in enumerate(classes):
+        c.text_value(name, f"collection.classes[{i}]")
+    for key in ("names", "labels"):
+        values = col.get(key)
+        if values is None:
+            continue
+        if not isinstance(values, list) or len(values) != items:
+            raise c.fail(f"collection.{key}", f"must be a list of {items:,}", values)
+        for i, v in enumerate(values):
+            if key == "names":
+                c.text_value(v, f"collection.names[{i}]")
+            elif isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < len(classes):
+                raise c.fail(f"collection.labels[{i}]", f"must be a class index below {len(classes)}", v)
 
 
 def _key(name: str) -> str:

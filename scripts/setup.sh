@@ -26,5 +26,5 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     "${PIP[@]}" torch==2.13.0
   fi
 fi
-"${PIP[@]}" -e ".[test]"
+"${PIP[@]}" -e ".[test,sets]"
 .venv/bin/python -c "import torch, neofield; print(f'neofield {neofield.__version__} ready (torch {torch.__version__})')"

@@ -1,0 +1,231 @@
+"""``neofield set``: fit a backbone on a dataset, fit latents of new signals, classify them.
+
+A thin layer over :mod:`neofield.sets.fit` and :mod:`neofield.sets.classify`,
+registered by :mod:`neofield.cli` as its ``set`` group (it shares that
+module's one-line errors and progress display).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import typer
+from rich.markup import escape
+
+from ..cli import FitDisplay, Force, Json, Quiet, err, friendly
+from ..fields.presets import PRESETS
+from ..options import parse_size
+
+app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich",
+                  help="nu-sets: one NeoMLP backbone for a dataset of signals, a latent set per signal "
+                       "(the NeoMLP paper's Algorithms 1 and 2), and a classifier on those latents.")
+
+Data = Annotated[str, typer.Argument(help="'digits' (scikit-learn's), a folder with MNIST's idx files or "
+                                          "CIFAR-10's binary batches, a folder of images (one subfolder per "
+                                          "class), or a folder of sounds or short clips of one size.")]
+Split = Annotated[str, typer.Option(help="train, test or all (a source without its own split: every 5th item "
+                                         "is test).")]
+Limit = Annotated[Optional[int], typer.Option(help="Take the first N signals of the split.")]
+Resize = Annotated[Optional[str], typer.Option(help="Resize every picture to WIDTHxHEIGHT.")]
+Seed = Annotated[int, typer.Option(help="Seed for initialisation and sampling.")]
+Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
+Batch = Annotated[int, typer.Option(help="(signal, point) pairs per step.")]
+
+
+def _load(data: str, split: str, limit: int | None, resize: str | None):
+    from .data import load_set
+
+    return load_set(data, split, limit, parse_size(resize, "--resize") if resize else None)
+
+
+def _budget(steps, epochs, time_budget, default_epochs: float) -> dict:
+    if steps is None and epochs is None and time_budget is None:
+        epochs = default_epochs
+    return {"steps": steps, "epochs": epochs, "time_budget": time_budget}
+
+
+@app.command("fit")
+@friendly
+def fit_command(
+    data: Data,
+    output: Annotated[Path, typer.Option("-o", "--output", help="The set bundle to write (.nf).")],
+    split: Split = "train",
+    limit: Limit = None,
+    resize: Resize = None,
+    preset: Annotated[str, typer.Option(help=f"Backbone size: {', '.join(PRESETS)}.")] = "tiny",
+    segments: Annotated[Optional[int], typer.Option(help="Latent sets per signal \\[default: 1 per picture, 1 "
+                                                         "per frame of a clip, 1 per 1,024 samples of a "
+                                                         "sound].")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Stop after this many steps.")] = None,
+    epochs: Annotated[Optional[float], typer.Option(help="Passes over every point of every signal "
+                                                         "\\[default: 40].")] = None,
+    time_budget: Annotated[Optional[float], typer.Option("--time-budget", help="Stop after this many "
+                                                                               "seconds.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate \\[default: the preset's].")] = None,
+    latent_lr_scale: Annotated[float, typer.Option(help="The latent table's rate as a multiple of the "
+                                                        "backbone's.")] = 1.0,
+    latent_optimizer: Annotated[str, typer.Option(help="lazy: Adam on the latent sets each batch touched "
+                                                       "(default); adam: dense Adam over the whole table.")] = "lazy",
+    batch_size: Batch = 4096,
+    dtype: Annotated[str, typer.Option(help="How weights are stored: float16, bfloat16 or float32.")] = "float16",
+    seed: Seed = 0,
+    device: Device = "auto",
+    force: Force = False,
+    quiet: Quiet = False,
+    as_json: Json = False,
+) -> None:
+    """Algorithm 1: fit one backbone and a latent set per signal on DATA, and store both.
+
+    Each step draws (signal, point) pairs at random across the whole dataset.
+    `neofield decode OUTPUT --item K` renders signal K; `neofield set encode`
+    fits latents for other signals with this backbone.
+    """
+    from ..fit import FitConfig
+    from ..files import check_output
+    from .fit import DEFAULT_EPOCHS, fit_set, save_set
+
+    check_output(output, force)  # before minutes of fitting
+    dataset = _load(data, split, limit, resize)
+    p = PRESETS.get(preset)
+    if p is None:
+        from ..errors import NeofieldError
+        raise NeofieldError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    config = FitConfig(lr=lr or p.lr, warmup_steps=p.warmup_steps, batch_size=batch_size, seed=seed, device=device,
+                       compile="off", **_budget(steps, epochs, time_budget, DEFAULT_EPOCHS))
+    display = FitDisplay(enabled=not quiet, batch_size=batch_size)
+    display.points = len(dataset) * int(np.prod(dataset.item_shape[:-1]))  # the plan line's epochs
+    if not quiet:
+        err.print(f"[bold]data[/]   {escape(dataset.source)}: {len(dataset):,} {dataset.kind} signals of "
+                  f"{'x'.join(map(str, dataset.item_shape))}")
+    try:
+        display.progress.start()
+        report = fit_set(dataset, config, preset, segments, latent_optimizer, latent_lr_scale,
+                         callback=display.on_progress, on_field=None if quiet else _describe_field)
+    finally:
+        display.progress.stop()
+    nbytes = save_set(output, report, config, preset, dtype, force=force)
+    summary = {"path": str(output), "bytes": nbytes, **report.summary()}
+    if as_json:
+        print(json.dumps(summary, indent=2))
+    elif not quiet:
+        err.print(f"[bold green]wrote[/] {escape(str(output))} ({nbytes:,} bytes, {nbytes / len(dataset):,.0f} per "
+                  f"signal) in {report.seconds:.1f} s of fitting; PSNR {summary['mean_psnr_db']:.2f} dB on average "
+                  f"(lowest {summary['min_psnr_db']:.2f})")
+
+
+def _describe_field(field) -> None:
+    n = field.num_parameters()
+    err.print(f"[bold]model[/]  NeoMLP {field.config.dim}d x {field.config.layers} layers: {n['backbone']:,} "
+              f"backbone parameters + {n['latents']:,} latents ({field.items:,} signals x "
+              f"{field.segments_per_item} set{'s' if field.segments_per_item > 1 else ''} x "
+              f"{field.latents.table.shape[1]} tokens x {field.config.dim})")
+
+
+@app.command("encode")
+@friendly
+def encode_command(
+    data: Data,
+    backbone: Annotated[Path, typer.Option("--backbone", "-b", help="A set bundle from `neofield set fit`.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The nu-reps to write (.safetensors).")],
+    split: Split = "test",
+    limit: Limit = None,
+    resize: Resize = None,
+    steps: Annotated[Optional[int], typer.Option(help="Steps per chunk of signals.")] = None,
+    epochs: Annotated[Optional[float], typer.Option(help="Passes over every point of every signal "
+                                                         "\\[default: 10].")] = None,
+    time_budget: Annotated[Optional[float], typer.Option("--time-budget", help="Seconds per chunk.")] = None,
+    lr: Annotated[float, typer.Option(help="Peak learning rate of the latents.")] = 1e-2,
+    chunk: Annotated[int, typer.Option(help="Signals whose latents are fitted together.")] = 4096,
+    batch_size: Batch = 4096,
+    seed: Seed = 0,
+    device: Device = "auto",
+    force: Force = False,
+    quiet: Quiet = False,
+    as_json: Json = False,
+) -> None:
+    """Algorithm 2: fit latents for every signal of DATA with the backbone frozen; write them (the nu-reps)
+    with their labels and PSNR.
+
+    Many signals are fitted at once, --chunk at a time. Give the training split
+    too to get features for a classifier (`neofield set classify`).
+    """
+    from .. import options
+    from ..files import check_output
+    from ..fit import FitConfig
+    from .fit import DEFAULT_FINETUNE_EPOCHS, fit_latents, load_set_bundle, save_reps
+
+    options.positive_int("--chunk", chunk, 1 << 24)
+    check_output(output, force)
+    field, meta = load_set_bundle(backbone)
+    dataset = _load(data, split, limit, resize)
+    config = FitConfig(lr=lr, warmup_steps=10, batch_size=batch_size, seed=seed, device=device, compile="off",
+                       **_budget(steps, epochs, time_budget, DEFAULT_FINETUNE_EPOCHS))
+    display = FitDisplay(enabled=not quiet, batch_size=batch_size)
+    display.points = min(chunk, len(dataset)) * int(np.prod(dataset.item_shape[:-1]))  # per chunk
+    if not quiet:
+        err.print(f"[bold]data[/]   {escape(dataset.source)}: {len(dataset):,} signals; latents fitted "
+                  f"{min(chunk, len(dataset)):,} at a time")
+    try:
+        display.progress.start()
+        report = fit_latents(field, meta, dataset, config, meta["collection"]["segments_per_item"], chunk,
+                             callback=lambda first, n, p: display.on_progress(p))
+    finally:
+        display.progress.stop()
+    nbytes = save_reps(output, report, backbone.name, force=force)
+    summary = {"path": str(output), "bytes": nbytes, **report.summary()}
+    if as_json:
+        print(json.dumps(summary, indent=2))
+    elif not quiet:
+        err.print(f"[bold green]wrote[/] {escape(str(output))}: latents of {len(dataset):,} signals in "
+                  f"{report.seconds:.1f} s; PSNR {summary['mean_psnr_db']:.2f} dB on average "
+                  f"(lowest {summary['min_psnr_db']:.2f})")
+
+
+@app.command("classify")
+@friendly
+def classify_command(
+    train: Annotated[Path, typer.Argument(help="nu-reps of the training signals (neofield set encode).")],
+    test: Annotated[Path, typer.Argument(help="nu-reps of the test signals.")],
+    seeds: Annotated[int, typer.Option(help="Train this many classifiers (seeds 0, 1, ...).")] = 3,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs per classifier \\[default: the "
+                                                       "classifier's].")] = None,
+    quiet: Quiet = False,
+    as_json: Json = False,
+) -> None:
+    """Train an MLP on the flattened latents (Mixup, weight decay, input noise, EMA of the weights) and report
+    its test accuracy as mean ± std over seeds."""
+    import dataclasses
+
+    from ..errors import NeofieldError
+    from .classify import ClassifierConfig, evaluate
+    from .fit import load_reps
+
+    a, b = load_reps(train), load_reps(test)
+    for path, r in ((train, a), (test, b)):
+        if r.labels is None:
+            raise NeofieldError(f"{path} has no labels: a classifier needs labelled signals")
+    if a.latents.shape[1:] != b.latents.shape[1:]:
+        raise NeofieldError(f"{train} and {test} hold latents of different shapes "
+                            f"({tuple(a.latents.shape[1:])} and {tuple(b.latents.shape[1:])}): "
+                            "fit both with one backbone")
+    if seeds < 1:
+        raise NeofieldError("--seeds must be at least 1")
+    config = ClassifierConfig()
+    if epochs is not None:
+        if epochs < 1:
+            raise NeofieldError("--epochs must be at least 1")
+        config = dataclasses.replace(config, epochs=epochs)
+    classes = len(a.meta.get("classes") or []) or None
+    result = evaluate(a.features, a.labels, b.features, b.labels, config, seeds=tuple(range(seeds)),
+                      num_classes=classes)
+    out = {"accuracy_mean": result.mean, "accuracy_std": result.std,
+           "per_seed": [r.accuracy for r in result.results], "train": len(a.labels), "test": len(b.labels),
+           "features": a.features.shape[1], "test_psnr_db": round(float(b.psnr.mean()), 3)}
+    if as_json:
+        print(json.dumps(out, indent=2))
+    elif not quiet:
+        err.print(f"[bold green]accuracy[/] {result.summary()} ({len(b.labels):,} test signals, "
+                  f"{a.features.shape[1]:,} features from {len(a.labels):,} training signals)")

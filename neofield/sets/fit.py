@@ -1,0 +1,286 @@
+"""Fitting a nu-set: Algorithm 1 (backbone + latents on a dataset) and Algorithm 2 (new latents, backbone frozen).
+
+Both are the codec's own fit loop (:func:`neofield.fit.fit`) on a
+:class:`~.signals.SetSignal`: the same schedule, time budgets, bfloat16,
+compile, rollback and progress reports. What differs is the field (a
+:class:`~.field.SetField`, whose latent index rides on the coordinates) and,
+for Algorithm 2, that only a fresh latent table learns; many signals are
+fitted at once, ``chunk`` items per fit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field as dataclass_field
+from pathlib import Path
+
+import numpy as np
+import safetensors.torch
+import torch
+
+from .. import __version__
+from .. import bundle as bundle_io
+from ..errors import NeofieldError
+from ..fields.neomlp import NeoMLPField, Segmentation
+from ..fields.presets import PRESETS, build_config
+from ..files import atomic_output
+from ..fit import FitConfig, FitProgress, FitResult, fit
+from ..signal import ValueMap
+from ..signal import audio_rff_sigma
+from .data import SignalSet
+from .field import SetField
+from .signals import SetSignal, item_psnr
+
+RENDER_POINTS = 1 << 16  # points evaluated at once when measuring items
+DEFAULT_CHUNK = 4096  # items whose latents Algorithm 2 fits together
+DEFAULT_EPOCHS = 40.0  # Algorithm 1's passes over every point of every signal, when no budget is given
+DEFAULT_FINETUNE_EPOCHS = 10.0  # Algorithm 2's
+REPS_KEY = "neofield_reps"
+
+
+@dataclass
+class SetReport:
+    """What a set fit or a latent fit produced."""
+
+    field: SetField
+    signal: SetSignal
+    fit: list[FitResult]
+    psnr: torch.Tensor  # (items,) dB
+
+    @property
+    def seconds(self) -> float:
+        return sum(r.seconds for r in self.fit)
+
+    @property
+    def steps(self) -> int:
+        return sum(r.steps for r in self.fit)
+
+    def summary(self) -> dict:
+        p = self.psnr
+        return {"items": len(p), "mean_psnr_db": round(float(p.mean()), 3), "min_psnr_db": round(float(p.min()), 3),
+                "steps": self.steps, "seconds": round(self.seconds, 2)}
+
+
+def make_set_field(signal: SetSignal, preset: str = "tiny", seed: int = 0, latent_optimizer: str = "lazy",
+                   latent_lr_scale: float = 1.0, **overrides) -> SetField:
+    """A fresh set field for ``signal``: the preset's backbone, latents N(0, 1e-3) for every item."""
+    if preset not in PRESETS:
+        raise NeofieldError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    kind = "audio" if signal.kind == "audio" else "video"
+    if signal.kind == "audio" and overrides.get("rff_sigma") is None:  # the codec's rule: the sound's own spectrum
+        overrides["rff_sigma"] = audio_rff_sigma(signal.data.values[0], int(signal.data.rate))
+    config = build_config(preset, signal.coordinate_map.in_features, signal.out_features, kind=kind, seed=seed,
+                          **overrides)
+    lo, hi = signal.coordinate_map.time_span(signal.layout()["geometry"]["duration"])
+    torch.manual_seed(seed)
+    return SetField(config, Segmentation(signal.items * signal.segments_per_item, lo, hi, interpolation="nearest"),
+                    signal.segments_per_item, latent_optimizer, latent_lr_scale)
+
+
+def fit_set(data: SignalSet, config: FitConfig, preset: str = "tiny", segments_per_item: int | None = None,
+            latent_optimizer: str = "lazy", latent_lr_scale: float = 1.0,
+            callback: Callable[[FitProgress], None] | None = None, measure: bool = True,
+            on_field: Callable[[SetField], None] | None = None) -> SetReport:
+    """Algorithm 1: a backbone and one latent table, fitted together on (signal, point) pairs drawn i.i.d.
+    across the whole dataset. ``on_field`` sees the fresh field before the fit starts."""
+    signal = SetSignal(data, segments_per_item)
+    field = make_set_field(signal, preset, config.seed, latent_optimizer, latent_lr_scale)
+    if on_field:
+        on_field(field)
+    result = fit(field, signal, config, callback)
+    field.cpu()
+    psnr = measure_items(field, signal) if measure else torch.full((signal.items,), float("nan"))
+    return SetReport(field, signal, [result], psnr)
+
+
+def fit_latents(backbone: NeoMLPField, layout: dict, data: SignalSet, config: FitConfig,
+                segments_per_item: int | None = None, chunk: int = DEFAULT_CHUNK,
+                callback: Callable[[int, int, FitProgress], None] | None = None) -> SetReport:
+    """Algorithm 2: fresh latents N(0, 1e-3) for every signal of ``data``, fitted with ``backbone`` frozen,
+    ``chunk`` signals at a time (each chunk one fit over its (signal, point) pairs).
+
+    ``layout`` is the backbone's set layout: ``data`` must have its grid, and is scaled with its values
+    (a set of sounds keeps the training set's scale). ``callback(first_item, items, progress)``.
+    """
+    check_compatible(layout, data)
+    value_map = ValueMap(**next(iter(layout["values"].values())))
+    whole = SetSignal(data, segments_per_item, value_map)
+    tables, results = [], []
+    for first in range(0, len(data), chunk):
+        part = SetSignal(data.subset(slice(first, first + chunk)), whole.segments_per_item, value_map)
+        field = SetField(backbone.config, Segmentation(part.items * part.segments_per_item,
+                                                       backbone.segmentation.t_start, backbone.segmentation.t_end,
+                                                       backbone.segmentation.time_index, "nearest"),
+                         part.segments_per_item, latent_optimizer="adam")  # every row is touched each few steps
+        field.backbone.load_state_dict(backbone.backbone.state_dict())
+        field.freeze_backbone()
+        torch.manual_seed(config.seed + first)
+        field.latents.table.data.normal_(0, 1e-3 ** 0.5)
+        progress = (lambda p, first=first, n=part.items: callback(first, n, p)) if callback else None
+        results.append(fit(field, part, config, progress))
+        tables.append(field.latents.table.detach().cpu())
+    field = SetField(backbone.config, Segmentation(whole.items * whole.segments_per_item,
+                                                   backbone.segmentation.t_start, backbone.segmentation.t_end,
+                                                   backbone.segmentation.time_index, "nearest"),
+                     whole.segments_per_item)
+    field.backbone.load_state_dict(backbone.backbone.state_dict())
+    with torch.no_grad():
+        field.latents.table.copy_(torch.cat(tables))
+    field.eval()
+    return SetReport(field, whole, results, measure_items(field, whole))
+
+
+def check_compatible(layout: dict, data: SignalSet) -> None:
+    """``data`` must be signals of the grid the backbone was fitted on."""
+    probe = SetSignal(data.subset(slice(0, 1)))
+    mine, theirs = probe.layout(), layout
+    if mine["modality"] != theirs["modality"]:
+        raise NeofieldError(f"the backbone was fitted on {theirs['modality']}, not {mine['modality']}")
+    for stream in ("video", "audio"):
+        a, b = mine["geometry"].get(stream), theirs["geometry"].get(stream)
+        if a and b:
+            keys = ("width", "height", "frames", "fps", "channels") if stream == "video" else \
+                ("sample_rate", "channels", "samples")
+            diff = [k for k in keys if a.get(k) != b.get(k)]
+            if diff:
+                raise NeofieldError(f"these signals do not have the backbone's grid ({', '.join(diff)}: "
+                                    f"{', '.join(str(a.get(k)) for k in diff)} against "
+                                    f"{', '.join(str(b.get(k)) for k in diff)})")
+
+
+@torch.no_grad()
+def render_items(field: SetField, signal: SetSignal, items: torch.Tensor) -> torch.Tensor:
+    """Raw values ``(n, P, C)`` of ``items`` on their own grid (float: pictures in 0..255, sound in [-1, 1])."""
+    field.eval()
+    p = signal.points_per_item
+    out = torch.empty(len(items) * p, signal.channels)
+    item = items.repeat_interleave(p)
+    point = torch.arange(p).repeat(len(items))
+    for s in range(0, len(item), RENDER_POINTS):
+        sl = slice(s, s + RENDER_POINTS)
+        out[sl] = field(signal.points(item[sl], point[sl])).float()
+    return signal.value_map.to_raw(out.nan_to_num_(0.0)).view(len(items), p, signal.channels)
+
+
+def measure_items(field: SetField, signal: SetSignal, batch_items: int | None = None) -> torch.Tensor:
+    """PSNR of every item of the set (``item_psnr``)."""
+    batch_items = batch_items or max(1, RENDER_POINTS // signal.points_per_item)
+    out = []
+    for first in range(0, signal.items, batch_items):
+        items = torch.arange(first, min(first + batch_items, signal.items))
+        out.append(item_psnr(render_items(field, signal, items), signal.values[items], signal.kind))
+    return torch.cat(out)
+
+
+# ---- files ------------------------------------------------------------------------
+def set_metadata(report: SetReport, weights_dtype: str, preset: str, config: FitConfig) -> dict:
+    """A set bundle's metadata: one item's layout, the collection and the fit (see schema._collection)."""
+    data = report.signal.data
+    collection = {"items": report.signal.items, "segments_per_item": report.signal.segments_per_item,
+                  "names": list(data.names), "classes": list(data.classes)}
+    if data.labels is not None:
+        collection["labels"] = [int(v) for v in data.labels]
+    return {"neofield_version": __version__, **report.signal.layout(), "weights_dtype": weights_dtype,
+            "preset": preset, "collection": collection,
+            "source": {"name": data.source or "dataset", "selection": {}, "sha256": values_hash(data.values)},
+            "fit": {"steps": report.steps, "seconds": round(report.seconds, 3),
+                    "config": {k: v for k, v in config.to_dict().items()
+                               if k in ("lr", "batch_size", "steps", "epochs", "time_budget", "seed")
+                               and v is not None}},
+            "quality": {"mean_psnr_db": round(float(report.psnr.mean()), 4),
+                        "min_psnr_db": round(float(report.psnr.min()), 4)}}
+
+
+def values_hash(values: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(values).tobytes()).hexdigest()
+
+
+def save_reps(path: str | Path, report: SetReport, backbone_name: str, force: bool = False) -> int:
+    """The nu-reps: every signal's latents ``(N, sets, tokens, dim)``, its label and its PSNR, as plain
+    safetensors (any tool reads them) with the names, classes and provenance in the metadata."""
+    s = report.signal
+    table = report.field.latents.table.detach().float()
+    tensors = {"latents": table.view(s.items, s.segments_per_item, *table.shape[1:]).contiguous(),
+               "psnr": report.psnr.float().contiguous()}
+    if s.data.labels is not None:
+        tensors["labels"] = torch.as_tensor(s.data.labels, dtype=torch.int64)
+    meta = {"neofield_version": __version__, "backbone": backbone_name, "source": s.data.source,
+            "names": list(s.data.names), "classes": list(s.data.classes), "fit": report.summary()}
+    data = safetensors.torch.save(tensors, metadata={REPS_KEY: json.dumps(meta)})
+    with atomic_output(Path(path), force=force) as tmp:
+        tmp.write_bytes(data)
+    return len(data)
+
+
+@dataclass
+class Reps:
+    latents: torch.Tensor  # (N, sets, tokens, dim)
+    labels: torch.Tensor | None
+    psnr: torch.Tensor
+    meta: dict = dataclass_field(default_factory=dict)
+
+    @property
+    def features(self) -> torch.Tensor:
+        """The flattened latents a classifier reads."""
+        return self.latents.flatten(1)
+
+
+def load_reps(path: str | Path) -> Reps:
+    """Read a file :func:`save_reps` wrote; one clear error for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise NeofieldError(f"{path} does not exist" if not path.exists() else f"{path} is not a file")
+    try:
+        with safetensors.safe_open(str(path), "pt") as f:
+            meta = json.loads((f.metadata() or {}).get(REPS_KEY, "null"))
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (safetensors.SafetensorError, OSError, ValueError) as exc:
+        raise NeofieldError(f"{path} is not a safetensors file ({bundle_io._short(exc)})") from None
+    if not isinstance(meta, dict) or "latents" not in tensors or "psnr" not in tensors:
+        raise NeofieldError(f"{path} holds no nu-reps (write them with `neofield set encode`)")
+    latents, labels = tensors["latents"].float(), tensors.get("labels")
+    n = latents.shape[0]
+    if latents.dim() != 4 or tensors["psnr"].shape != (n,) or (labels is not None and labels.shape != (n,)):
+        raise NeofieldError(f"{path}: its tensors disagree on the number of signals")
+    if not torch.isfinite(latents).all():
+        raise NeofieldError(f"{path}: its latents are not all finite numbers")
+    return Reps(latents, labels, tensors["psnr"], meta)
+
+
+def save_set(path: str | Path, report: SetReport, config: FitConfig, preset: str = "tiny",
+             weights_dtype: str = "float16", force: bool = False) -> int:
+    """The backbone and every item's latents as one ``.nf`` bundle (``neofield decode --item`` renders one)."""
+    if weights_dtype not in bundle_io.WEIGHT_DTYPES:
+        raise NeofieldError(f"--dtype must be one of {', '.join(bundle_io.WEIGHT_DTYPES)} for a set, "
+                            f"not {weights_dtype!r}")
+    meta = set_metadata(report, weights_dtype, preset, config)
+    return bundle_io.save(path, report.field, meta, force=force)
+
+
+def load_set_bundle(path: str | Path, limits=None) -> tuple[SetField, dict]:
+    """A set bundle's field (as a :class:`SetField`) and metadata."""
+    b = bundle_io.load(path, limits) if limits else bundle_io.load(path)
+    col = b.meta.get("collection")
+    if col is None:
+        raise NeofieldError(f"{path} is a single-signal bundle, not a set (write one with `neofield set fit`)")
+    f = b.field
+    field = SetField(f.config, f.segmentation, col["segments_per_item"])
+    field.load_state_dict(f.state_dict())
+    return field.eval(), b.meta
+
+
+def item_index(meta: dict, item: str | int) -> int:
+    """An item of a set bundle by index or by name."""
+    col = meta["collection"]
+    names = col.get("names") or []
+    if isinstance(item, int) or (isinstance(item, str) and item.lstrip("-").isdigit() and item not in names):
+        k = int(item)
+        if not 0 <= k < col["items"]:
+            raise NeofieldError(f"--item {k} is out of range: this set holds {col['items']:,} items (0 to "
+                                f"{col['items'] - 1:,})")
+        return k
+    if item in names:
+        return names.index(item)
+    raise NeofieldError(f"this set holds no item named {item!r}")
