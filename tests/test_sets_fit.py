@@ -132,8 +132,8 @@ def test_fitting_latents_keeps_the_backbone_and_fits_new_signals_in_chunks():
     train = fit_set(pictures(12), FitConfig(steps=150, **FAST))
     before = {k: v.clone() for k, v in train.field.backbone.state_dict().items()}
     new = pictures(10, seed=7)
-    whole = fit_latents(train.field, train.signal.layout(), new, FitConfig(epochs=20, **FAST), chunk=100)
-    parts = fit_latents(train.field, train.signal.layout(), new, FitConfig(epochs=20, **FAST), chunk=4)
+    whole = fit_latents(train.field, train.signal.layout(), new, FitConfig(steps=60, **FAST), chunk=100)
+    parts = fit_latents(train.field, train.signal.layout(), new, FitConfig(steps=60, **FAST), chunk=4)
     assert len(parts.fit) == 3 and len(whole.fit) == 1  # 4 + 4 + 2 signals
     assert all(torch.equal(v, train.field.backbone.state_dict()[k]) for k, v in before.items())
     assert torch.equal(whole.field.backbone.state_dict()["readout.weight"], before["readout.weight"])
@@ -144,6 +144,14 @@ def test_fitting_latents_keeps_the_backbone_and_fits_new_signals_in_chunks():
     fresh.latents.table.data.normal_(0, 1e-3 ** 0.5)
     start = measure_items(fresh, whole.signal)
     assert (whole.psnr > start + 2).all() and (parts.psnr > start + 2).all()
+    # every signal gets the same steps with the same points per step, whatever its chunk
+    assert whole.fit[0].steps == parts.fit[0].steps == parts.fit[2].steps == 60
+
+
+def test_a_balanced_batch_holds_the_same_points_of_every_signal():
+    s = SetSignal(pictures(5), balanced=True)
+    coords, values, _ = s.sample(5 * 16, torch.Generator().manual_seed(0))
+    assert torch.bincount(coords[:, -1].long(), minlength=5).tolist() == [16] * 5
 
 
 def test_latents_for_signals_of_another_grid_are_refused():

@@ -53,9 +53,13 @@ def template(data: SignalSet) -> Signal:
 class SetSignal:
     """Samples and renders a :class:`SignalSet` for a set field (see the module docstring)."""
 
-    def __init__(self, data: SignalSet, segments_per_item: int | None = None, value_map: ValueMap | None = None):
+    def __init__(self, data: SignalSet, segments_per_item: int | None = None, value_map: ValueMap | None = None,
+                 balanced: bool = False):
         """``value_map``: the scale of a set fitted before (Algorithm 2 keeps the backbone's); by default
-        8-bit pictures map to [-1, 1] and a set of sounds is divided by its peak."""
+        8-bit pictures map to [-1, 1] and a set of sounds is divided by its peak. ``balanced``: every
+        batch holds the same number of points of every item (Algorithm 2: each signal's latents then get
+        the same number of equally noisy steps, whatever the size of the set they are fitted with)."""
+        self.balanced = balanced
         if len(data) == 0:
             raise ValueError("a set needs at least one signal")
         self.data = data
@@ -91,9 +95,14 @@ class SetSignal:
         return self.channels
 
     def sample(self, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``batch`` (item, point) pairs i.i.d. over the set: coordinates with the latent index as a last
-        column ``(B, I + 1)``, field values ``(B, C)`` and a loss mask of ones."""
-        item = torch.randint(0, self.items, (batch,), generator=generator)
+        """``batch`` (item, point) pairs i.i.d. over the set (``balanced``: ``batch // items`` points of every
+        item): coordinates with the latent index as a last column ``(B, I + 1)``, field values ``(B, C)``
+        and a loss mask of ones."""
+        if self.balanced:
+            item = torch.arange(self.items).repeat(max(1, batch // self.items))
+            batch = len(item)
+        else:
+            item = torch.randint(0, self.items, (batch,), generator=generator)
         point = torch.randint(0, self.points_per_item, (batch,), generator=generator)
         return self.points(item, point), self.targets(item, point), torch.ones(batch, self.channels)
 

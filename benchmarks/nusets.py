@@ -1,0 +1,150 @@
+"""nu-sets on a CPU: the latent table's optimiser, digits classification, and a collection of clips.
+
+    python benchmarks/nusets.py [--parts optimizer digits collection] [--epochs 40] [--seeds 3]
+
+* ``optimizer``: Algorithm 1 on scikit-learn's digits with lazy Adam (only the
+  latent sets a batch touched move) against dense Adam, at equal steps: PSNR,
+  and seconds per step; then the cost of one optimiser step on a table of
+  MNIST's size (60,000 signals), where dense Adam touches every row.
+* ``digits``: the paper's pipeline on digits (Algorithm 1 on the training split,
+  Algorithm 2 on both splits, an MLP on the nu-reps, mean ± std over seeds), with
+  an MLP on the raw pixels as the reference measured in the same run.
+* ``collection``: 6 clips of 10 frames cut from bikes.mp4 (96x40), stored as one
+  set bundle (one backbone, each clip its latents) against six single-clip
+  encodes at the same steps per clip and the same storage (float16): bytes per
+  clip and PSNR.
+
+Run nothing else meanwhile: the seconds are timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from equal_time import DATA, cpu_name  # noqa: E402
+
+from neofield.fit import FitConfig  # noqa: E402
+from neofield.sets.classify import evaluate  # noqa: E402
+from neofield.sets.data import SignalSet, load_set  # noqa: E402
+from neofield.sets.field import SetField  # noqa: E402
+from neofield.sets.fit import fit_latents, fit_set, save_set  # noqa: E402
+
+ALG1 = dict(lr=5e-3, warmup_steps=30, batch_size=1024, device="cpu", compile="off")  # the CLI's defaults
+
+
+def optimizer_part(epochs: float) -> None:
+    train = load_set("digits", "train")
+    print(f"\n## Latent table optimiser: digits train split ({len(train):,} signals), {epochs:g} epochs of "
+          "batch 1,024, seed 0\n")
+    print("| optimiser | steps | s | s per step | mean PSNR dB | lowest |\n|---|---:|---:|---:|---:|---:|")
+    for name in ("lazy", "adam"):
+        r = fit_set(train, FitConfig(epochs=epochs, seed=0, **ALG1), latent_optimizer=name)
+        s = r.summary()
+        print(f"| {name} | {s['steps']:,} | {s['seconds']:.1f} | {s['seconds'] / s['steps'] * 1e3:.2f} ms | "
+              f"{s['mean_psnr_db']:.2f} | {s['min_psnr_db']:.2f} |", flush=True)
+    # one step's cost on a table of MNIST's size: 60,000 signals x 3 tokens x 32
+    from neofield.fields.neomlp import Segmentation
+    from neofield.fields.presets import build_config
+
+    config = build_config("tiny", 3, 1, kind="video")
+    print("\n| optimiser, 60,000-signal table | ms per optimiser step (batch 1,024 touches <= 1,024 sets) |\n|---|---:|")
+    for name in ("lazy", "adam"):
+        field = SetField(config, Segmentation(60_000), 1, name)
+        opt = field.make_optimizer(1e-3)
+        ids = torch.randint(0, 60_000, (1024,))
+        coords = torch.cat([torch.rand(1024, 3) * 2 - 1, ids.float()[:, None]], 1)
+        times = []
+        for _ in range(30):
+            opt.zero_grad()
+            field(coords).square().mean().backward()
+            t = time.perf_counter()
+            opt.step()
+            times.append(time.perf_counter() - t)
+        print(f"| {name} | {np.median(times[5:]) * 1e3:.2f} |", flush=True)
+
+
+def digits_part(epochs: float, seeds: int) -> None:
+    train, test = load_set("digits", "train"), load_set("digits", "test")
+    print(f"\n## Digits: Algorithm 1 ({epochs:g} epochs), Algorithm 2 (300 steps of 16 points per signal, lr 0.1), "
+          f"an MLP over {seeds} seeds\n")
+    t = time.perf_counter()
+    alg1 = fit_set(train, FitConfig(epochs=epochs, seed=0, **ALG1))
+    fit_s = time.perf_counter() - t
+    config = FitConfig(lr=0.1, warmup_steps=10, steps=300, seed=0, device="cpu", compile="off")
+    t = time.perf_counter()
+    reps = [fit_latents(alg1.field, alg1.signal.layout(), d, config) for d in (train, test)]
+    enc_s = time.perf_counter() - t
+    labels = [torch.as_tensor(d.labels) for d in (train, test)]
+    feats = [r.field.latents.table.detach().flatten(1) for r in reps]
+    ours = evaluate(feats[0], labels[0], feats[1], labels[1], seeds=tuple(range(seeds)))
+    pixels = [torch.as_tensor(d.values.reshape(len(d), -1), dtype=torch.float32) for d in (train, test)]
+    ref = evaluate(pixels[0], labels[0], pixels[1], labels[1], seeds=tuple(range(seeds)))
+    print("| step | signals | PSNR dB (mean / lowest) | s |\n|---|---:|---|---:|")
+    print(f"| Algorithm 1 (backbone + latents) | {len(train):,} | {alg1.psnr.mean():.2f} / {alg1.psnr.min():.2f} "
+          f"| {fit_s:.0f} |")
+    for name, r in zip(("train", "test"), reps):
+        print(f"| Algorithm 2, {name} | {r.signal.items:,} | {r.psnr.mean():.2f} / {r.psnr.min():.2f} | "
+              f"{enc_s / 2:.0f} (both: {enc_s:.0f}) |")
+    print(f"\nclassifier on the nu-reps ({feats[0].shape[1]} features): **{ours.summary()}**; "
+          f"on the raw pixels (64 features, same classifier): {ref.summary()}", flush=True)
+
+
+def collection_part(steps_per_clip: int) -> None:
+    from neofield.codec import encode
+    from neofield.media import Selection, read_media, write_video
+
+    clips = [read_media(DATA / "bikes.mp4", Selection(start=1.0 * k, max_frames=10, resize=(96, 40))).video
+             for k in range(6)]
+    data = SignalSet("video", np.stack(clips), None, (), tuple(f"bikes@{k}s" for k in range(6)), rate=25.0,
+                     source="bikes.mp4, 6 clips of 10 frames at 96x40")
+    n = len(clips)
+    print(f"\n## A collection: {data.source}; {steps_per_clip:,} steps of 1,024 points per clip, float16\n")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        config = FitConfig(steps=steps_per_clip * n, seed=0, **{**ALG1, "batch_size": 1024})
+        t = time.perf_counter()
+        report = fit_set(data, config)
+        set_s = time.perf_counter() - t
+        set_bytes = save_set(tmp / "set.nf", report, config)
+        singles = []
+        for k, frames in enumerate(clips):
+            path = tmp / f"clip{k}.mp4"
+            write_video(path, iter(frames), 25.0, lossless=True)
+            r = encode(path, tmp / f"clip{k}.nf", steps=steps_per_clip, batch_size=1024, weights_dtype="float16",
+                       device="cpu", compile_mode="off", latents="nearest")
+            singles.append((r.bytes, r.quality["video_psnr_db"], r.fit.seconds))
+    print("| storage | bytes per clip | mean PSNR dB | fit s |\n|---|---:|---:|---:|")
+    print(f"| one set bundle (backbone shared) | {set_bytes / n:,.0f} | {report.psnr.mean():.2f} | {set_s:.0f} |")
+    b, p, s = (np.mean([x[i] for x in singles]) for i in range(3))
+    print(f"| each clip alone (`neofield encode --dtype float16 --latents nearest`) | {b:,.0f} | {p:.2f} | "
+          f"{s * n:.0f} |", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--parts", nargs="+", choices=["optimizer", "digits", "collection"],
+                    default=["optimizer", "digits", "collection"])
+    ap.add_argument("--epochs", type=float, default=40.0, help="Algorithm 1's epochs on digits")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--clip-steps", type=int, default=1500, help="steps per clip in the collection part")
+    args = ap.parse_args(argv)
+    print(f"{cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}, no GPU")
+    if "optimizer" in args.parts:
+        optimizer_part(args.epochs)
+    if "digits" in args.parts:
+        digits_part(args.epochs, args.seeds)
+    if "collection" in args.parts:
+        collection_part(args.clip_steps)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""`neofield set fit / encode / classify` and `decode --item`, as a user runs them (subprocesses)."""
+
+from __future__ import annotations
+
+import json
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+from test_cli import assert_one_line_error, neofield
+
+pytest.importorskip("sklearn")  # the digits are scikit-learn's ('sets' extra)
+
+QUICK = ["--device", "cpu", "-q"]
+
+
+@pytest.fixture(scope="module")
+def digits_set(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sets")
+    out = root / "digits.nf"
+    fit = neofield("set", "fit", "digits", "--limit", "60", "--steps", "150", "-o", out, *QUICK, "--json")
+    assert fit.returncode == 0, fit.stderr
+    return root, out, json.loads(fit.stdout)
+
+
+def test_set_fit_encode_classify_run_end_to_end(digits_set):
+    root, backbone, fit = digits_set
+    assert fit["items"] == 60 and fit["bytes"] == backbone.stat().st_size and fit["mean_psnr_db"] > 12  # an untrained set scores ~8
+    for split in ("train", "test"):
+        result = neofield("set", "encode", "digits", "--split", split, "--limit", "40", "-b", backbone,
+                          "--steps", "40", "-o", root / f"{split}.safetensors", *QUICK, "--json")
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["items"] == 40
+    result = neofield("set", "classify", root / "train.safetensors", root / "test.safetensors", "--seeds", "2",
+                      "--epochs", "5", "--json")
+    assert result.returncode == 0, result.stderr
+    scores = json.loads(result.stdout)
+    assert len(scores["per_seed"]) == 2 and 0 <= scores["accuracy_mean"] <= 1 and scores["features"] == 96
+    info = neofield("info", backbone)
+    assert info.returncode == 0 and "60 signals of this grid over one backbone" in info.stdout
+
+
+def test_decode_renders_one_signal_of_a_set_at_any_scale(digits_set, tmp_path):
+    _, backbone, _ = digits_set
+    assert neofield("decode", backbone, "--item", "7", "--scale", "2", "-o", tmp_path / "7.png", "-q").returncode == 0
+    picture = iio.imread(tmp_path / "7.png")
+    assert picture.shape == (16, 16, 3) and np.array_equal(picture[..., 0], picture[..., 1])
+    assert_one_line_error(neofield("decode", backbone, "-o", tmp_path / "x.png"), "pick one with --item")
+    assert_one_line_error(neofield("decode", backbone, "--item", "60", "-o", tmp_path / "x.png"),
+                          "--item 60 is out of range")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_set_commands_refuse_bad_input_in_one_line(digits_set, tmp_path):
+    root, backbone, _ = digits_set
+    assert_one_line_error(neofield("set", "fit", "digits", "-o", backbone, *QUICK), "exists")
+    assert_one_line_error(neofield("set", "fit", "digits", "-o", tmp_path / "a.nf", "--latent-optimizer", "sgd",
+                                   "--steps", "1", *QUICK), "--latent-optimizer must be one of adam, lazy")
+    assert_one_line_error(neofield("set", "fit", tmp_path / "nowhere", "-o", tmp_path / "a.nf", *QUICK),
+                          "does not exist")
+    assert_one_line_error(neofield("set", "encode", "digits", "-b", tmp_path / "none.nf", "-o",
+                                   tmp_path / "r.safetensors", *QUICK), "does not exist")
+    assert_one_line_error(neofield("set", "classify", backbone, backbone), "not a safetensors file")
+    assert not (tmp_path / "a.nf").exists() and not (tmp_path / "r.safetensors").exists()
