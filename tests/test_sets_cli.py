@@ -7,7 +7,6 @@ import json
 import imageio.v3 as iio
 import numpy as np
 import pytest
-
 from test_cli import assert_one_line_error, neofield
 
 pytest.importorskip("sklearn")  # the digits are scikit-learn's ('sets' extra)
@@ -53,7 +52,7 @@ def test_decode_renders_one_signal_of_a_set_at_any_scale(digits_set, tmp_path):
 
 
 def test_set_commands_refuse_bad_input_in_one_line(digits_set, tmp_path):
-    root, backbone, _ = digits_set
+    _, backbone, _ = digits_set
     assert_one_line_error(neofield("set", "fit", "digits", "-o", backbone, *QUICK), "exists")
     assert_one_line_error(neofield("set", "fit", "digits", "-o", tmp_path / "a.nf", "--latent-optimizer", "sgd",
                                    "--steps", "1", *QUICK), "--latent-optimizer must be one of adam, lazy")

@@ -11,8 +11,16 @@ from neofield.fit import FitConfig
 from neofield.media import Media
 from neofield.sets.data import SignalSet
 from neofield.sets.field import LatentAdam, SetField, item_field
-from neofield.sets.fit import (fit_latents, fit_set, load_reps, load_set_bundle, measure_items, render_items,
-                               save_reps, save_set)
+from neofield.sets.fit import (
+    fit_latents,
+    fit_set,
+    load_reps,
+    load_set_bundle,
+    measure_items,
+    render_items,
+    save_reps,
+    save_set,
+)
 from neofield.sets.signals import SetSignal
 from neofield.signal import Signal
 
@@ -150,7 +158,7 @@ def test_fitting_latents_keeps_the_backbone_and_fits_new_signals_in_chunks():
 
 def test_a_balanced_batch_holds_the_same_points_of_every_signal():
     s = SetSignal(pictures(5), balanced=True)
-    coords, values, _ = s.sample(5 * 16, torch.Generator().manual_seed(0))
+    coords, _, _ = s.sample(5 * 16, torch.Generator().manual_seed(0))
     assert torch.bincount(coords[:, -1].long(), minlength=5).tolist() == [16] * 5
 
 

@@ -84,11 +84,10 @@ def fit_command(
     `neofield decode OUTPUT --item K` renders signal K; `neofield set encode`
     fits latents for other signals with this backbone.
     """
-    from ..fit import FitConfig
-    from ..files import check_output
-    from .fit import DEFAULT_EPOCHS, fit_set, save_set
-
     from .. import options
+    from ..files import check_output
+    from ..fit import FitConfig
+    from .fit import DEFAULT_EPOCHS, fit_set, save_set
 
     options.positive_int("--steps", steps)
     options.positive_float("--epochs", epochs)
@@ -107,20 +106,31 @@ def fit_command(
     if not quiet:
         err.print(f"[bold]data[/]   {escape(dataset.source)}: {len(dataset):,} {dataset.kind} signals of "
                   f"{'x'.join(map(str, dataset.item_shape))}")
+    report = _with_progress(display, lambda: fit_set(
+        dataset, config, preset, segments, latent_optimizer, latent_lr_scale, callback=display.on_progress,
+        on_field=None if quiet else _describe_field))
+    nbytes = save_set(output, report, config, preset, dtype, force=force)
+    _finish(report, output, nbytes, as_json, quiet,
+            f"({nbytes:,} bytes, {nbytes / len(dataset):,.0f} per signal) in {report.seconds:.1f} s of fitting")
+
+
+def _with_progress(display: FitDisplay, work):
+    """Run a fit with the progress bar on, and off again whatever happens."""
     try:
         display.progress.start()
-        report = fit_set(dataset, config, preset, segments, latent_optimizer, latent_lr_scale,
-                         callback=display.on_progress, on_field=None if quiet else _describe_field)
+        return work()
     finally:
         display.progress.stop()
-    nbytes = save_set(output, report, config, preset, dtype, force=force)
+
+
+def _finish(report, output: Path, nbytes: int, as_json: bool, quiet: bool, what: str) -> None:
+    """The result line (or JSON) of a set fit or a latent fit."""
     summary = {"path": str(output), "bytes": nbytes, **report.summary()}
     if as_json:
         print(json.dumps(summary, indent=2))
     elif not quiet:
-        err.print(f"[bold green]wrote[/] {escape(str(output))} ({nbytes:,} bytes, {nbytes / len(dataset):,.0f} per "
-                  f"signal) in {report.seconds:.1f} s of fitting; PSNR {summary['mean_psnr_db']:.2f} dB on average "
-                  f"(lowest {summary['min_psnr_db']:.2f})")
+        err.print(f"[bold green]wrote[/] {escape(str(output))} {what}; PSNR {summary['mean_psnr_db']:.2f} dB on "
+                  f"average (lowest {summary['min_psnr_db']:.2f})")
 
 
 def _describe_field(field) -> None:
@@ -178,20 +188,11 @@ def encode_command(
     if not quiet:
         err.print(f"[bold]data[/]   {escape(dataset.source)}: {len(dataset):,} signals; latents fitted "
                   f"{min(chunk, len(dataset)):,} at a time, {points} points of each per step")
-    try:
-        display.progress.start()
-        report = fit_latents(field, meta, dataset, config, meta["collection"]["segments_per_item"], chunk,
-                             points, callback=lambda first, n, p: display.on_progress(p))
-    finally:
-        display.progress.stop()
+    report = _with_progress(display, lambda: fit_latents(
+        field, meta, dataset, config, meta["collection"]["segments_per_item"], chunk, points,
+        callback=lambda first, n, p: display.on_progress(p)))
     nbytes = save_reps(output, report, backbone.name, force=force)
-    summary = {"path": str(output), "bytes": nbytes, **report.summary()}
-    if as_json:
-        print(json.dumps(summary, indent=2))
-    elif not quiet:
-        err.print(f"[bold green]wrote[/] {escape(str(output))}: latents of {len(dataset):,} signals in "
-                  f"{report.seconds:.1f} s; PSNR {summary['mean_psnr_db']:.2f} dB on average "
-                  f"(lowest {summary['min_psnr_db']:.2f})")
+    _finish(report, output, nbytes, as_json, quiet, f"(latents of {len(dataset):,} signals) in {report.seconds:.1f} s")
 
 
 @app.command("classify")

@@ -21,7 +21,6 @@ The latent table's optimiser is a choice the paper leaves open, measured in
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from ..fields.neomlp import NeoMLPField, Segmentation
 from ..fields.presets import NeoMLPConfig

@@ -14,7 +14,8 @@ import dataclasses
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field as dataclass_field
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +30,7 @@ from ..fields.neomlp import NeoMLPField, Segmentation
 from ..fields.presets import PRESETS, build_config
 from ..files import atomic_output
 from ..fit import FitConfig, FitProgress, FitResult, fit
-from ..signal import ValueMap
-from ..signal import audio_rff_sigma
+from ..signal import ValueMap, audio_rff_sigma
 from .data import SignalSet
 from .field import LATENT_OPTIMIZERS, SetField
 from .signals import MAX_ID, SetSignal, item_psnr
@@ -258,7 +258,7 @@ def load_reps(path: str | Path) -> Reps:
     try:
         with safetensors.safe_open(str(path), "pt") as f:
             meta = json.loads((f.metadata() or {}).get(REPS_KEY, "null"))
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
     except (safetensors.SafetensorError, OSError, ValueError) as exc:
         raise NeofieldError(f"{path} is not a safetensors file ({bundle_io._short(exc)})") from None
     if not isinstance(meta, dict) or "latents" not in tensors or "psnr" not in tensors:
