@@ -62,3 +62,23 @@ def test_set_commands_refuse_bad_input_in_one_line(digits_set, tmp_path):
                                    tmp_path / "r.safetensors", *QUICK), "does not exist")
     assert_one_line_error(neofield("set", "classify", backbone, backbone), "not a safetensors file")
     assert not (tmp_path / "a.nf").exists() and not (tmp_path / "r.safetensors").exists()
+
+
+def test_a_folder_of_clips_becomes_one_bundle_that_decodes_each_clip(tmp_path):
+    from neofield.media import Selection, read_media, write_video
+
+    from conftest import BIKES
+
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for k in range(3):
+        media = read_media(BIKES, Selection(start=0.2 * k, max_frames=4, resize=(32, 14)))
+        write_video(folder / f"c{k}.mp4", iter(media.video), media.fps, lossless=True)
+    out = tmp_path / "clips.nf"
+    fit = neofield("set", "fit", folder, "--steps", "30", "-o", out, *QUICK, "--json")
+    assert fit.returncode == 0, fit.stderr
+    assert json.loads(fit.stdout)["items"] == 3  # an unlabelled folder is stored whole, no test split taken out
+    decoded = neofield("decode", out, "--item", "c2.mp4", "-o", tmp_path / "c2.mp4", "--json")
+    assert decoded.returncode == 0, decoded.stderr
+    grid = json.loads(decoded.stdout)["grid"]["video"]
+    assert (grid["width"], grid["height"], grid["frames"]) == (32, 14, 4)

@@ -27,8 +27,10 @@ app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich",
 Data = Annotated[str, typer.Argument(help="'digits' (scikit-learn's), a folder with MNIST's idx files or "
                                           "CIFAR-10's binary batches, a folder of images (one subfolder per "
                                           "class), or a folder of sounds or short clips of one size.")]
-Split = Annotated[str, typer.Option(help="train, test or all (a source without its own split: every 5th item "
-                                         "is test).")]
+Split = Annotated[Optional[str], typer.Option(help="train, test or all (a source without its own split: every "
+                                                   "5th item is test) \\[default: all for unlabelled signals; "
+                                                   "train (set fit) or test (set encode) for a labelled "
+                                                   "dataset].", show_default=False)]
 Limit = Annotated[Optional[int], typer.Option(help="Take the first N signals of the split.")]
 Resize = Annotated[Optional[str], typer.Option(help="Resize every picture to WIDTHxHEIGHT.")]
 Seed = Annotated[int, typer.Option(help="Seed for initialisation and sampling.")]
@@ -36,10 +38,18 @@ Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
 Batch = Annotated[int, typer.Option(help="(signal, point) pairs per step.")]
 
 
-def _load(data: str, split: str, limit: int | None, resize: str | None):
+def _load(data: str, split: str | None, limit: int | None, resize: str | None, labelled_split: str):
+    """The dataset; without --split, ``labelled_split`` of a labelled one and all of an unlabelled one (a
+    collection of clips to store is not to lose every fifth clip to a test split)."""
     from .data import load_set
 
-    return load_set(data, split, limit, parse_size(resize, "--resize") if resize else None)
+    size = parse_size(resize, "--resize") if resize else None
+    if split is None:
+        whole = load_set(data, "all", limit, size)
+        if whole.labels is None:
+            return whole
+        split = labelled_split
+    return load_set(data, split, limit, size)
 
 
 def _budget(steps, epochs, time_budget, default_epochs: float) -> dict:
@@ -53,7 +63,7 @@ def _budget(steps, epochs, time_budget, default_epochs: float) -> dict:
 def fit_command(
     data: Data,
     output: Annotated[Path, typer.Option("-o", "--output", help="The set bundle to write (.nf).")],
-    split: Split = "train",
+    split: Split = None,
     limit: Limit = None,
     resize: Resize = None,
     preset: Annotated[str, typer.Option(help=f"Backbone size: {', '.join(PRESETS)}.")] = "tiny",
@@ -95,7 +105,7 @@ def fit_command(
     options.positive_float("--lr", lr)
     options.positive_int("--batch-size", batch_size, options.MAX_BATCH)
     check_output(output, force)  # before minutes of fitting
-    dataset = _load(data, split, limit, resize)
+    dataset = _load(data, split, limit, resize, "train")
     p = PRESETS.get(preset)
     if p is None:
         raise NeofieldError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
@@ -147,7 +157,7 @@ def encode_command(
     data: Data,
     backbone: Annotated[Path, typer.Option("--backbone", "-b", help="A set bundle from `neofield set fit`.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="The nu-reps to write (.safetensors).")],
-    split: Split = "test",
+    split: Split = None,
     limit: Limit = None,
     resize: Resize = None,
     steps: Annotated[int, typer.Option(help="Steps per chunk of signals.")] = 300,
@@ -179,7 +189,7 @@ def encode_command(
     options.positive_float("--lr", lr)
     check_output(output, force)
     field, meta = load_set_bundle(backbone)
-    dataset = _load(data, split, limit, resize)
+    dataset = _load(data, split, limit, resize, "test")
     per_step = min(chunk, len(dataset)) * points
     config = FitConfig(lr=lr, warmup_steps=10, batch_size=per_step, seed=seed, device=device, compile="off",
                        steps=steps, time_budget=time_budget)
