@@ -25,6 +25,7 @@ import torch
 from .. import __version__
 from .. import bundle as bundle_io
 from .. import options as opt
+from ..codec import fit_record
 from ..errors import NeofieldError
 from ..fields.neomlp import NeoMLPField, Segmentation
 from ..fields.presets import PRESETS, build_config
@@ -132,27 +133,29 @@ def fit_latents(backbone: NeoMLPField, layout: dict, data: SignalSet, config: Fi
     for first in range(0, len(data), chunk):
         part = SetSignal(data.subset(slice(first, first + chunk)), whole.segments_per_item, value_map,
                          balanced=True)
-        config = dataclasses.replace(config, batch_size=part.items * points_per_signal)
-        field = SetField(backbone.config, Segmentation(part.items * part.segments_per_item,
-                                                       backbone.segmentation.t_start, backbone.segmentation.t_end,
-                                                       backbone.segmentation.time_index, "nearest"),
-                         part.segments_per_item, latent_optimizer="adam")  # every row is touched each few steps
-        field.backbone.load_state_dict(backbone.backbone.state_dict())
+        field = with_backbone(backbone, part, latent_optimizer="adam")  # every row is touched every step
         field.freeze_backbone()
         torch.manual_seed(config.seed + first)
         field.latents.table.data.normal_(0, 1e-3 ** 0.5)
         progress = (lambda p, first=first, n=part.items: callback(first, n, p)) if callback else None
-        results.append(fit(field, part, config, progress))
+        results.append(fit(field, part, dataclasses.replace(config, batch_size=part.items * points_per_signal),
+                           progress))
         tables.append(field.latents.table.detach().cpu())
-    field = SetField(backbone.config, Segmentation(whole.items * whole.segments_per_item,
-                                                   backbone.segmentation.t_start, backbone.segmentation.t_end,
-                                                   backbone.segmentation.time_index, "nearest"),
-                     whole.segments_per_item)
-    field.backbone.load_state_dict(backbone.backbone.state_dict())
+    field = with_backbone(backbone, whole)
     with torch.no_grad():
         field.latents.table.copy_(torch.cat(tables))
     field.eval()
     return SetReport(field, whole, results, measure_items(field, whole))
+
+
+def with_backbone(backbone: NeoMLPField, signal: SetSignal, latent_optimizer: str = "lazy") -> SetField:
+    """A set field for ``signal``'s items over a copy of ``backbone`` (its latents still to be set)."""
+    seg = backbone.segmentation
+    field = SetField(backbone.config, Segmentation(signal.items * signal.segments_per_item, seg.t_start, seg.t_end,
+                                                   seg.time_index, "nearest"),
+                     signal.segments_per_item, latent_optimizer)
+    field.backbone.load_state_dict(backbone.backbone.state_dict())
+    return field
 
 
 def check_compatible(layout: dict, data: SignalSet) -> None:
@@ -208,10 +211,7 @@ def set_metadata(report: SetReport, weights_dtype: str, preset: str, config: Fit
     return {"neofield_version": __version__, **report.signal.layout(), "weights_dtype": weights_dtype,
             "preset": preset, "collection": collection,
             "source": {"name": data.source or "dataset", "selection": {}, "sha256": values_hash(data.values)},
-            "fit": {"steps": report.steps, "seconds": round(report.seconds, 3),
-                    "config": {k: v for k, v in config.to_dict().items()
-                               if k in ("lr", "batch_size", "steps", "epochs", "time_budget", "seed")
-                               and v is not None}},
+            "fit": {"steps": report.steps, "seconds": round(report.seconds, 3), "config": fit_record(config)},
             "quality": {"mean_psnr_db": round(float(report.psnr.mean()), 4),
                         "min_psnr_db": round(float(report.psnr.min()), 4)}}
 

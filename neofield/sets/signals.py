@@ -16,27 +16,15 @@ sampled i.i.d. with replacement over the whole dataset.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
+from ..codec import default_segments
 from ..media import Media
 from ..signal import MIN_AUDIO_PEAK, VIDEO_VALUES, CoordinateMap, Signal, ValueMap, centre_times
 from .data import SignalSet
 
-AUDIO_SAMPLES_PER_SEGMENT = 1024  # as the codec's (codec.AUDIO_SAMPLES_PER_SEGMENT): one set per ~23 ms
 MAX_ID = 1 << 24  # latent indices travel as float32 coordinates: exact up to 2^24
-
-
-def default_segments(data: SignalSet) -> int:
-    """Latent sets per item: one for a picture (the paper's nu-sets), one per frame of a clip and one per
-    ~1,024 samples of a sound (the codec's, measured to pay on CPU)."""
-    if data.kind == "video":
-        return data.values.shape[1]
-    if data.kind == "audio":
-        return max(1, math.ceil(data.values.shape[1] / AUDIO_SAMPLES_PER_SEGMENT))
-    return 1
 
 
 def template(data: SignalSet) -> Signal:
@@ -65,10 +53,11 @@ class SetSignal:
         self.data = data
         self.kind = data.kind
         self.items = len(data)
-        self.segments_per_item = segments_per_item or default_segments(data)
+        one = template(data)
+        # by default what `neofield encode` gives one signal: one set per frame, or per 1,024 audio samples
+        self.segments_per_item = segments_per_item or default_segments(one)
         if self.items * self.segments_per_item > MAX_ID:
             raise ValueError(f"{self.items:,} items x {self.segments_per_item:,} sets is more than {MAX_ID:,}")
-        one = template(data)
         self.coordinate_map: CoordinateMap = one.coordinate_map
         self.channels = data.values.shape[-1]
         if value_map is not None:
