@@ -63,6 +63,20 @@ def main(version: Annotated[bool, typer.Option("--version", callback=_version, i
     """neofield: neural-field media codec."""
 
 
+def _speaks() -> bool:
+    """Whether this process talks to the user: always, but under torchrun only rank 0 (the others would
+    repeat each line)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def data_parallel(device: str) -> bool:
+    """Join torchrun's processes for a data-parallel fit (nothing without torchrun; neofield.distributed);
+    returns whether this process is rank 0, which reports and writes."""
+    from . import distributed
+
+    return distributed.init(device).main
+
+
 def friendly(fn):
     """Turn NeofieldError (and Ctrl-C) into one line and a non-zero exit."""
 
@@ -71,10 +85,12 @@ def friendly(fn):
         try:
             return fn(*args, **kwargs)
         except NeofieldError as exc:
-            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+            if _speaks():
+                err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
-            err.print("[bold red]interrupted[/] (no output was written)")
+            if _speaks():
+                err.print("[bold red]interrupted[/] (no output was written)")
             raise typer.Exit(130) from None
         except typer.Exit:
             raise
@@ -256,9 +272,14 @@ def encode(
     Without --steps, --epochs or --time-budget the fit stops after 20 epochs or
     5 minutes, whichever comes first; the plan is printed before it starts.
     Ctrl-C or SIGTERM stops the fit with a checkpoint; --resume continues it.
+    Under torchrun (`torchrun --nproc-per-node N -m neofield encode ...`) the
+    fit is data-parallel over N processes; rank 0 writes.
     """
     from . import codec
     from .media import Selection
+
+    if not data_parallel(device):
+        quiet, as_json = True, False
 
     selection = Selection(start, duration, max_frames, parse_size(resize, "--resize") if resize else None)
     display = FitDisplay(enabled=not quiet, batch_size=batch_size)
@@ -275,7 +296,8 @@ def encode(
                               checkpoint_every=checkpoint_every, resume=resume, save_on_interrupt=save_on_interrupt)
     except codec.EncodeInterrupted as stop:
         display.progress.stop()
-        err.print(f"[bold red]interrupted[/] {escape(stop.details)}", highlight=False)
+        if _speaks():
+            err.print(f"[bold red]interrupted[/] {escape(stop.details)}", highlight=False)
         raise typer.Exit(130) from None
     finally:
         display.progress.stop()

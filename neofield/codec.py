@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__, rate
+from . import __version__, distributed, rate
 from . import bundle as bundle_io
 from . import checkpoint as ckpt
 from . import options as opt
@@ -246,6 +246,10 @@ def encode(
     with ``save_on_interrupt``). ``resume=True`` continues from that checkpoint,
     given the same options and source; the checkpoint is removed once the bundle
     is written.
+
+    In a process group (``torchrun``, :mod:`neofield.distributed`) the fit is
+    data-parallel; rank 0 checkpoints, measures and writes, and the other ranks
+    return a report of the fit alone (``bytes`` 0, no quality).
     """
     if preset is not None and preset not in PRESETS:
         raise NeofieldError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
@@ -372,7 +376,7 @@ def encode(
                      resume=saved.state if saved is not None else None)
     except FitInterrupted as stop:
         written = None
-        if save_on_interrupt:  # the field as it is, through the usual rounding and container
+        if save_on_interrupt and distributed.is_main():  # the field as it is, through the usual rounding and container
             field_.cpu()
             if control:
                 bits = control.finish(field_)
@@ -386,6 +390,9 @@ def encode(
         raise EncodeInterrupted(state.step, state.total if state.final else None,
                                 ckpt_path if stop.checkpointed else None, written) from None
     field_.cpu()
+    if not distributed.is_main():  # a data-parallel fit's other processes: rank 0 has the same weights, and writes
+        return EncodeReport(path=output, bytes=0, kind=signal.kind, parameters=field_.num_parameters(),
+                            fit=result, budget=budget, quality={})
     if control:
         bits = control.finish(field_)
     symbols = bundle_io.round_weights(field_, weights_dtype, bits)

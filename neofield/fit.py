@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from . import distributed
 from .checkpoint import FitState
 from .errors import NeofieldError
 from .options import check_device
@@ -176,7 +177,8 @@ after about 80 s (docs/cpu-defaults.md)."""
 
 def fit(field: nn.Module, signal: Signal, config: FitConfig,
         callback: Callable[[FitProgress], None] | None = None, *,
-        on_checkpoint: Callable[[FitState], None] | None = None, resume: FitState | None = None) -> FitResult:
+        on_checkpoint: Callable[[FitState], None] | None = None, resume: FitState | None = None,
+        parallel: bool = True) -> FitResult:
     """Fit ``field`` to ``signal`` in place and return what it cost.
 
     A time budget is turned into a step count after a short probe of the
@@ -189,6 +191,11 @@ def fit(field: nn.Module, signal: Signal, config: FitConfig,
     restored after). ``resume`` continues from such a state: with the same field,
     signal and config, a fit resumed with ``deterministic=True`` ends on the very
     weights of one never stopped (a time budget has what the state left of it).
+
+    In a process group (``torchrun``; :mod:`neofield.distributed`) and with
+    ``parallel``, the fit is data-parallel: each process draws its share of
+    ``config.batch_size`` (the global batch) and DDP averages the gradients;
+    only rank 0 calls ``callback`` and ``on_checkpoint``.
     """
     if config.steps is None and config.epochs is None and config.time_budget is None:
         raise NeofieldError("give a number of --steps, --epochs or a --time-budget")
@@ -203,7 +210,8 @@ def fit(field: nn.Module, signal: Signal, config: FitConfig,
     torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
     try:
         with flush_denormals(), _interrupts() as stop:
-            return _fit(field, signal, config, callback, on_checkpoint, resume, stop)
+            return _fit(field, signal, config, callback, on_checkpoint, resume, stop,
+                        distributed.world() if parallel else distributed.World())
     finally:
         torch.use_deterministic_algorithms(previous)
 
@@ -242,10 +250,14 @@ def _interrupts() -> Iterator[_StopRequest]:
 
 def _fit(field: nn.Module, signal: Signal, config: FitConfig,
          callback: Callable[[FitProgress], None] | None, on_checkpoint: Callable[[FitState], None] | None,
-         resume: FitState | None, stop: _StopRequest) -> FitResult:
+         resume: FitState | None, stop: _StopRequest, world: distributed.World) -> FitResult:
     device = resolve_device(config.device)
     field.to(device).train()
-    sample_gen = torch.Generator().manual_seed(config.seed)
+    batch = distributed.local_batch(config.batch_size, world.size)  # this process's share of every step
+    sync = distributed.StepSync(world, device)
+    if not world.main:  # rank 0 speaks and writes for all
+        callback = on_checkpoint = None
+    sample_gen = torch.Generator().manual_seed(distributed.rank_seed(config.seed, world.rank))
     # a field may bring its own optimiser (a nu-set's latent table: neofield.sets.field); groups may scale the rate
     make = getattr(field, "make_optimizer", None)
     opt = make(config.lr) if make else torch.optim.Adam(field.parameters(), lr=config.lr)
@@ -262,6 +274,8 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
     periodic = config.checkpoint_every is not None and config.checkpoint_min_seconds <= 0  # else decided by the plan
     if resume is not None:
         _restore(field, opt, sample_gen, resume, config, total)
+        if not world.main:  # the checkpoint holds rank 0's sampler: the others take streams of their own
+            sample_gen.manual_seed(distributed.rank_seed(config.seed + resume.step, world.rank))
         step, total, final, announced, ema, spent = (resume.step, resume.total, resume.final, resume.announced,
                                                      resume.ema, resume.elapsed)
         replans, levels, q_start = list(resume.replans), resume.levels, resume.q_start
@@ -269,14 +283,19 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
         periodic = config.checkpoint_every is not None and (periodic or resume.periodic)
     t_start = time.perf_counter() - spent
     mark = (step, spent)  # (step, seconds) that speed is timed from: past the slow first steps, then the last plan
-    forward, compiled_at = field, None  # the module each step calls, and the step it was compiled at
+    # the module each step calls (DDP's wrapper in a process group: it all-reduces the gradients in the backward
+    # pass, and starts every rank from rank 0's weights), and the step it was compiled at
+    model = field if world.size == 1 else nn.parallel.DistributedDataParallel(
+        field, device_ids=[torch.cuda.current_device() if device.index is None else device.index]
+        if device.type == "cuda" else None, forward_sync_buffers=False)
+    forward, compiled_at = model, None
     resumed_at = step if resume is not None else None
     if resume is not None:
         _report(callback, step, total if final else None, ema, config, spent, lr=config.lr * lr_scale,
                 note=f"resuming from step {step:,} of " + (f"{total:,}" if final else
                                                            f"a {config.time_budget:g} s budget, {spent:.0f} s spent"))
         if resume.compiled:  # the fit it continues was compiled: so is this one (the same kernels)
-            forward, compiled_at = torch.compile(field, dynamic=False), step
+            forward, compiled_at = torch.compile(model, dynamic=False), step
             _report(callback, step, total if final else None, ema, config, spent, lr=config.lr * lr_scale,
                     note="compiling the training step (torch.compile; about 15 s on 2 cores)")
     snapshot: FitState | None = None  # the last state known good, that a divergence goes back to
@@ -318,7 +337,9 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
 
     try:
         while True:
-            if stop.signum is not None:  # Ctrl-C or SIGTERM: stop here, where the state is whole
+            # rank 0's clock and any rank's stop request: every rank takes the decisions below alike
+            elapsed, stopping = sync.clock(time.perf_counter() - t_start, stop.signum is not None)
+            if stopping:  # Ctrl-C or SIGTERM: stop here, where the state is whole
                 raise interrupted(capture())
             if periodic and on_checkpoint is not None and \
                     time.perf_counter() - last_checkpoint >= config.checkpoint_every:
@@ -329,7 +350,6 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
                     roll_back("the weights were not finite", step)
                     continue
                 snapshot = capture()
-            elapsed = time.perf_counter() - t_start
             if step == PROBE_SKIP or (compiled_at is not None and step == compiled_at + PROBE_SKIP) or (
                     resumed_at is not None and step == resumed_at + PROBE_SKIP):
                 mark = (step, elapsed)  # compiling (or resuming) made the steps before this one slow
@@ -342,8 +362,8 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
                 if config.checkpoint_every is not None and not periodic:  # worth it for a long fit only
                     periodic = _planned_seconds(config, step, total, elapsed, mark) >= config.checkpoint_min_seconds
                 _report(callback, step, total, ema, config, elapsed, planned=True, lr=opt.param_groups[0]["lr"])
-                if _should_compile(config, device, step, total, elapsed, mark):
-                    forward, compiled_at = torch.compile(field, dynamic=False), step
+                if sync.from_main(_should_compile(config, device, step, total, elapsed, mark)):
+                    forward, compiled_at = torch.compile(model, dynamic=False), step
                     _report(callback, step, total, ema, config, elapsed, lr=opt.param_groups[0]["lr"],
                             note="compiling the training step (torch.compile; about 15 s on 2 cores)")
             elif announced and replans and levels is None and elapsed >= replans[0] * config.time_budget:
@@ -359,7 +379,7 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
             # is about to stop the fit early (a slower machine than the probe measured must not skip it)
             if q and final and levels is None and (step >= total * (1 - q.fraction) or (
                     config.time_budget is not None and elapsed >= config.time_budget * (1 - q.fraction))):
-                levels, q_start = (q.levels(field) if callable(q.levels) else q.levels), step
+                levels, q_start = sync.from_main(q.levels(field) if callable(q.levels) else q.levels), step
             lr = lr_at(step, total if final else 10**9, config)  # warm-up, then hold until the plan is known
             if levels is not None:  # finetuning anneals further, to a tenth of the tail's rate: weights settle
                 lr *= 1 - 0.9 * min(1.0, (step - q_start) / max(total - q_start, 1))
@@ -367,7 +387,7 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
             for group in opt.param_groups:
                 group["lr"] = lr * group.get("lr_scale", 1.0)
             coords, target, mask = (t.to(device, non_blocking=True)
-                                    for t in signal.sample(config.batch_size, sample_gen))
+                                    for t in signal.sample(batch, sample_gen))
             saved = _perturb(field, levels, q.mode, sample_gen) if levels is not None else None
             opt.zero_grad(set_to_none=True)
             try:
@@ -375,7 +395,7 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
             except Exception as e:  # inductor failed to build its kernels (compiler, headers): go on eagerly
                 if step != compiled_at:
                     raise
-                forward, compiled_at = field, None
+                forward, compiled_at = model, None
                 opt.zero_grad(set_to_none=True)
                 _report(callback, step, total if final else None, ema, config, time.perf_counter() - t_start,
                         lr=lr, note=f"torch.compile failed ({type(e).__name__}); fitting without it")
@@ -385,8 +405,7 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
                     for p, value in saved:
                         p.copy_(value)
             norm = nn.utils.clip_grad_norm_(field.parameters(), config.grad_clip) if config.grad_clip else None
-            value, norm = (loss.item(), 0.0) if norm is None else torch.stack([loss.detach().float(),
-                                                                               norm.float()]).tolist()
+            value, norm = sync.loss_and_norm(loss, norm)  # the whole batch's loss, on every rank
             if not (math.isfinite(value) and math.isfinite(norm)):  # diverged: this step is not taken
                 roll_back(f"the loss was {value}" if not math.isfinite(value) else f"the gradient norm was {norm}",
                           step + 1)
@@ -404,8 +423,8 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
             raise
         field.load_state_dict(snapshot.field)
         raise interrupted(snapshot) from None
-    if stop.signum is not None:  # asked to stop as the last step ended: the checkpoint resumes to the end at once
-        raise interrupted(capture())
+    if sync.clock(0.0, stop.signum is not None)[1]:  # asked to stop as the last step ended: the checkpoint
+        raise interrupted(capture())                  # resumes to the end at once
     seconds = time.perf_counter() - t_start
     field.eval()
     return FitResult(steps=step, seconds=seconds, final_loss=ema if ema is not None else float("nan"),
