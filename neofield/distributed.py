@@ -104,6 +104,16 @@ def local_batch(batch_size: int, size: int) -> int:
     return batch_size // size
 
 
+def all_gather(items: list) -> list:
+    """Every process's ``items`` (a list of picklable things), concatenated in rank order, on every process."""
+    group = world()
+    if group.size == 1:
+        return list(items)
+    out = [None] * group.size
+    dist.all_gather_object(out, items)
+    return [x for part in out for x in part]
+
+
 class StepSync:
     """The fit loop's agreements across ranks, one small collective each (free without a process group)."""
 

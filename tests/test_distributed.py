@@ -124,6 +124,59 @@ def test_two_processes_reach_one_process_quality_at_equal_total_points(tmp_path,
     assert abs(p_two - p_one) < 1.0  # ... equally well, though from other points
 
 
+def _pictures(n: int = 10):
+    import numpy as np
+
+    from neofield.sets.data import SignalSet
+
+    values = np.random.default_rng(0).integers(0, 256, (n, 6, 6, 1), dtype=np.uint8)
+    return SignalSet("image", values, None, (), tuple(f"p{i}" for i in range(n)))
+
+
+def _backbone():
+    from neofield.sets.fit import make_set_field
+    from neofield.sets.signals import SetSignal
+
+    return make_set_field(SetSignal(_pictures()), seed=0)
+
+
+def _latents_worker(rank: int, size: int, port: int, out: str) -> None:
+    """One rank of Algorithm 2 on 10 pictures; writes the latents it ends with."""
+    from neofield.sets.fit import fit_latents
+    from neofield.sets.signals import SetSignal
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(size),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    distributed.init("cpu")
+    config = FitConfig(steps=20, batch_size=256, device="cpu", compile="off")
+    backbone = _backbone()  # the same on every rank (one seed)
+    report = fit_latents(backbone, SetSignal(_pictures()).layout(), _pictures(), config)
+    torch.save({"table": report.field.latents.table.detach(), "psnr": report.psnr, "chunks": len(report.fit)},
+               Path(out) / f"rank{rank}.pt")
+    distributed.shutdown()
+
+
+def test_algorithm_2_shares_the_signals_out_and_every_rank_ends_with_all_latents(tmp_path):
+    from neofield.sets.fit import fit_latents
+    from neofield.sets.signals import SetSignal
+
+    mp.spawn(_latents_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    assert ranks[0]["chunks"] == 2  # 5 signals each
+    assert torch.equal(ranks[0]["table"], ranks[1]["table"]) and torch.equal(ranks[0]["psnr"], ranks[1]["psnr"])
+    # the same latents as one process fitting the same chunks
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        config = FitConfig(steps=20, batch_size=256, device="cpu", compile="off")
+        one = fit_latents(_backbone(), SetSignal(_pictures()).layout(), _pictures(), config, chunk=5)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.allclose(one.field.latents.table, ranks[0]["table"], atol=1e-6)
+    assert torch.allclose(one.psnr, ranks[0]["psnr"], atol=1e-3)
+
+
 def test_encode_under_torchrun_writes_one_bundle_and_speaks_once(tmp_path, tiny_clip):
     out = tmp_path / "two.nf"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -51,6 +51,48 @@ def test_decode_renders_one_signal_of_a_set_at_any_scale(digits_set, tmp_path):
     assert not (tmp_path / "x.png").exists()
 
 
+def test_set_fit_stores_quantized_weights_and_reports_what_a_decoder_gets(digits_set, tmp_path):
+    import torch
+
+    from neofield.sets.data import load_set
+    from neofield.sets.fit import load_set_bundle, measure_items, render_items
+    from neofield.sets.signals import SetSignal
+
+    _, backbone, fit = digits_set
+    assert fit["weights_dtype"] == "quantized" and fit["bits"] == {"backbone": 6.0, "latents": 6.0}  # the default
+    field, meta = load_set_bundle(backbone)
+    assert meta["quantization"] == {"bits": {"backbone": 6.0, "latents": 6.0}}
+    assert "quantized to 6 bits (backbone) and 6 bits (latents)" in neofield("info", backbone).stdout
+    # the PSNR printed and recorded is the one of the weights in the file
+    signal = SetSignal(load_set("digits", "train", 60))
+    psnr = measure_items(field, signal)
+    assert fit["mean_psnr_db"] == round(float(psnr.mean()), 3) and fit["min_psnr_db"] == round(float(psnr.min()), 3)
+    assert meta["quality"]["mean_psnr_db"] == round(float(psnr.mean()), 4)
+    # and `decode --item` renders it as the set does
+    assert neofield("decode", backbone, "--item", "9", "-o", tmp_path / "9.png", "-q").returncode == 0
+    mine = render_items(field, signal, torch.tensor([9]))[0, :, 0].round().clamp(0, 255).to(torch.uint8)
+    assert np.array_equal(iio.imread(tmp_path / "9.png")[..., 0].reshape(-1), mine.numpy())
+
+
+def test_set_fit_takes_the_bit_depths_and_float_storage_of_encode(tmp_path):
+    small = ["digits", "--limit", "8", "--steps", "20", *QUICK, "--json"]
+    out = tmp_path / "q.nf"
+    fit = neofield("set", "fit", *small, "--bits", "5", "--latent-bits", "8", "-o", out)
+    assert fit.returncode == 0, fit.stderr
+    assert json.loads(fit.stdout)["bits"] == {"backbone": 5.0, "latents": 8.0}
+    half = neofield("set", "fit", *small, "--dtype", "float16", "-o", tmp_path / "h.nf")
+    assert half.returncode == 0, half.stderr
+    assert json.loads(half.stdout)["weights_dtype"] == "float16" and "bits" not in json.loads(half.stdout)
+    assert out.stat().st_size < (tmp_path / "h.nf").stat().st_size
+    bad = tmp_path / "bad.nf"
+    for args, message in ((["--bits", "0"], "--bits must be a bit depth from 1 to 16, not 0"),
+                          (["--latent-bits", "17"], "--latent-bits must be a bit depth from 1 to 16, not 17"),
+                          (["--dtype", "float16", "--bits", "4"], "--bits apply to --dtype quantized, not float16"),
+                          (["--dtype", "int8"], "--dtype must be one of quantized, float16, bfloat16, float32")):
+        assert_one_line_error(neofield("set", "fit", "digits", "-o", bad, "--steps", "1", *QUICK, *args), message)
+        assert not bad.exists()
+
+
 def test_set_commands_refuse_bad_input_in_one_line(digits_set, tmp_path):
     _, backbone, _ = digits_set
     assert_one_line_error(neofield("set", "fit", "digits", "-o", backbone, *QUICK), "exists")

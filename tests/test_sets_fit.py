@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from neofield import bundle as bundle_io
 from neofield.errors import NeofieldError
 from neofield.fit import FitConfig
 from neofield.media import Media
+from neofield.quantize import BitDepths, levels_for
 from neofield.sets.data import SignalSet
 from neofield.sets.field import LatentAdam, SetField, item_field
 from neofield.sets.fit import (
@@ -102,7 +104,7 @@ def test_a_set_bundle_round_trips_and_renders_one_item_as_the_set_does(tmp_path)
 
     report = fit_set(pictures(), FitConfig(steps=60, **FAST))
     path = tmp_path / "set.nf"
-    save_set(path, report, FitConfig(steps=60, **FAST), weights_dtype="float32")
+    save_set(path, report)
     field, meta = load_set_bundle(path)
     assert torch.equal(field.latents.table, report.field.latents.table)
     assert meta["collection"]["labels"] == [i % 2 for i in range(12)]
@@ -120,13 +122,63 @@ def test_a_set_bundle_round_trips_and_renders_one_item_as_the_set_does(tmp_path)
     assert iio.imread(up.path).shape == (12, 12, 3)
 
 
+def test_a_quantized_set_bundle_holds_exactly_the_weights_the_fit_measured(tmp_path):
+    import imageio.v3 as iio
+
+    import neofield
+
+    bits = BitDepths(5, 7)
+    config = FitConfig(steps=200, **FAST)
+    quantized = fit_set(pictures(), config, weights_dtype="quantized", bits=bits)
+    half = fit_set(pictures(), config, weights_dtype="float16")
+    assert quantized.config.quantization is not None and half.config.quantization is None  # QAT, as encode
+    sizes = {}
+    for name, report in (("quantized", quantized), ("float16", half)):
+        path = tmp_path / f"{name}.nf"
+        sizes[name] = save_set(path, report)
+        field, meta = load_set_bundle(path)
+        # the bundle holds, bit for bit, the rounded weights the fit measured its items on ...
+        stored = field.state_dict()
+        assert all(torch.equal(stored[k], v) for k, v in report.field.state_dict().items())
+        # ... so what it reports and records is what a decoder of the file gets
+        assert torch.equal(measure_items(field, report.signal), report.psnr)
+        assert meta["weights_dtype"] == name and meta["quality"]["mean_psnr_db"] == round(float(report.psnr.mean()), 4)
+        assert report.summary()["weights_dtype"] == name
+    assert meta.get("quantization") is None
+    meta = bundle_io.load(tmp_path / "quantized.nf").meta
+    assert meta["quantization"] == {"bits": {"backbone": 5.0, "latents": 7.0}}
+    assert meta["fit"]["config"]["quantization_aware"] == {"fraction": 0.1, "mode": "round"}
+    assert meta["collection"]["items"] == 12 and quantized.summary()["bits"] == {"backbone": 5.0, "latents": 7.0}
+    table, readout = quantized.field.latents.table, quantized.field.backbone.readout.weight
+    assert len(table.unique()) <= levels_for(7) and len(readout.unique()) <= levels_for(5)
+    assert sizes["quantized"] < sizes["float16"] / 2, sizes
+    assert quantized.psnr.mean() > 30  # ramps: 6-bit weights finetuned for their levels still fit them
+    # one item through the codec's decoder is the set's own render of it
+    decoded = neofield.decode(tmp_path / "quantized.nf", tmp_path / "seven.png", item=7)
+    png = iio.imread(decoded.path)
+    mine = render_items(quantized.field, quantized.signal, torch.tensor([7]))[0].round().clamp(0, 255)
+    assert np.array_equal(png[..., 0].reshape(-1), mine[:, 0].to(torch.uint8).numpy())
+
+
+def test_a_set_is_stored_as_it_was_fitted(tmp_path):
+    with pytest.raises(NeofieldError, match="--dtype must be one of quantized, float16, bfloat16, float32"):
+        fit_set(pictures(4), FitConfig(steps=5, **FAST), weights_dtype="int8")
+    with pytest.raises(NeofieldError, match="--bits apply to --dtype quantized, not float16"):
+        fit_set(pictures(4), FitConfig(steps=5, **FAST), weights_dtype="float16", bits=BitDepths(4, 4))
+    report = fit_set(pictures(4), FitConfig(steps=5, **FAST), measure=False, weights_dtype="quantized")
+    assert report.bits == BitDepths() and torch.isnan(report.psnr).all()  # the codec's default depths
+    report.psnr = torch.zeros(4)
+    assert save_set(tmp_path / "a.nf", report) > 0
+    assert bundle_io.load(tmp_path / "a.nf").meta["quantization"] == {"bits": {"backbone": 6.0, "latents": 6.0}}
+
+
 def test_decoding_a_set_needs_an_item_in_range(tmp_path):
     import neofield
 
     report = fit_set(pictures(4), FitConfig(steps=5, **FAST), measure=False)
     report.psnr = torch.zeros(4)
     path = tmp_path / "set.nf"
-    save_set(path, report, FitConfig(steps=5, **FAST))
+    save_set(path, report)
     with pytest.raises(NeofieldError, match="holds a set of 4 signals: pick one with --item"):
         neofield.decode(path, tmp_path / "a.png")
     with pytest.raises(NeofieldError, match="--item 4 is out of range"):
@@ -181,3 +233,18 @@ def test_reps_round_trip_with_labels_and_psnr(tmp_path):
         load_reps(tmp_path / "junk.safetensors")
     with pytest.raises(NeofieldError, match="does not exist"):
         load_reps(tmp_path / "missing.safetensors")
+
+
+def test_new_latents_start_from_the_backbones_mean_latent_set_at_each_position():
+    train = fit_set(clips(3, frames=2), FitConfig(steps=30, **FAST))
+    table = train.field.latents.table.detach()
+    # lr ~0: the fit leaves each signal where it started
+    still = fit_latents(train.field, train.signal.layout(), clips(3, frames=2),
+                        FitConfig(**{**FAST, "lr": 1e-12, "steps": 3}), chunk=2)
+    start = table.reshape(3, 2, *table.shape[1:]).mean(0)  # per frame position
+    assert torch.allclose(still.field.latents.table, start.repeat(3, 1, 1), atol=1e-6)
+    noise = fit_latents(train.field, train.signal.layout(), clips(3, frames=2),
+                        FitConfig(**{**FAST, "lr": 1e-12, "steps": 3}), init="normal")
+    assert noise.field.latents.table.abs().max() < 0.2 and noise.field.latents.table.std() > 0.01
+    with pytest.raises(NeofieldError, match="--init must be one of mean, normal"):
+        fit_latents(train.field, train.signal.layout(), clips(3, frames=2), FitConfig(steps=3, **FAST), init="zero")

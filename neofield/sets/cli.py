@@ -15,7 +15,7 @@ import numpy as np
 import typer
 from rich.markup import escape
 
-from ..cli import FitDisplay, Force, Json, Quiet, err, friendly
+from ..cli import FitDisplay, Force, Json, Quiet, data_parallel, err, friendly
 from ..errors import NeofieldError
 from ..fields.presets import PRESETS
 from ..options import parse_size
@@ -81,7 +81,13 @@ def fit_command(
     latent_optimizer: Annotated[str, typer.Option(help="lazy: Adam on the latent sets each batch touched "
                                                        "(default); adam: dense Adam over the whole table.")] = "lazy",
     batch_size: Batch = 1024,
-    dtype: Annotated[str, typer.Option(help="How weights are stored: float16, bfloat16 or float32.")] = "float16",
+    dtype: Annotated[str, typer.Option(help="How weights are stored: quantized (range-coded symbols, the fit's "
+                                            "last steps finetuned for them), or float16, bfloat16, "
+                                            "float32.")] = "quantized",
+    bits: Annotated[Optional[float], typer.Option(help="Bit depth of the backbone's weights (1-16; fractional "
+                                                       "depths are levels 2**bits) \\[default: 6].")] = None,
+    latent_bits: Annotated[Optional[float], typer.Option(help="Bit depth of the latent table "
+                                                              "\\[default: --bits].")] = None,
     seed: Seed = 0,
     device: Device = "auto",
     force: Force = False,
@@ -91,14 +97,20 @@ def fit_command(
     """Algorithm 1: fit one backbone and a latent set per signal on DATA, and store both.
 
     Each step draws (signal, point) pairs at random across the whole dataset.
-    `neofield decode OUTPUT --item K` renders signal K; `neofield set encode`
-    fits latents for other signals with this backbone.
+    The weights are stored as `neofield encode` stores one signal's (quantized
+    and range coded by default), and each signal's PSNR is measured on what is
+    stored. `neofield decode OUTPUT --item K` renders signal K; `neofield set encode`
+    fits latents for other signals with this backbone. Under torchrun the fit is
+    data-parallel (`torchrun --nproc-per-node N -m neofield set fit ...`).
     """
     from .. import options
     from ..files import check_output
     from ..fit import FitConfig
-    from .fit import DEFAULT_EPOCHS, fit_set, save_set
+    from .fit import DEFAULT_EPOCHS, describe_storage, fit_set, save_set, storage_bits
 
+    depths = storage_bits(dtype, options.bit_depths(bits, latent_bits))  # as `neofield encode` checks them
+    main = data_parallel(device)  # rank 0 of torchrun's processes (or the only process) measures and writes
+    quiet, as_json = quiet or not main, as_json and main
     options.positive_int("--steps", steps)
     options.positive_float("--epochs", epochs)
     options.positive_float("--time-budget", time_budget)
@@ -118,10 +130,13 @@ def fit_command(
                   f"{'x'.join(map(str, dataset.item_shape))}")
     report = _with_progress(display, lambda: fit_set(
         dataset, config, preset, segments, latent_optimizer, latent_lr_scale, callback=display.on_progress,
-        on_field=None if quiet else _describe_field))
-    nbytes = save_set(output, report, config, preset, dtype, force=force)
+        on_field=None if quiet else _describe_field, weights_dtype=dtype, bits=depths, measure=main))
+    if not main:
+        return
+    nbytes = save_set(output, report, preset=preset, force=force)
     _finish(report, output, nbytes, as_json, quiet,
-            f"({nbytes:,} bytes, {nbytes / len(dataset):,.0f} per signal) in {report.seconds:.1f} s of fitting")
+            f"({nbytes:,} bytes, {nbytes / len(dataset):,.0f} per signal, {describe_storage(dtype, depths)}) in "
+            f"{report.seconds:.1f} s of fitting")
 
 
 def _with_progress(display: FitDisplay, work):
@@ -166,6 +181,9 @@ def encode_command(
     time_budget: Annotated[Optional[float], typer.Option("--time-budget", help="Seconds per chunk.")] = None,
     lr: Annotated[float, typer.Option(help="Peak learning rate of the latents.")] = 0.1,
     chunk: Annotated[int, typer.Option(help="Signals whose latents are fitted together.")] = 4096,
+    init: Annotated[str, typer.Option(help="Where each signal's latents start: mean (the backbone's mean latent "
+                                           "set: one token order for all, +12 points of accuracy on digits) or "
+                                           "normal (N(0, 1e-3), the paper's).")] = "mean",
     seed: Seed = 0,
     device: Device = "auto",
     force: Force = False,
@@ -176,7 +194,8 @@ def encode_command(
 
     The file (safetensors) holds the nu-reps with their labels and PSNR.
     Many signals are fitted at once, --chunk at a time. Give the training split
-    too to get features for a classifier (`neofield set classify`).
+    too to get features for a classifier (`neofield set classify`). Under
+    torchrun the chunks are shared out among the processes.
     """
     from .. import options
     from ..files import check_output
@@ -187,6 +206,8 @@ def encode_command(
     options.positive_int("--steps", steps, 1 << 40)
     options.positive_int("--points", points, 1 << 20)
     options.positive_float("--lr", lr)
+    main = data_parallel(device)
+    quiet, as_json = quiet or not main, as_json and main
     check_output(output, force)
     field, meta = load_set_bundle(backbone)
     dataset = _load(data, split, limit, resize, "test")
@@ -199,8 +220,10 @@ def encode_command(
         err.print(f"[bold]data[/]   {escape(dataset.source)}: {len(dataset):,} signals; latents fitted "
                   f"{min(chunk, len(dataset)):,} at a time, {points} points of each per step")
     report = _with_progress(display, lambda: fit_latents(
-        field, meta, dataset, config, meta["collection"]["segments_per_item"], chunk, points,
+        field, meta, dataset, config, meta["collection"]["segments_per_item"], chunk, points, init,
         callback=lambda first, n, p: display.on_progress(p)))
+    if not main:
+        return
     nbytes = save_reps(output, report, backbone.name, force=force)
     _finish(report, output, nbytes, as_json, quiet, f"(latents of {len(dataset):,} signals) in {report.seconds:.1f} s")
 
