@@ -12,8 +12,7 @@
 * ``collection``: 6 clips of 10 frames cut from bikes.mp4 (96x40), stored as one
   set bundle (one backbone, each clip its latents) against six single-clip
   encodes at the same steps per clip, both quantized and range coded as the
-  codec stores them: bytes per clip and PSNR at the default depths, and the
-  clips alone at the set's PSNR (rate control to it, bytes interpolated).
+  codec stores them: bytes per clip and PSNR at the default depths.
 
 Run nothing else meanwhile: the seconds are timed.
 """
@@ -99,8 +98,8 @@ def digits_part(epochs: float, seeds: int) -> None:
 
 
 def collection_part(steps_per_clip: int) -> None:
-    """The set quantized at the codec's default depths against each clip alone, stored as `neofield encode`
-    stores it: at its default depths, and at the set's PSNR (rate control, then bytes interpolated)."""
+    """The set against each clip alone, both quantized at the codec's default depths and range coded, at
+    equal steps per clip: bytes per clip and PSNR, clip by clip."""
     from neofield.codec import encode
     from neofield.media import Selection, read_media, write_video
     from neofield.quantize import BitDepths
@@ -109,65 +108,30 @@ def collection_part(steps_per_clip: int) -> None:
              for k in range(6)]
     data = SignalSet("video", np.stack(clips), None, (), tuple(f"bikes@{k}s" for k in range(6)), rate=25.0,
                      source="bikes.mp4, 6 clips of 10 frames at 96x40")
-    n, default = len(clips), BitDepths()
-    print(f"\n## A collection: {data.source}; {steps_per_clip:,} steps of 1,024 points per clip, quantized and "
-          f"range coded\n")
+    n, bits = len(clips), BitDepths()
+    print(f"\n## A collection: {data.source}; {steps_per_clip:,} steps of 1,024 points per clip, quantized to "
+          f"{bits.backbone:g} bits and range coded\n")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        config = FitConfig(steps=steps_per_clip * n, seed=0, **ALG1)
-        report = fit_set(data, config, weights_dtype="quantized")  # the codec's default depths, finetuned for
+        report = fit_set(data, FitConfig(steps=steps_per_clip * n, seed=0, **ALG1), weights_dtype="quantized")
         set_bytes = save_set(tmp / "set.nf", report)
-        set_psnr = [float(p) for p in report.psnr]
+        alone = []
         for k, frames in enumerate(clips):
             write_video(tmp / f"clip{k}.mp4", iter(frames), 25.0, lossless=True)
-
-        def alone(k: int, **target) -> tuple[int, float, float, float]:
             r = encode(tmp / f"clip{k}.mp4", tmp / f"clip{k}.nf", steps=steps_per_clip, batch_size=1024,
-                       device="cpu", compile_mode="off", latents="nearest", force=True, **target)
-            bits = r.target["bits"]["backbone"] if r.target else default.backbone
-            return r.bytes, r.quality["video_psnr_db"], r.fit.seconds, bits
-
-        plain = [alone(k) for k in range(n)]
-        matched = [alone(k, target_psnr=set_psnr[k]) for k in range(n)]
-    at_set, how = zip(*(bytes_at(set_psnr[k], [plain[k][:2], matched[k][:2]]) for k in range(n)))
-    print("| storage | bits (backbone / latents) | bytes per clip | mean PSNR dB | fit s |\n|---|---|---:|---:|---:|")
-    print(f"| one set bundle (backbone shared; `neofield set fit FOLDER`) | {default.backbone:g} / "
-          f"{default.latents:g} | **{set_bytes / n:,.0f}** | {np.mean(set_psnr):.2f} | {report.seconds:.0f} |")
-    for name, rows in (("each clip alone (`neofield encode --latents nearest`)", plain),
-                       ("each clip alone, `--psnr` = the set's PSNR of that clip (fit s: with the depth search)",
-                        matched)):
-        b, p, s, bits = (np.array([x[i] for x in rows]) for i in range(4))
-        depth = f"{bits[0]:g}" if np.ptp(bits) == 0 else f"{bits.min():.2f} to {bits.max():.2f}"
-        print(f"| {name} | {depth} | {b.mean():,.0f} | {p.mean():.2f} | {s.sum():.0f} |")
-    short = sum(h.startswith("both short") for h in how)
-    print(f"| each clip alone at the set's PSNR of that clip (from the two rows above, see below) | | "
-          f"**{np.mean(at_set):,.0f}** | {np.mean(set_psnr):.2f}"
-          + (f" ({short} of {n} clips alone fall short of it)" if short else "") + " | |")
-    print("\n| clip | set PSNR dB | alone, default: bytes / PSNR dB | alone, `--psnr`: bits / bytes / PSNR dB | "
-          "alone at the set's PSNR: bytes | how |\n|---|---:|---:|---:|---:|---|")
+                       device="cpu", compile_mode="off", latents="nearest")
+            alone.append((r.bytes, r.quality["video_psnr_db"], r.fit.seconds))
+    b, p, t = (np.array([a[i] for a in alone]) for i in range(3))
+    print("| storage | bytes per clip | mean PSNR dB | fit s |\n|---|---:|---:|---:|")
+    print(f"| one set bundle (`neofield set fit FOLDER`) | **{set_bytes / n:,.0f}** | {report.psnr.mean():.2f} | "
+          f"{report.seconds:.0f} |")
+    print(f"| each clip alone (`neofield encode --latents nearest`) | {b.mean():,.0f} | {p.mean():.2f} | "
+          f"{t.sum():.0f} |")
+    print("\n| clip | PSNR in the set | PSNR alone | bytes alone |\n|---|---:|---:|---:|")
     for k in range(n):
-        print(f"| {data.names[k]} | {set_psnr[k]:.2f} | {plain[k][0]:,} / {plain[k][1]:.2f} | {matched[k][3]:.2f} / "
-              f"{matched[k][0]:,} / {matched[k][1]:.2f} | {at_set[k]:,.0f} | {how[k]} |")
-    print(f"\nAt the set's PSNR a clip stored in the set takes {np.mean(at_set) / (set_bytes / n):.1f}x fewer bytes "
-          f"than alone ({set_bytes / n:,.0f} against {np.mean(at_set):,.0f}; {n - short} of {n} clips alone reach "
-          "the set's PSNR). Each clip was encoded alone twice at the "
-          "set's steps per clip: at the default depths, and with rate control aiming at the set's PSNR of that "
-          "clip. Its bytes at the set's PSNR are interpolated linearly in PSNR between the two where they bracket "
-          "it; otherwise the cheaper of the two is taken: above the set's PSNR an upper bound on its bytes there, "
-          "short of it (alone does not reach the set's PSNR at these steps at any depth) a lower bound.", flush=True)
-
-
-def bytes_at(psnr: float, points: list[tuple[int, float]]) -> tuple[float, str]:
-    """Bytes at ``psnr`` from (bytes, PSNR) points of one clip: interpolated between the nearest two that
-    bracket it, else the cheapest point (all above it: an upper bound; all short of it: a lower bound)."""
-    above = sorted((p, b) for b, p in points if p >= psnr)
-    below = sorted((p, b) for b, p in points if p < psnr)
-    if above and below:
-        (p0, b0), (p1, b1) = below[-1], above[0]
-        return min(b0 + (b1 - b0) * (psnr - p0) / (p1 - p0), *(b for _, b in above)), "interpolated"
-    if above:
-        return min(b for _, b in above), "both above it: the cheaper (upper bound)"
-    return min(b for _, b in below), "both short of it: the cheaper (lower bound)"
+        print(f"| {data.names[k]} | {report.psnr[k]:.2f} | {p[k]:.2f} | {b[k]:,} |")
+    print(f"\nA clip in the set takes {b.mean() / (set_bytes / n):.1f}x fewer bytes than alone, at "
+          f"{report.psnr.mean() - p.mean():+.2f} dB of mean PSNR.", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
