@@ -208,12 +208,6 @@ def test_fitting_latents_keeps_the_backbone_and_fits_new_signals_in_chunks():
     assert whole.fit[0].steps == parts.fit[0].steps == parts.fit[2].steps == 60
 
 
-def test_a_balanced_batch_holds_the_same_points_of_every_signal():
-    s = SetSignal(pictures(5), balanced=True)
-    coords, _, _ = s.sample(5 * 16, torch.Generator().manual_seed(0))
-    assert torch.bincount(coords[:, -1].long(), minlength=5).tolist() == [16] * 5
-
-
 def test_latents_for_signals_of_another_grid_are_refused():
     train = fit_set(pictures(4), FitConfig(steps=5, **FAST), measure=False)
     with pytest.raises(NeofieldError, match="do not have the backbone's grid .*width, height: 8, 8 against 6, 6"):
@@ -248,3 +242,17 @@ def test_new_latents_start_from_the_backbones_mean_latent_set_at_each_position()
     assert noise.field.latents.table.abs().max() < 0.2 and noise.field.latents.table.std() > 0.01
     with pytest.raises(NeofieldError, match="--init must be one of mean, normal"):
         fit_latents(train.field, train.signal.layout(), clips(3, frames=2), FitConfig(steps=3, **FAST), init="zero")
+
+
+def test_balanced_sampling_gives_every_signal_the_same_points_and_each_point_once_per_pass():
+    s = SetSignal(pictures(3, size=4), balanced=True)  # 16 points per picture
+    gen = torch.Generator().manual_seed(0)
+    seen = []
+    for _ in range(4):  # 4 steps of 4 points: one pass over the grid
+        coords, targets, _ = s.sample(3 * 4, gen)
+        ids = coords[:, -1].long()
+        assert torch.equal(torch.bincount(ids, minlength=3), torch.tensor([4, 4, 4]))
+        per_item = [coords[ids == i, :-1] for i in range(3)]
+        assert all(torch.equal(per_item[0], p) for p in per_item[1:])  # the same points, in the same order
+        seen.append(per_item[0])
+    assert len(torch.cat(seen).unique(dim=0)) == 16  # every point of the grid once

@@ -175,7 +175,8 @@ def encode_command(
     split: Split = None,
     limit: Limit = None,
     resize: Resize = None,
-    steps: Annotated[int, typer.Option(help="Steps per chunk of signals.")] = 300,
+    steps: Annotated[int, typer.Option(help="Steps per chunk of signals (more: latents that render the signals "
+                                            "better, but classify worse; see docs/cpu-defaults.md).")] = 100,
     points: Annotated[int, typer.Option(help="Points of every signal in each step (so that every signal's "
                                              "latents get the same steps, whatever the set's size).")] = 16,
     time_budget: Annotated[Optional[float], typer.Option("--time-budget", help="Seconds per chunk.")] = None,

@@ -11,7 +11,9 @@ the frame of a clip, or a slice of a sound's time): the sampler appends that
 index to the coordinates as a last column, which :class:`~.field.SetField`
 splits off. The general fit loop (:func:`neofield.fit.fit`) then fits a set as
 it fits one signal: Algorithm 1 of the NeoMLP paper, (signal, point) pairs
-sampled i.i.d. with replacement over the whole dataset.
+sampled i.i.d. with replacement over the whole dataset. Algorithm 2 samples
+*balanced*: every step the same points of every signal, walking through a
+shuffled grid (see :meth:`SetSignal.sample`).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class SetSignal:
         batch holds the same number of points of every item (Algorithm 2: each signal's latents then get
         the same number of equally noisy steps, whatever the size of the set they are fitted with)."""
         self.balanced = balanced
+        self._cycle = torch.empty(0, dtype=torch.long)  # balanced: the shuffled grid points still to visit
         if len(data) == 0:
             raise ValueError("a set needs at least one signal")
         self.data = data
@@ -84,16 +87,23 @@ class SetSignal:
         return self.channels
 
     def sample(self, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``batch`` (item, point) pairs i.i.d. over the set (``balanced``: ``batch // items`` points of every
-        item): coordinates with the latent index as a last column ``(B, I + 1)``, field values ``(B, C)``
-        and a loss mask of ones."""
+        """``batch`` (item, point) pairs i.i.d. over the set: coordinates with the latent index as a last
+        column ``(B, I + 1)``, field values ``(B, C)`` and a loss mask of ones.
+
+        ``balanced``: the same ``batch // items`` points of every item, taken in turn from a shuffled grid
+        (each point once per pass). Latents fitted from one start on the same points, in the same order,
+        differ only by their signals, not by their sampling noise: on digits, 96 % accuracy against 93 %
+        with each signal's own random points (docs/cpu-defaults.md)."""
         if self.balanced:
-            item = torch.arange(self.items).repeat(max(1, batch // self.items))
-            batch = len(item)
+            k = max(1, batch // self.items)
+            while len(self._cycle) < k:
+                self._cycle = torch.cat([self._cycle, torch.randperm(self.points_per_item, generator=generator)])
+            shared, self._cycle = self._cycle[:k], self._cycle[k:]
+            item, point = torch.arange(self.items).repeat(k), shared.repeat_interleave(self.items)
         else:
             item = torch.randint(0, self.items, (batch,), generator=generator)
-        point = torch.randint(0, self.points_per_item, (batch,), generator=generator)
-        return self.points(item, point), self.targets(item, point), torch.ones(batch, self.channels)
+            point = torch.randint(0, self.points_per_item, (batch,), generator=generator)
+        return self.points(item, point), self.targets(item, point), torch.ones(len(item), self.channels)
 
     def points(self, item: torch.Tensor, point: torch.Tensor) -> torch.Tensor:
         ids = item * self.segments_per_item + self.segment[point]
