@@ -212,14 +212,17 @@ def encode_command(
     check_output(output, force)
     field, meta = load_set_bundle(backbone)
     dataset = _load(data, split, limit, resize, "test")
-    per_step = min(chunk, len(dataset)) * points
+    from .. import distributed
+
+    chunk = min(chunk, -(-len(dataset) // distributed.world().size))  # as fit_latents shares them out
+    per_step = chunk * points
     config = FitConfig(lr=lr, warmup_steps=10, batch_size=per_step, seed=seed, device=device, compile="off",
                        steps=steps, time_budget=time_budget)
     display = FitDisplay(enabled=not quiet, batch_size=per_step)
-    display.points = min(chunk, len(dataset)) * int(np.prod(dataset.item_shape[:-1]))  # per chunk
+    display.points = chunk * int(np.prod(dataset.item_shape[:-1]))  # per chunk
     if not quiet:
         err.print(f"[bold]data[/]   {escape(dataset.source)}: {len(dataset):,} signals; latents fitted "
-                  f"{min(chunk, len(dataset)):,} at a time, {points} points of each per step")
+                  f"{chunk:,} at a time per process, {points} points of each per step")
     report = _with_progress(display, lambda: fit_latents(
         field, meta, dataset, config, meta["collection"]["segments_per_item"], chunk, points, init,
         callback=lambda first, n, p: display.on_progress(p)))
