@@ -175,8 +175,9 @@ def encode_command(
     split: Split = None,
     limit: Limit = None,
     resize: Resize = None,
+    # sets.fit.DEFAULT_FINETUNE_STEPS (this module imports no torch)
     steps: Annotated[int, typer.Option(help="Steps per chunk of signals (more: latents that render the signals "
-                                            "better, but classify worse; see docs/cpu-defaults.md).")] = 100,
+                                            "better, but classify worse; see docs/cpu-defaults.md).")] = 150,
     points: Annotated[int, typer.Option(help="Points of every signal in each step (so that every signal's "
                                              "latents get the same steps, whatever the set's size).")] = 16,
     time_budget: Annotated[Optional[float], typer.Option("--time-budget", help="Seconds per chunk.")] = None,
