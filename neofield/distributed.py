@@ -114,6 +114,36 @@ def all_gather(items: list) -> list:
     return [x for part in out for x in part]
 
 
+def broadcast_from_main(tensors) -> None:
+    """Rank 0's values of ``tensors`` on every rank, in place."""
+    with torch.no_grad():
+        for t in tensors:
+            dist.broadcast(t.data, src=0)
+
+
+def all_reduce_rows(grad: torch.Tensor, size: int) -> None:
+    """Average a row-sparse gradient (a latent table's: a step touches a few of its rows) across the ranks,
+    in place, sending only the touched rows: DDP's dense all-reduce would send the whole table every step
+    (digits' 1,437 rows made a 2-process set fit slower than one process)."""
+    rows = grad.flatten(1).ne(0).any(dim=1).nonzero().squeeze(1)
+    counts = [torch.zeros(1, dtype=torch.long, device=grad.device) for _ in range(size)]
+    dist.all_gather(counts, torch.tensor([len(rows)], device=grad.device))
+    most = int(max(c.item() for c in counts))
+    ids = torch.full((most,), -1, dtype=torch.long, device=grad.device)
+    ids[:len(rows)] = rows
+    values = grad.new_zeros((most, *grad.shape[1:]))
+    values[:len(rows)] = grad[rows]
+    all_ids = [torch.empty_like(ids) for _ in range(size)]
+    all_values = [torch.empty_like(values) for _ in range(size)]
+    dist.all_gather(all_ids, ids)
+    dist.all_gather(all_values, values)
+    ids, values = torch.cat(all_ids), torch.cat(all_values)
+    keep = ids >= 0
+    grad.zero_()
+    grad.index_add_(0, ids[keep], values[keep])
+    grad /= size
+
+
 class StepSync:
     """The fit loop's agreements across ranks, one small collective each (free without a process group)."""
 

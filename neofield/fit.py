@@ -285,6 +285,11 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
     mark = (step, spent)  # (step, seconds) that speed is timed from: past the slow first steps, then the last plan
     # the module each step calls (DDP's wrapper in a process group: it all-reduces the gradients in the backward
     # pass, and starts every rank from rank 0's weights), and the step it was compiled at
+    # a field may name parameters whose gradients touch few rows (a nu-set's latent table): averaged row by row
+    sparse = {name: p for name, p in field.named_parameters() if name in getattr(field, "row_sparse", ())}
+    if world.size > 1:
+        nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(field, list(sparse))
+        distributed.broadcast_from_main(sparse.values())  # DDP starts the rest from rank 0's weights
     model = field if world.size == 1 else nn.parallel.DistributedDataParallel(
         field, device_ids=[torch.cuda.current_device() if device.index is None else device.index]
         if device.type == "cuda" else None, forward_sync_buffers=False)
@@ -400,6 +405,10 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
                 _report(callback, step, total if final else None, ema, config, time.perf_counter() - t_start,
                         lr=lr, note=f"torch.compile failed ({type(e).__name__}); fitting without it")
                 loss = _forward_backward(forward, coords, target, mask, mixed)
+            if world.size > 1:
+                for p in sparse.values():
+                    if p.grad is not None:
+                        distributed.all_reduce_rows(p.grad, world.size)
             if saved is not None:  # the gradient was taken at the quantized weights; apply it to the float ones
                 with torch.no_grad():
                     for p, value in saved:

@@ -31,6 +31,8 @@ LATENT_OPTIMIZERS = ("adam", "lazy")
 class SetField(NeoMLPField):
     """A backbone plus ``items * segments_per_item`` latent sets; coordinates carry the set index last."""
 
+    row_sparse = ("latents.table",)  # a step touches a batch's sets only: data-parallel fits send just those rows
+
     def __init__(self, config: NeoMLPConfig, segmentation: Segmentation, segments_per_item: int,
                  latent_optimizer: str = "lazy", latent_lr_scale: float = 1.0):
         super().__init__(config, segmentation)
