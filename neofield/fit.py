@@ -169,6 +169,9 @@ PROBE_SKIP = 5  # first steps left out of the speed probe: kernel set-up makes t
 REPLAN_AT = (0.25, 0.5, 0.75)  # shares of a time budget at which its step count is estimated again
 SNAPSHOT_EVERY = 100  # steps between in-memory snapshots that a divergence rolls back to
 MAX_ROLLBACKS = 5  # divergences survived (each halving the learning rate); the next one ends the fit
+ROW_SPARSE_RATIO = 4
+"""A row-sparse parameter (``row_sparse``) is reduced row by row in a data-parallel fit when it has this many
+times more rows than a step has points; else DDP's dense all-reduce, with the rest, costs less."""
 COMPILE_MIN_SECONDS = 150.0
 """``compile="auto"`` compiles when at least this much fitting is left. On two EPYC cores inductor's kernels
 ran the training step 23-25 % faster (float32 and bfloat16) after 11-18 s of compiling, which pays back
@@ -285,8 +288,10 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
     mark = (step, spent)  # (step, seconds) that speed is timed from: past the slow first steps, then the last plan
     # the module each step calls (DDP's wrapper in a process group: it all-reduces the gradients in the backward
     # pass, and starts every rank from rank 0's weights), and the step it was compiled at
-    # a field may name parameters whose gradients touch few rows (a nu-set's latent table): averaged row by row
-    sparse = {name: p for name, p in field.named_parameters() if name in getattr(field, "row_sparse", ())}
+    # a field may name parameters of which a point touches one row (a nu-set's latent table): when a step's
+    # batch touches few of them, only those rows are averaged across the ranks, not the whole table
+    sparse = {name: p for name, p in field.named_parameters() if name in getattr(field, "row_sparse", ())
+              and len(p) > ROW_SPARSE_RATIO * config.batch_size}
     if world.size > 1:
         nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(field, list(sparse))
         distributed.broadcast_from_main(sparse.values())  # DDP starts the rest from rank 0's weights
@@ -408,7 +413,7 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
             if world.size > 1:
                 for p in sparse.values():
                     if p.grad is not None:
-                        distributed.all_reduce_rows(p.grad, world.size)
+                        distributed.all_reduce_rows(p.grad, world.size, min(len(p), batch))
             if saved is not None:  # the gradient was taken at the quantized weights; apply it to the float ones
                 with torch.no_grad():
                     for p, value in saved:

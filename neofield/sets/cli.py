@@ -186,7 +186,8 @@ def encode_command(
     init: Annotated[str, typer.Option(help="Where each signal's latents start: mean (the backbone's mean latent "
                                            "set: one token order for all, +12 points of accuracy on digits) or "
                                            "normal (N(0, 1e-3), the paper's).")] = "mean",
-    seed: Seed = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the points' order (every signal takes the same points): "
+                                           "give the training and test splits the same one.")] = 0,
     device: Device = "auto",
     force: Force = False,
     quiet: Quiet = False,
