@@ -86,8 +86,10 @@ def init(device: str = "auto") -> World:
 
 
 def shutdown() -> None:
-    """Leave the process group."""
+    """Leave the process group, all ranks together: a rank that left while a peer's last collective was still
+    sending to it would abort that peer."""
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 

@@ -286,8 +286,6 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
         periodic = config.checkpoint_every is not None and (periodic or resume.periodic)
     t_start = time.perf_counter() - spent
     mark = (step, spent)  # (step, seconds) that speed is timed from: past the slow first steps, then the last plan
-    # the module each step calls (DDP's wrapper in a process group: it all-reduces the gradients in the backward
-    # pass, and starts every rank from rank 0's weights), and the step it was compiled at
     # a field may name parameters of which a point touches one row (a nu-set's latent table): when a step's
     # batch touches few of them, only those rows are averaged across the ranks, not the whole table
     sparse = {name: p for name, p in field.named_parameters() if name in getattr(field, "row_sparse", ())
@@ -295,6 +293,8 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
     if world.size > 1:
         nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(field, list(sparse))
         distributed.broadcast_from_main(sparse.values())  # DDP starts the rest from rank 0's weights
+    # the module each step calls (DDP's wrapper in a process group: it all-reduces the gradients in the backward
+    # pass, and starts every rank from rank 0's weights), and the step it was compiled at
     model = field if world.size == 1 else nn.parallel.DistributedDataParallel(
         field, device_ids=[torch.cuda.current_device() if device.index is None else device.index]
         if device.type == "cuda" else None, forward_sync_buffers=False)
