@@ -224,3 +224,39 @@ def test_a_set_fit_averages_the_touched_latent_rows_and_keeps_every_rank_identic
     moved = (ranks[0]["weights"]["latents.table"] - fresh).flatten(1).abs().amax(1).gt(0)
     # 20 steps of 16 points reach some of the 300 signals: their rows moved, lazy Adam left the others alone
     assert 100 < moved.sum() < 300
+
+
+def _resume_worker(rank: int, size: int, port: int, clip: str, out: str) -> None:
+    """Stop a 2-rank fit with SIGTERM to rank 1, then resume both ranks from rank 0's one checkpoint."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(size),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    distributed.init("cpu")
+    signal_ = Signal(read_media(clip))
+    config = FitConfig(steps=400, batch_size=256, device="cpu", compile="off")
+    saved = []
+    if rank == 1:
+        threading.Thread(target=_terminate_once_fitting, daemon=True).start()
+    try:
+        fit(make_field(signal_, "tiny", 4, seed=0), signal_, config, on_checkpoint=saved.append)
+        stopped_at = None
+    except FitInterrupted as stop:
+        stopped_at = stop.state.step
+    if rank == 0:
+        torch.save(saved, Path(out) / "state.pt")
+    torch.distributed.barrier()
+    state = torch.load(Path(out) / "state.pt", weights_only=False)[0]
+    field = make_field(signal_, "tiny", 4, seed=0)
+    done = fit(field, signal_, config, resume=state)
+    torch.save({"stopped_at": stopped_at, "checkpoints": len(saved), "steps": done.steps,
+                "weights": field.state_dict()}, Path(out) / f"rank{rank}.pt")
+    distributed.shutdown()
+
+
+def test_a_stopped_data_parallel_fit_resumes_from_rank_0s_one_checkpoint(tmp_path, tiny_clip):
+    mp.spawn(_resume_worker, args=(2, _free_port(), str(tiny_clip), str(tmp_path)), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    assert [r["checkpoints"] for r in ranks] == [1, 0]  # rank 0 alone checkpoints
+    assert ranks[0]["stopped_at"] == ranks[1]["stopped_at"] < 400
+    assert [r["steps"] for r in ranks] == [400, 400]
+    _assert_same_weights(ranks)
