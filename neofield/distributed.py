@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import datetime
+import gc
 import os
 from dataclasses import dataclass
 
@@ -86,9 +87,11 @@ def init(device: str = "auto") -> World:
 
 
 def shutdown() -> None:
-    """Leave the process group, all ranks together: a rank that left while a peer's last collective was still
-    sending to it would abort that peer."""
+    """Leave the process group, all ranks together (a rank that left while a peer's last collective was still
+    sending to it would abort that peer), and free first what still holds gloo's work: a finished fit's DDP
+    wrapper sits in reference cycles, and freeing it during interpreter shutdown aborts the process."""
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.barrier()
         dist.destroy_process_group()
 
