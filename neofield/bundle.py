@@ -40,6 +40,18 @@ LEGACY_Q8 = "q8"  # format v2: uint8 symbols under NAME, [scale, offset] under N
 METADATA_KEY = "neofield"
 
 
+def storage_bits(weights_dtype: str, bits: BitDepths | None) -> BitDepths | None:
+    """Check how weights are to be stored (``--dtype``, ``--bits``): the bit depths of a quantized bundle (the
+    default depths unless given), None for a float one."""
+    if weights_dtype not in STORAGE_DTYPES:
+        raise NeofieldError(f"--dtype must be one of {', '.join(STORAGE_DTYPES)}, not {weights_dtype!r}")
+    if weights_dtype != QUANTIZED:
+        if bits is not None:
+            raise NeofieldError(f"--bits apply to --dtype {QUANTIZED}, not {weights_dtype}")
+        return None
+    return bits or BitDepths()
+
+
 def group_of(name: str) -> str:
     return "latents" if name.startswith("latents.") else "backbone"
 

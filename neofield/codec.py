@@ -274,10 +274,7 @@ def encode(
         precision = AUTO_PRECISION.get(arch, precision)
     if compile_mode not in COMPILE_MODES:
         raise NeofieldError(f"--compile must be one of {', '.join(COMPILE_MODES)}, not {compile_mode!r}")
-    if weights_dtype not in bundle_io.STORAGE_DTYPES:
-        raise NeofieldError(f"--dtype must be one of {', '.join(bundle_io.STORAGE_DTYPES)}")
-    if bits is not None and weights_dtype != bundle_io.QUANTIZED:
-        raise NeofieldError(f"--bits apply to --dtype {bundle_io.QUANTIZED}, not {weights_dtype}")
+    stored_bits = bundle_io.storage_bits(weights_dtype, bits)  # ``bits`` stays what was asked, for the checks below
     targets = [name for name, v in (("--size", size), ("--bitrate", bitrate), ("--psnr", target_psnr)) if v is not None]
     if len(targets) > 1:
         raise NeofieldError(f"give one target, not {' and '.join(targets)}")
@@ -338,7 +335,7 @@ def encode(
     if arch != "neomlp":  # a baseline's own rate and warm-up, unless given
         p = dataclasses.replace(p, lr=RATES[arch][0], warmup_steps=RATES[arch][1])
     quantized = weights_dtype == bundle_io.QUANTIZED
-    bits = bits or BitDepths() if quantized else None
+    bits = stored_bits
     meta = signal_metadata(signal, source, selection)
     meta.update(weights_dtype=weights_dtype, preset=preset)
     run = fit_fingerprint(source, meta, arch=arch, preset=preset, segments=n_segments, lr=lr or p.lr,

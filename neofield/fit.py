@@ -288,8 +288,8 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
     mark = (step, spent)  # (step, seconds) that speed is timed from: past the slow first steps, then the last plan
     # a field may name parameters of which a point touches one row (a nu-set's latent table): when a step's
     # batch touches few of them, only those rows are averaged across the ranks, not the whole table
-    sparse = {name: p for name, p in field.named_parameters() if name in getattr(field, "row_sparse", ())
-              and len(p) > ROW_SPARSE_RATIO * config.batch_size}
+    sparse = {name: p for name, p in field.named_parameters() if world.size > 1
+              and name in getattr(field, "row_sparse", ()) and len(p) > ROW_SPARSE_RATIO * config.batch_size}
     if world.size > 1:
         nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(field, list(sparse))
         distributed.broadcast_from_main(sparse.values())  # DDP starts the rest from rank 0's weights
@@ -410,10 +410,9 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
                 _report(callback, step, total if final else None, ema, config, time.perf_counter() - t_start,
                         lr=lr, note=f"torch.compile failed ({type(e).__name__}); fitting without it")
                 loss = _forward_backward(forward, coords, target, mask, mixed)
-            if world.size > 1:
-                for p in sparse.values():
-                    if p.grad is not None:
-                        distributed.all_reduce_rows(p.grad, world.size, min(len(p), batch))
+            for p in sparse.values():  # none in one process
+                if p.grad is not None:
+                    distributed.all_reduce_rows(p.grad, world.size, min(len(p), batch))
             if saved is not None:  # the gradient was taken at the quantized weights; apply it to the float ones
                 with torch.no_grad():
                     for p, value in saved:

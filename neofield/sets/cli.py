@@ -104,9 +104,10 @@ def fit_command(
     data-parallel (`torchrun --nproc-per-node N -m neofield set fit ...`).
     """
     from .. import options
+    from ..bundle import storage_bits
     from ..files import check_output
     from ..fit import FitConfig
-    from .fit import DEFAULT_EPOCHS, describe_storage, fit_set, save_set, storage_bits
+    from .fit import DEFAULT_EPOCHS, describe_storage, fit_set, save_set
 
     depths = storage_bits(dtype, options.bit_depths(bits, latent_bits))  # as `neofield encode` checks them
     main = data_parallel(device)  # rank 0 of torchrun's processes (or the only process) measures and writes
@@ -203,7 +204,7 @@ def encode_command(
     from .. import options
     from ..files import check_output
     from ..fit import FitConfig
-    from .fit import fit_latents, load_set_bundle, save_reps
+    from .fit import fit_latents, load_set_bundle, process_chunk, save_reps
 
     options.positive_int("--chunk", chunk, 1 << 24)
     options.positive_int("--steps", steps, 1 << 40)
@@ -216,7 +217,7 @@ def encode_command(
     dataset = _load(data, split, limit, resize, "test")
     from .. import distributed
 
-    chunk = min(chunk, -(-len(dataset) // distributed.world().size))  # as fit_latents shares them out
+    chunk = process_chunk(len(dataset), chunk, distributed.world().size)  # each process's, as fit_latents does
     per_step = chunk * points
     config = FitConfig(lr=lr, warmup_steps=10, batch_size=per_step, seed=seed, device=device, compile="off",
                        steps=steps, time_budget=time_budget)

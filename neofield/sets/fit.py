@@ -105,18 +105,6 @@ def make_set_field(signal: SetSignal, preset: str = "tiny", seed: int = 0, laten
                     signal.segments_per_item, latent_optimizer, latent_lr_scale)
 
 
-def storage_bits(weights_dtype: str, bits: BitDepths | None) -> BitDepths | None:
-    """Check a set's storage as ``neofield encode`` does: the bit depths of a quantized one (the codec's
-    default unless given), None for a float one."""
-    if weights_dtype not in bundle_io.STORAGE_DTYPES:
-        raise NeofieldError(f"--dtype must be one of {', '.join(bundle_io.STORAGE_DTYPES)}, not {weights_dtype!r}")
-    if weights_dtype != bundle_io.QUANTIZED:
-        if bits is not None:
-            raise NeofieldError(f"--bits apply to --dtype {bundle_io.QUANTIZED}, not {weights_dtype}")
-        return None
-    return bits or BitDepths()
-
-
 def describe_storage(weights_dtype: str, bits: BitDepths | None) -> str:
     if bits is None:
         return weights_dtype
@@ -137,7 +125,7 @@ def fit_set(data: SignalSet, config: FitConfig, preset: str = "tiny", segments_p
     and every fit ends with the weights rounded to what is stored, before the items are measured.
     float32 (the default) keeps the weights as fitted.
     """
-    bits = storage_bits(weights_dtype, bits)
+    bits = bundle_io.storage_bits(weights_dtype, bits)
     if latent_optimizer not in LATENT_OPTIMIZERS:
         raise NeofieldError(f"--latent-optimizer must be one of {', '.join(LATENT_OPTIMIZERS)}, "
                             f"not {latent_optimizer!r}")
@@ -194,7 +182,7 @@ def fit_latents(backbone: NeoMLPField, layout: dict, data: SignalSet, config: Fi
     world = distributed.world()
     if not world.main:
         callback = None
-    chunk = min(chunk, -(-len(data) // world.size))  # every process gets work
+    chunk = process_chunk(len(data), chunk, world.size)
     start = _latent_start(backbone, whole.segments_per_item) if init == "mean" else None
     mine = []
     for first in range(0, len(data), chunk)[world.rank::world.size]:
@@ -218,6 +206,11 @@ def fit_latents(backbone: NeoMLPField, layout: dict, data: SignalSet, config: Fi
         field.latents.table.copy_(torch.cat([c[1] for c in parts]))
     field.eval()
     return SetReport(field, whole, [c[3] for c in parts], torch.cat([c[2] for c in parts]), config)
+
+
+def process_chunk(items: int, chunk: int, processes: int) -> int:
+    """The signals Algorithm 2 fits together: at most ``chunk``, and few enough that every process gets work."""
+    return min(chunk, -(-items // processes))
 
 
 def _latent_start(backbone: NeoMLPField, segments_per_item: int) -> torch.Tensor:
