@@ -55,7 +55,7 @@ def frames(field, signal: Signal, grid: VideoGrid) -> np.ndarray:
 
 
 def with_interpolation(field, mode: str):
-    field.segmentation = replace(field.segmentation, interpolation=mode)
+    field.layout = replace(field.layout, interpolation=mode)
     return field
 
 

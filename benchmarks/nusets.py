@@ -51,13 +51,13 @@ def optimizer_part(epochs: float) -> None:
         print(f"| {name} | {s['steps']:,} | {s['seconds']:.1f} | {s['seconds'] / s['steps'] * 1e3:.2f} ms | "
               f"{s['mean_psnr_db']:.2f} | {s['min_psnr_db']:.2f} |", flush=True)
     # one step's cost on a table of MNIST's size: 60,000 signals x 3 tokens x 32
-    from neofield.fields.neomlp import Segmentation
+    from neofield.fields.layouts import TimeSegments
     from neofield.fields.presets import build_config
 
     config = build_config("tiny", 3, 1, kind="video")
     print("\n| optimiser, 60,000-signal table | ms per optimiser step (batch 1,024 touches <= 1,024 sets) |\n|---|---:|")
     for name in ("lazy", "adam"):
-        field = SetField(config, Segmentation(60_000), 1, name)
+        field = SetField(config, TimeSegments(60_000), 1, name)
         opt = field.make_optimizer(1e-3)
         ids = torch.randint(0, 60_000, (1024,))
         coords = torch.cat([torch.rand(1024, 3) * 2 - 1, ids.float()[:, None]], 1)

@@ -24,7 +24,8 @@ import torch
 from torch import nn
 
 from neofield.fields.baselines import Siren, SirenConfig
-from neofield.fields.neomlp import NeoMLPField, Segmentation, build_config
+from neofield.fields.layouts import TimeSegments
+from neofield.fields.neomlp import NeoMLPField, build_config
 from torch.utils.flop_counter import FlopCounterMode
 
 from neofield.render import Evaluator
@@ -91,7 +92,7 @@ def main() -> None:
                      ref_train * train_flops_per_point(siren, inputs, outputs) / 1e9, "float32"))
         for preset in args.presets:
             for compiled in (False, True) if args.compile else (False,):
-                field = NeoMLPField(build_config(preset, inputs, outputs), Segmentation(16, -1, 1))
+                field = NeoMLPField(build_config(preset, inputs, outputs), TimeSegments(16, -1, 1))
                 flops = train_flops_per_point(field, inputs, outputs)
                 train = points_per_second(field, inputs, outputs, True, args.seconds, precision, compiled)
                 decode = points_per_second(field.eval(), inputs, outputs, False, args.seconds, compiled=compiled)

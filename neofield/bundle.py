@@ -24,6 +24,7 @@ import zstandard
 from . import __version__
 from .errors import NeofieldError
 from . import entropy
+from .fields import layouts
 from .fields.neomlp import NeoMLPField
 from .fields.registry import arch_of, build, config_from_dict
 from .files import atomic_output
@@ -122,8 +123,8 @@ def _load_quantized(field: NeoMLPField, quantized: dict[str, QuantizedTensor]) -
 def pack(field: NeoMLPField, meta: dict, quantized: dict[str, QuantizedTensor] | None = None) -> bytes:
     """Serialise a field and its metadata to bundle bytes (a quantized bundle stores ``quantized``)."""
     model = {"type": arch_of(field), "config": field.config.to_dict()}
-    if hasattr(field, "segmentation"):  # NeoMLP's latent sets; the baselines have none
-        model["segmentation"] = field.segmentation.to_dict()
+    if hasattr(field, "layout"):  # NeoMLP's latent sets; the baselines have none
+        model["segmentation"] = layouts.metadata(field.layout)  # the layout, under its historic name
     meta = {**meta, "format_version": FORMAT_VERSION, "model": model}
     if meta["weights_dtype"] == QUANTIZED:
         if quantized is None:

@@ -32,7 +32,8 @@ from . import checkpoint as ckpt
 from . import options as opt
 from .bundle import Bundle
 from .errors import NeofieldError
-from .fields.neomlp import INTERPOLATIONS, PRESETS, NeoMLPField, Segmentation, build_config
+from .fields.layouts import INTERPOLATIONS, TimeSegments
+from .fields.neomlp import PRESETS, NeoMLPField, build_config
 from .fields.registry import ARCHS, AUTO_PRECISION, RATES, baseline_for
 from .files import atomic_output, check_output
 from .fit import DEFAULT_BATCH, FitConfig, FitInterrupted, FitProgress, FitResult, QuantizationAware, fit
@@ -150,9 +151,8 @@ def make_field(signal: Signal, preset: str, segments: int, seed: int = 0,
         overrides["rff_sigma"] = rff_sigma_for(signal, preset)
     config = build_config(preset, signal.coordinate_map.in_features, signal.out_features, kind=signal.kind,
                           seed=seed, **overrides)
-    lo, hi = signal.coordinate_map.time_span(signal.duration)
     torch.manual_seed(seed)
-    return NeoMLPField(config, Segmentation(segments, lo, hi, interpolation=interpolation))
+    return NeoMLPField(config, TimeSegments.over(signal, segments, interpolation))
 
 
 def sound_sigma(signal: Signal) -> float | None:

@@ -18,20 +18,19 @@ raises them for a bundle one trusts.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, fields
 
 from .errors import NeofieldError
+from .fields import layouts
 from .fields.attention import ATTENTION
-from .fields.neomlp import ENCODINGS, INTERPOLATIONS
+from .fields.neomlp import ENCODINGS
 from .fields.presets import NeoMLPConfig
 from .fields.registry import ARCHS, config_from_dict, config_keys, parameter_count
+from .metadata import Checker, key_name, short_repr
 from .options import MAX_FPS, MAX_SAMPLE_RATE, MAX_SIDE, MIN_FPS
 
 KINDS = ("video", "image", "audio", "audiovisual")
 ROTATIONS = (0, 90, 180, 270)
-MAX_TEXT = 4096  # characters in any string the metadata holds (a file name, a hash)
-CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -64,88 +63,10 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
-class _Checker:
-    """Reads one bundle's metadata; each accessor checks what it returns."""
-
-    def __init__(self, name: str, limits: Limits):
-        self.name, self.limits = name, limits
-
-    def fail(self, path: str, what: str, value=None, show: bool = True) -> NeofieldError:
-        shown = f", not {_short_repr(value)}" if show else ""
-        return NeofieldError(f"{self.name}: bundle metadata {path} {what}{shown}")
-
-    def obj(self, parent: dict, key: str, path: str, required: bool = True) -> dict | None:
-        if key not in parent:
-            if required:
-                raise self.fail(f"{path}", "is missing", show=False)
-            return None
-        value = parent[key]
-        if not isinstance(value, dict):
-            raise self.fail(path, "must be an object", value)
-        return value
-
-    def integer(self, parent: dict, key: str, path: str, lo: int, hi: int, required: bool = True) -> int | None:
-        if key not in parent and not required:
-            return None
-        value = parent.get(key)
-        if key not in parent:
-            raise self.fail(path, "is missing", show=False)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(path, "must be a whole number", value)
-        if not lo <= value <= hi:
-            raise self.fail(path, f"must be between {lo:,} and {hi:,}", value)
-        return value
-
-    def number(self, parent: dict, key: str, path: str, lo: float = -math.inf, hi: float = math.inf,
-               positive: bool = False, required: bool = True) -> float | None:
-        if key not in parent:
-            if required:
-                raise self.fail(path, "is missing", show=False)
-            return None
-        value = parent[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise self.fail(path, "must be a finite number", value)
-        if positive and not (value > 0 and value <= hi):
-            raise self.fail(path, "must be > 0" + (f" and at most {hi:g}" if math.isfinite(hi) else ""), value)
-        if not lo <= value <= hi:
-            raise self.fail(path, f"must be between {lo:g} and {hi:g}", value)
-        return float(value)
-
-    def choice(self, parent: dict, key: str, path: str, options, required: bool = True, default=None):
-        if key not in parent:
-            if required:
-                raise self.fail(path, "is missing", show=False)
-            return default
-        value = parent[key]
-        if not isinstance(value, (str, int)) or isinstance(value, bool) or value not in options:
-            raise self.fail(path, f"must be one of {', '.join(map(str, options))}", value)
-        return value
-
-    def text(self, parent: dict, key: str, path: str, required: bool = True) -> str | None:
-        if key not in parent:
-            if required:
-                raise self.fail(path, "is missing", show=False)
-            return None
-        return self.text_value(parent[key], path)
-
-    def text_value(self, value, path: str) -> str:
-        if not isinstance(value, str) or len(value) > MAX_TEXT:
-            raise self.fail(path, f"must be text of at most {MAX_TEXT:,} characters", value)
-        if CONTROL.search(value):  # a terminal escape, a NUL, a lone surrogate: nothing a name or hash holds
-            raise self.fail(path, "must not hold control characters or lone surrogates", value)
-        return value
-
-    def flag(self, parent: dict, key: str, path: str) -> bool:
-        value = parent.get(key, False)
-        if not isinstance(value, bool):
-            raise self.fail(path, "must be true or false", value)
-        return value
-
-
 def validate(meta, name: str = "bundle", limits: Limits = DEFAULT_LIMITS, format_version: int | None = None) -> None:
     """Raise a one-line :class:`NeofieldError` unless ``meta`` is a bundle's metadata neofield can decode
     within ``limits``. Nothing is allocated: the model's size is computed from its configuration."""
-    c = _Checker(name, limits)
+    c = Checker(name, limits)
     if not isinstance(meta, dict):
         raise c.fail("", "must be an object", meta)
     kind = c.choice(meta, "modality", "modality", KINDS)
@@ -160,7 +81,7 @@ def validate(meta, name: str = "bundle", limits: Limits = DEFAULT_LIMITS, format
     _collection(c, meta)
 
 
-def _geometry(c: _Checker, meta: dict, kind: str) -> dict:
+def _geometry(c: Checker, meta: dict, kind: str) -> dict:
     geo = c.obj(meta, "geometry", "geometry")
     lim = c.limits
     c.number(geo, "duration", "geometry.duration", hi=lim.duration, positive=True)
@@ -194,27 +115,27 @@ def _geometry(c: _Checker, meta: dict, kind: str) -> dict:
     return geo
 
 
-def _model(c: _Checker, meta: dict):
+def _model(c: Checker, meta: dict):
     model = c.obj(meta, "model", "model")
     arch = c.choice(model, "type", "model.type", ARCHS, required=False, default="neomlp")
     cfg = c.obj(model, "config", "model.config")
     unknown = sorted(set(cfg) - config_keys(arch))
     if unknown:
-        raise c.fail(f"model.config.{_key(unknown[0])}", f"is not a {arch} setting this neofield knows", show=False)
+        raise c.fail(f"model.config.{key_name(unknown[0])}", f"is not a {arch} setting this neofield knows", show=False)
     config = _neomlp_config(c, cfg) if arch == "neomlp" else _mlp_config(c, cfg, arch)
-    segments = 1
+    layout = None
     if arch == "neomlp":
-        segments = _segmentation(c, model, config)
+        layout = _layout_entry(c, model, config)
     elif "segmentation" in model:
         raise c.fail("model.segmentation", f"must be absent for {arch}: it has no latent sets", show=False)
-    n = parameter_count(arch, config, segments)
+    n = parameter_count(arch, config, layout)
     if n > c.limits.parameters:
         raise NeofieldError(f"{c.name}: the bundle's model has {n:,} parameters, more than the "
                             f"{c.limits.parameters:,} allowed (--allow-large raises the limit for a bundle you trust)")
     return config
 
 
-def _sigma(c: _Checker, cfg: dict, path: str, inputs: int):
+def _sigma(c: Checker, cfg: dict, path: str, inputs: int):
     sigma = cfg.get("rff_sigma")
     sigmas = sigma if isinstance(sigma, list) else [sigma]
     if (isinstance(sigma, list) and len(sigma) != inputs) or not all(
@@ -224,7 +145,7 @@ def _sigma(c: _Checker, cfg: dict, path: str, inputs: int):
     return tuple(sigma) if isinstance(sigma, list) else sigma
 
 
-def _neomlp_config(c: _Checker, cfg: dict) -> NeoMLPConfig:
+def _neomlp_config(c: Checker, cfg: dict) -> NeoMLPConfig:
     lim, p = c.limits, "model.config."
     i = c.integer(cfg, "in_features", p + "in_features", 1, 3)
     dim = c.integer(cfg, "dim", p + "dim", 1, lim.dim)
@@ -249,7 +170,7 @@ def _neomlp_config(c: _Checker, cfg: dict) -> NeoMLPConfig:
     return config
 
 
-def _mlp_config(c: _Checker, cfg: dict, arch: str):
+def _mlp_config(c: Checker, cfg: dict, arch: str):
     """SIREN, SPDER (``w0``) or the RFF-MLP (``rff_dim``, ``rff_sigma``, ``seed``)."""
     lim, p = c.limits, "model.config."
     i = c.integer(cfg, "in_features", p + "in_features", 1, 3)
@@ -268,23 +189,17 @@ def _mlp_config(c: _Checker, cfg: dict, arch: str):
     return config_from_dict(arch, values)
 
 
-def _segmentation(c: _Checker, model: dict, config: NeoMLPConfig) -> int:
-    i = config.in_features
-    seg = c.obj(model, "segmentation", "model.segmentation")
-    segments = c.integer(seg, "segments", "model.segmentation.segments", 1, c.limits.segments)
-    t0 = c.number(seg, "t_start", "model.segmentation.t_start", -1e9, 1e9)
-    t1 = c.number(seg, "t_end", "model.segmentation.t_end", -1e9, 1e9)
-    if not t1 > t0:
-        raise c.fail("model.segmentation.t_end", f"must be after t_start {t0:g}", t1)
-    c.integer(seg, "time_index", "model.segmentation.time_index", -i, i - 1)
-    c.choice(seg, "interpolation", "model.segmentation.interpolation", INTERPOLATIONS, required=False)
-    unknown = sorted(set(seg) - {"segments", "t_start", "t_end", "time_index", "interpolation"})
-    if unknown:
-        raise c.fail(f"model.segmentation.{_key(unknown[0])}", "is not a setting this neofield knows", show=False)
-    return segments
+def _layout_entry(c: Checker, model: dict, config: NeoMLPConfig) -> layouts.LatentLayout:
+    """``model.segmentation``: the latent layout (its historic name), checked by the layout's own entry."""
+    d = c.obj(model, "segmentation", "model.segmentation")
+    kind = c.choice(d, "type", "model.segmentation.type", tuple(layouts.LAYOUTS), required=False,
+                    default=layouts.TimeSegments.type)
+    rest = {k: v for k, v in d.items() if k != "type"}
+    layouts.LAYOUTS[kind].check(c, rest, "model.segmentation", config.in_features)
+    return layouts.from_dict(d)
 
 
-def _layout(c: _Checker, meta: dict, kind: str, geo: dict, config: NeoMLPConfig) -> None:
+def _layout(c: Checker, meta: dict, kind: str, geo: dict, config: NeoMLPConfig) -> None:
     coords = c.obj(meta, "coordinates", "coordinates")
     for axis in ("t", "x", "y"):
         spatial = axis != "t"
@@ -307,7 +222,7 @@ def _layout(c: _Checker, meta: dict, kind: str, geo: dict, config: NeoMLPConfig)
     outputs = c.obj(meta, "outputs", "outputs")
     streams = [s for s in ("video", "audio") if s in geo]
     for key in (set(values) | set(outputs)) - set(streams):
-        raise c.fail(f"outputs.{_key(key)}", f"is not a stream of this {kind} bundle", show=False)
+        raise c.fail(f"outputs.{key_name(key)}", f"is not a stream of this {kind} bundle", show=False)
     spans = []
     for stream in streams:
         v = c.obj(values, stream, f"values.{stream}")
@@ -327,7 +242,7 @@ def _layout(c: _Checker, meta: dict, kind: str, geo: dict, config: NeoMLPConfig)
         raise c.fail("outputs", "video and audio share outputs", outputs)
 
 
-def _source(c: _Checker, meta: dict, geometry: dict) -> None:
+def _source(c: Checker, meta: dict, geometry: dict) -> None:
     source = c.obj(meta, "source", "source")
     c.text(source, "name", "source.name")
     c.text(source, "sha256", "source.sha256")
@@ -349,12 +264,12 @@ def _source(c: _Checker, meta: dict, geometry: dict) -> None:
             raise c.fail(p + "resize", "must be the frame size in geometry.video", size)
 
 
-def _records(c: _Checker, meta: dict) -> None:
+def _records(c: Checker, meta: dict) -> None:
     """What ``info`` prints: the quality the encoder measured and the quantization depths."""
     quality = c.obj(meta, "quality", "quality", required=False) or {}
     for key, value in quality.items():
         if not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise c.fail(f"quality.{_key(key)}", "must be a number", value)
+            raise c.fail(f"quality.{key_name(key)}", "must be a number", value)
     if meta.get("weights_dtype") == "quantized":
         q = c.obj(meta, "quantization", "quantization", required=False)
         if q is not None:
@@ -371,7 +286,7 @@ def _records(c: _Checker, meta: dict) -> None:
                 c.number(fit, key, f"fit.{key}", 0)
 
 
-def _collection(c: _Checker, meta: dict) -> None:
+def _collection(c: Checker, meta: dict) -> None:
     """A nu-set bundle (``neofield set fit``): ``items`` signals of one layout, ``segments_per_item`` latent
     sets each, stored one item after the other in the model's latent table."""
     col = c.obj(meta, "collection", "collection", required=False)
@@ -379,6 +294,8 @@ def _collection(c: _Checker, meta: dict) -> None:
         return
     if meta["model"].get("type", "neomlp") != "neomlp":
         raise c.fail("collection", "needs a NeoMLP: only it has latent sets", show=False)
+    if layouts.layout_type(meta["model"]["segmentation"]) != layouts.TimeSegments.type:
+        raise c.fail("collection", "needs latent sets in time segments, a run of them per signal", show=False)
     items = c.integer(col, "items", "collection.items", 1, c.limits.segments)
     per = c.integer(col, "segments_per_item", "collection.segments_per_item", 1, c.limits.segments)
     if items * per != meta["model"]["segmentation"]["segments"]:
@@ -399,13 +316,3 @@ def _collection(c: _Checker, meta: dict) -> None:
                 c.text_value(v, f"collection.names[{i}]")
             elif isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < len(classes):
                 raise c.fail(f"collection.labels[{i}]", f"must be a class index below {len(classes)}", v)
-
-
-def _key(name: str) -> str:
-    """A metadata key as shown in a message: plain if it is a plain name, else quoted and escaped."""
-    return name if re.fullmatch(r"[A-Za-z0-9_]{1,40}", name) else _short_repr(name)
-
-
-def _short_repr(value, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -141,7 +141,7 @@ def test_a_version_two_eight_bit_bundle_still_loads(field_and_meta):
         tensors[name] = torch.from_numpy(q.symbols.astype(np.uint8))
         tensors[name + ":quant"] = torch.tensor([float(q.scale), float(q.offset)])
     meta = {**meta, "format_version": 2, "weights_dtype": "q8",
-            "model": {"type": "neomlp", "config": field.config.to_dict(), "segmentation": field.segmentation.to_dict()}}
+            "model": {"type": "neomlp", "config": field.config.to_dict(), "segmentation": field.layout.to_dict()}}
     v2 = zstandard.ZstdCompressor().compress(safetensors.torch.save(tensors, {"neofield": json.dumps(meta)}))
     loaded = bundle.unpack(v2)
     for name, t in field.state_dict().items():

@@ -5,7 +5,8 @@ import torch
 
 from neofield.fields.attention import LinearAttention, SoftmaxAttention
 from neofield.fields.encodings import rff_frequencies
-from neofield.fields.neomlp import NeoMLPField, Segmentation, build_config
+from neofield.fields.layouts import TimeSegments
+from neofield.fields.neomlp import NeoMLPField, build_config
 
 
 @pytest.mark.parametrize("preset,inputs,outputs,expected", [("audio", 1, 1, 182_017), ("video", 3, 3, 3_189_249)])
@@ -55,15 +56,9 @@ def test_rff_frequencies_are_regenerated_identically_from_the_seed():
     assert per_axis[1].std() > 2 * per_axis[0].std()
 
 
-def test_segments_pick_latents_by_time():
-    seg = Segmentation(segments=4, t_start=-1, t_end=1)
-    t = torch.tensor([[-1.0], [-0.51], [-0.49], [0.99], [1.0]])
-    assert seg.ids(t).tolist() == [0, 0, 1, 3, 3]
-
-
 def test_each_segment_uses_its_own_latents():
     torch.manual_seed(0)
-    field = NeoMLPField(build_config("tiny", 1, 1), Segmentation(2, -1, 1)).eval()
+    field = NeoMLPField(build_config("tiny", 1, 1), TimeSegments(2, -1, 1)).eval()
     coords = torch.tensor([[-0.5], [0.5]])
     with torch.no_grad():
         before = field(coords)
@@ -75,38 +70,15 @@ def test_each_segment_uses_its_own_latents():
 def test_last_layer_computes_the_output_tokens_exactly():
     torch.manual_seed(0)
     for attention in ("linear", "softmax"):
-        field = NeoMLPField(build_config("tiny", 3, 3, attention=attention), Segmentation(3, -1, 1)).eval()
+        field = NeoMLPField(build_config("tiny", 3, 3, attention=attention), TimeSegments(3, -1, 1)).eval()
         bb, coords = field.backbone, torch.rand(64, 3) * 2 - 1
         with torch.no_grad():
             tokens = torch.cat([bb.rff_proj(bb.rff(coords)) + bb.input_embed,
-                                field.latents(field.segmentation.ids(coords))], dim=1)
+                                field.latents(field.layout.ids(coords))], dim=1)
             for block in bb.blocks:  # every token through every layer: the plain model
                 tokens = block(tokens)
             full = bb.readout(bb.norm(tokens[:, -3:])).squeeze(-1)
             assert torch.allclose(field(coords), full, atol=1e-6)
-
-
-def test_linear_latents_blend_the_sets_around_a_time():
-    seg = Segmentation(segments=4, t_start=-1, t_end=1, interpolation="linear")  # centres -0.75 .. 0.75
-    i0, i1, w = seg.neighbours(torch.tensor([[-1.0], [-0.75], [-0.5], [0.0], [0.75], [1.0]]))
-    assert i0.tolist() == [0, 0, 0, 1, 2, 2] and i1.tolist() == [1, 1, 1, 2, 3, 3]
-    assert torch.allclose(w, torch.tensor([0.0, 0.0, 0.5, 0.5, 1.0, 1.0]))
-
-    torch.manual_seed(0)
-    nearest = NeoMLPField(build_config("tiny", 1, 1), Segmentation(4, -1, 1)).eval()
-    linear = NeoMLPField(build_config("tiny", 1, 1), seg).eval()
-    linear.load_state_dict(nearest.state_dict())
-    centres = torch.tensor([[-0.75], [-0.25], [0.25], [0.75]])
-    with torch.no_grad():
-        assert torch.allclose(linear(centres), nearest(centres), atol=1e-6)  # a set's centre is that set alone
-        mid = linear(torch.tensor([[0.0]]))
-        blended = nearest.backbone(torch.tensor([[0.0]]), nearest.latents.table[1:3].mean(0, keepdim=True))
-        assert torch.allclose(mid, blended, atol=1e-6)
-
-
-def test_unknown_interpolation_is_refused():
-    with pytest.raises(ValueError, match="interpolation"):
-        Segmentation(interpolation="cubic")
 
 
 def test_the_ablation_without_fourier_features_is_a_linear_input_layer_and_round_trips():
@@ -117,7 +89,7 @@ def test_the_ablation_without_fourier_features_is_a_linear_input_layer_and_round
     from tests.conftest import noise_video
 
     config = build_config("tiny", 3, 3, encoding="linear")
-    field = NeoMLPField(config, Segmentation(2))
+    field = NeoMLPField(config, TimeSegments(1))  # one latent set: nothing but the inputs tells points apart
     backbone = field.backbone
     assert not hasattr(backbone, "rff") and backbone.input_scale.shape == (3, 32)
     coords = torch.rand(4, 3) * 2 - 1

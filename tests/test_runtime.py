@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from neofield.fields.neomlp import NeoMLPField, Segmentation, build_config
+from neofield.fields.layouts import TimeSegments
+from neofield.fields.neomlp import NeoMLPField, build_config
 from neofield.runtime import autocast, cpu_has_bf16, flush_denormals, resolve_precision
 
 TINY = 1e-40  # subnormal in float32
@@ -45,7 +46,7 @@ def test_bfloat16_path_matches_float32_within_its_precision():
     if not cpu_has_bf16():
         pytest.skip("no native bfloat16 on this CPU")
     torch.manual_seed(0)
-    field = NeoMLPField(build_config("tiny", 3, 3), Segmentation(2, -1, 1)).eval()
+    field = NeoMLPField(build_config("tiny", 3, 3), TimeSegments(2, -1, 1)).eval()
     coords = torch.rand(256, 3) * 2 - 1
     with torch.no_grad():
         exact = field(coords)

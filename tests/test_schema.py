@@ -11,7 +11,8 @@ import zstandard
 from neofield import bundle
 from neofield.codec import make_field, signal_metadata
 from neofield.errors import NeofieldError
-from neofield.fields.neomlp import NeoMLPField, Segmentation, build_config
+from neofield.fields.layouts import TimeSegments
+from neofield.fields.neomlp import NeoMLPField, build_config
 from neofield.media import Media, Selection
 from neofield.fields.baselines import RFFNet, RFFNetConfig, Siren, SirenConfig, Spder
 from neofield.fields.registry import parameter_count
@@ -48,8 +49,8 @@ def _repack(data: bytes, meta: dict, content_size: bool = True) -> bytes:
     ("tiny", 3, 3, 4, "linear")])
 def test_parameter_count_is_computed_exactly_without_building_the_model(preset, inputs, outputs, segments, encoding):
     config = build_config(preset, inputs, outputs, encoding=encoding)
-    field = NeoMLPField(config, Segmentation(segments))
-    assert parameter_count("neomlp", config, segments) == field.num_parameters()["total"]
+    field = NeoMLPField(config, TimeSegments(segments))
+    assert parameter_count("neomlp", config, field.layout) == field.num_parameters()["total"]
 
 
 @pytest.mark.parametrize("arch,make", [

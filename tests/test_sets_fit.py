@@ -91,7 +91,7 @@ def test_lazy_adam_moves_only_the_rows_a_batch_touched():
 def test_fitting_a_set_raises_every_signal_psnr(optimizer):
     data = pictures()
     report = fit_set(data, FitConfig(steps=150, **FAST), latent_optimizer=optimizer)
-    fresh = SetField(report.field.config, report.field.segmentation, 1)
+    fresh = SetField(report.field.config, report.field.layout, 1)
     torch.manual_seed(0)
     start = measure_items(fresh, report.signal)
     assert report.psnr.shape == (12,)
@@ -198,7 +198,7 @@ def test_fitting_latents_keeps_the_backbone_and_fits_new_signals_in_chunks():
     assert all(torch.equal(v, train.field.backbone.state_dict()[k]) for k, v in before.items())
     assert torch.equal(whole.field.backbone.state_dict()["readout.weight"], before["readout.weight"])
     assert whole.field.latents.table.shape == (10, *train.field.latents.table.shape[1:])
-    fresh = SetField(train.field.config, whole.field.segmentation, 1)
+    fresh = SetField(train.field.config, whole.field.layout, 1)
     fresh.backbone.load_state_dict(train.field.backbone.state_dict())
     torch.manual_seed(0)
     fresh.latents.table.data.normal_(0, 1e-3 ** 0.5)

@@ -10,22 +10,21 @@ The code keeps the two kinds of parameters apart:
 
 * :class:`NeoMLPBackbone` - everything shared: RFF projection, input
   embeddings, the transformer layers and the read-out.
-* :class:`Latents` - hidden + output embeddings, one *set* per signal (the
-  paper's nu-sets) or per time segment of one signal.
+* :class:`~.layouts.Latents` - hidden + output embeddings, one *set* per
+  signal (the paper's nu-sets) or per time segment of one signal.
 
-:class:`NeoMLPField` ties a backbone to a latent table and picks, for each
-coordinate, the latent set of its time segment.
+:class:`NeoMLPField` ties a backbone to a latent table; a latent layout
+(:mod:`.layouts`) says which sets serve each coordinate.
 """
 
 from __future__ import annotations
-
-from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
 from .attention import ATTENTION
 from .encodings import RandomFourierFeatures
+from .layouts import Latents, LatentLayout, TimeSegments
 from .presets import PRESETS, NeoMLPConfig, Preset, build_config  # noqa: F401  (re-exported)
 
 
@@ -101,99 +100,25 @@ class NeoMLPBackbone(nn.Module):
         return self.readout(self.norm(tokens)).squeeze(-1)
 
 
-class Latents(nn.Module):
-    """A table of latent sets: ``(sets, hidden + output tokens, dim)``.
-
-    Initialised N(0, 1e-3) as in the paper, so that at the start the output
-    tokens differ only slightly and the backbone does the early work.
-    """
-
-    def __init__(self, sets: int, tokens: int, dim: int, init_std: float = 1e-3 ** 0.5):
-        super().__init__()
-        self.table = nn.Parameter(torch.randn(sets, tokens, dim) * init_std)
-
-    def __len__(self) -> int:
-        return self.table.shape[0]
-
-    def forward(self, ids: torch.Tensor | None) -> torch.Tensor:
-        return self.table[ids]
-
-
-INTERPOLATIONS = ("nearest", "linear")
-
-
-@dataclass(frozen=True)
-class Segmentation:
-    """Which latent sets serve a coordinate: ``segments`` equal slices of field
-    time ``[t_start, t_end)``, read from input ``time_index``.
-
-    ``nearest``: a point takes the set of its slice, so the field is piecewise
-    constant in its latents and a time between two video frames repeats one.
-    ``linear``: set ``k`` sits at the centre of slice ``k`` and a point blends
-    the two sets around it, so the latents vary continuously in time. With one
-    set per frame the centres are the frame times, and the training points
-    see exactly their own frame's set, as with ``nearest``.
-    """
-
-    segments: int = 1
-    t_start: float = -1.0
-    t_end: float = 1.0
-    time_index: int = -1
-    interpolation: str = "nearest"
-
-    def __post_init__(self) -> None:
-        if self.interpolation not in INTERPOLATIONS:
-            raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, not {self.interpolation!r}")
-
-    def position(self, coords: torch.Tensor) -> torch.Tensor:
-        """Field time in units of slices from ``t_start``."""
-        t = coords[:, self.time_index].float()
-        return (t - self.t_start) / (self.t_end - self.t_start) * self.segments
-
-    def ids(self, coords: torch.Tensor) -> torch.Tensor:
-        """The slice each coordinate falls in (clamped to the table)."""
-        return self.position(coords).floor().long().clamp_(0, self.segments - 1)
-
-    def neighbours(self, coords: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(i0, i1, w)``: the sets whose centres bracket each coordinate and the
-        weight of ``i1``; before the first centre and after the last, the end set."""
-        pos = self.position(coords) - 0.5  # in units of slices from the first centre
-        i0 = pos.floor().clamp_(0, max(self.segments - 2, 0))
-        w = (pos - i0).clamp_(0.0, 1.0)
-        i0 = i0.long()
-        return i0, (i0 + 1).clamp_(max=self.segments - 1), w
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
 class NeoMLPField(nn.Module):
-    """A neural field: a backbone plus one latent set per time segment.
+    """A neural field: a backbone plus a table of latent sets laid over the signal by ``layout``.
 
-    With ``segments == 1`` this is the paper's single-signal NeoMLP. More
-    segments give each stretch of time its own hidden/output tokens over the
-    shared backbone, which on a CPU budget buys several dB (see
-    docs/cpu-defaults.md) and lets a decoder touch only the latents it needs.
+    With one set this is the paper's single-signal NeoMLP. The default layout
+    gives each stretch of time its own hidden/output tokens over the shared
+    backbone, which on a CPU budget buys several dB (see docs/cpu-defaults.md)
+    and lets a decoder touch only the latents it needs.
     """
 
-    def __init__(self, config: NeoMLPConfig, segmentation: Segmentation = Segmentation()):
+    def __init__(self, config: NeoMLPConfig, layout: LatentLayout = TimeSegments()):
         super().__init__()
         self.config = config
-        self.segmentation = segmentation
+        self.layout = layout
         self.backbone = NeoMLPBackbone(config)
-        self.latents = Latents(segmentation.segments, config.hidden_tokens + config.out_features, config.dim)
+        self.latents = Latents(layout.sets, config.hidden_tokens + config.out_features, config.dim)
 
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
         """Field coordinates ``(B, I)`` -> field values ``(B, O)``."""
-        seg = self.segmentation
-        if len(self.latents) == 1:
-            lat = self.latents.table.expand(coords.shape[0], -1, -1)
-        elif seg.interpolation == "nearest":
-            lat = self.latents(seg.ids(coords))
-        else:
-            i0, i1, w = seg.neighbours(coords)
-            lat = torch.lerp(self.latents(i0), self.latents(i1), w[:, None, None])
-        return self.backbone(coords, lat)
+        return self.backbone(coords, self.layout.gather(self.latents.table, coords))
 
     def num_parameters(self) -> dict[str, int]:
         backbone = sum(p.numel() for p in self.backbone.parameters())

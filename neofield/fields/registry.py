@@ -4,8 +4,8 @@ NeoMLP is the codec's model; SIREN, SPDER and the RFF-MLP are the NeoMLP
 paper's baselines, stored, decoded and scored by the same code so that a user
 can compare them on their own media (``neofield encode --arch``). Every field
 has the same call convention (``forward(coords (B, I)) -> (B, O)``, a
-``config`` dataclass, ``num_parameters()``); only NeoMLP has latent sets
-(``segmentation``).
+``config`` dataclass, ``num_parameters()``); only NeoMLP has latent sets,
+laid over the signal by its ``layout`` (:mod:`.layouts`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from .baselines import RFFNet, RFFNetConfig, Siren, SirenConfig, Spder
-from .neomlp import NeoMLPField, Segmentation
+from . import layouts
+from .neomlp import NeoMLPField
 from .presets import NeoMLPConfig
 
 ARCHS = ("neomlp", "siren", "spder", "rffnet")
@@ -41,14 +42,14 @@ def config_keys(arch: str) -> set[str]:
     return {f.name for f in dataclass_fields(CONFIGS[arch])}
 
 
-def build(arch: str, config, segmentation: dict | None = None) -> nn.Module:
-    """A fresh field of ``arch`` (weights to be loaded); NeoMLP takes its latent sets' segmentation."""
+def build(arch: str, config, layout: dict | None = None) -> nn.Module:
+    """A fresh field of ``arch`` (weights to be loaded); NeoMLP takes its latent layout's metadata."""
     if arch == "neomlp":
-        return NeoMLPField(config, Segmentation(**(segmentation or {})))
+        return NeoMLPField(config, layouts.from_dict(layout))
     return {"siren": Siren, "spder": Spder, "rffnet": RFFNet}[arch](config)
 
 
-def parameter_count(arch: str, config, segments: int = 1) -> int:
+def parameter_count(arch: str, config, layout: layouts.LatentLayout | None = None) -> int:
     """Parameters of the field ``build`` would make, computed without building it (tested against the
     models): what a bundle's configuration would make a decoder allocate."""
     if arch == "neomlp":
@@ -56,7 +57,7 @@ def parameter_count(arch: str, config, segments: int = 1) -> int:
         block = 3 * d * d + (d * d + d) + (d * f + f) + (f * d + d)  # qkv (no bias), out, FFN in and out
         encoding = config.rff_dim * d + d if config.encoding == "rff" else config.in_features * d
         backbone = encoding + config.in_features * d + config.layers * block + (d + 1)
-        return backbone + segments * (config.hidden_tokens + config.out_features) * d
+        return backbone + (layout or layouts.TimeSegments()).num_parameters(config.hidden_tokens + config.out_features, d)
     # an MLP of `layers` linear layers: first -> width, (layers - 2) x width -> width, width -> outputs
     w, o = config.width, config.out_features
     first = config.in_features if arch in ("siren", "spder") else config.rff_dim

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import torch
 
-from ..fields.neomlp import NeoMLPField, Segmentation
+from ..fields.layouts import TimeSegments
+from ..fields.neomlp import NeoMLPField
 from ..fields.presets import NeoMLPConfig
 
 LATENT_OPTIMIZERS = ("adam", "lazy")
@@ -33,12 +34,12 @@ class SetField(NeoMLPField):
 
     row_sparse = ("latents.table",)  # a step touches a batch's sets only: data-parallel fits send just those rows
 
-    def __init__(self, config: NeoMLPConfig, segmentation: Segmentation, segments_per_item: int,
+    def __init__(self, config: NeoMLPConfig, layout: TimeSegments, segments_per_item: int,
                  latent_optimizer: str = "lazy", latent_lr_scale: float = 1.0):
-        super().__init__(config, segmentation)
+        super().__init__(config, layout)
         if latent_optimizer not in LATENT_OPTIMIZERS:
             raise ValueError(f"latent optimizer must be one of {', '.join(LATENT_OPTIMIZERS)}")
-        if segmentation.segments % segments_per_item:
+        if layout.segments % segments_per_item:
             raise ValueError("the latent table must hold whole items")
         self.segments_per_item = segments_per_item
         self.latent_optimizer = latent_optimizer
@@ -115,8 +116,8 @@ class LatentAdam(torch.optim.Adam):
 
 def item_field(field: NeoMLPField, segments_per_item: int, item: int) -> NeoMLPField:
     """Item ``item`` of a set field as an ordinary single-signal field (its own rows of the table)."""
-    seg = field.segmentation
-    one = NeoMLPField(field.config, Segmentation(segments_per_item, seg.t_start, seg.t_end, seg.time_index,
+    seg = field.layout
+    one = NeoMLPField(field.config, TimeSegments(segments_per_item, seg.t_start, seg.t_end, seg.time_index,
                                                  "nearest"))
     one.backbone.load_state_dict(field.backbone.state_dict())
     rows = slice(item * segments_per_item, (item + 1) * segments_per_item)

@@ -27,7 +27,8 @@ from .. import bundle as bundle_io
 from .. import options as opt
 from ..codec import fit_record, quantization_aware
 from ..errors import NeofieldError
-from ..fields.neomlp import NeoMLPField, Segmentation
+from ..fields.layouts import TimeSegments
+from ..fields.neomlp import NeoMLPField
 from ..fields.presets import PRESETS, build_config
 from ..files import atomic_output
 from ..fit import FitConfig, FitProgress, FitResult, fit
@@ -101,7 +102,7 @@ def make_set_field(signal: SetSignal, preset: str = "tiny", seed: int = 0, laten
                           **overrides)
     lo, hi = signal.coordinate_map.time_span(signal.layout()["geometry"]["duration"])
     torch.manual_seed(seed)
-    return SetField(config, Segmentation(signal.items * signal.segments_per_item, lo, hi, interpolation="nearest"),
+    return SetField(config, TimeSegments(signal.items * signal.segments_per_item, lo, hi, interpolation="nearest"),
                     signal.segments_per_item, latent_optimizer, latent_lr_scale)
 
 
@@ -224,8 +225,8 @@ def _latent_start(backbone: NeoMLPField, segments_per_item: int) -> torch.Tensor
 
 def with_backbone(backbone: NeoMLPField, signal: SetSignal, latent_optimizer: str = "lazy") -> SetField:
     """A set field for ``signal``'s items over a copy of ``backbone`` (its latents still to be set)."""
-    seg = backbone.segmentation
-    field = SetField(backbone.config, Segmentation(signal.items * signal.segments_per_item, seg.t_start, seg.t_end,
+    seg = backbone.layout
+    field = SetField(backbone.config, TimeSegments(signal.items * signal.segments_per_item, seg.t_start, seg.t_end,
                                                    seg.time_index, "nearest"),
                      signal.segments_per_item, latent_optimizer)
     field.backbone.load_state_dict(backbone.backbone.state_dict())
@@ -368,7 +369,7 @@ def load_set_bundle(path: str | Path, limits=None) -> tuple[SetField, dict]:
     if col is None:
         raise NeofieldError(f"{path} is a single-signal bundle, not a set (write one with `neofield set fit`)")
     f = b.field
-    field = SetField(f.config, f.segmentation, col["segments_per_item"])
+    field = SetField(f.config, f.layout, col["segments_per_item"])
     field.load_state_dict(f.state_dict())
     return field.eval(), b.meta
 
