@@ -26,13 +26,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__, distributed, rate
+from . import __version__, collection, distributed, rate
 from . import bundle as bundle_io
 from . import checkpoint as ckpt
 from . import options as opt
 from .bundle import Bundle
 from .errors import NeofieldError
-from .fields.layouts import INTERPOLATIONS, TimeSegments
+from .fields.layouts import INTERPOLATIONS, TimeSegments, default_segments
 from .fields.neomlp import PRESETS, NeoMLPField, build_config
 from .fields.registry import ARCHS, AUTO_PRECISION, RATES, baseline_for
 from .files import atomic_output, check_output
@@ -74,16 +74,11 @@ from .signal import CoordinateMap, Signal, ValueMap, audio_rff_sigma
 DEFAULT_EPOCHS = 20.0
 DEFAULT_TIME_BUDGET = 300.0
 LONG_FIT_SECONDS = 600.0  # plans longer than this are announced with a warning
-AUDIO_SAMPLES_PER_SEGMENT = 1024  # one latent set per ~23 ms of 44.1 kHz audio
 MAX_SEGMENTS = 1_000_000
 MEASURE_SECONDS = 60.0  # the encoder's own quality check on a large clip is bounded (see measure)
 MEASURE_MIN_FRAMES = 8  # ... but never to fewer frames than this
 ATTENTIONS = ("linear", "softmax")
 DEFAULT_INTERPOLATION = "linear"  # latent sets blended between their centres (docs/cpu-defaults.md)
-# The last 10 % of a quantized fit's steps take the loss at the quantized weights
-# (straight-through). On the demo clip at 6 bits this recovers the whole -1.08 dB
-# that rounding alone costs (docs/format.md).
-QAT_FRACTION = 0.1
 
 
 # ---------------------------------------------------------------- encode ----
@@ -124,13 +119,6 @@ def default_preset(kind: str) -> str:
     """The CPU default, measured at equal time (docs/cpu-defaults.md): ``tiny`` for every kind.
     On sound too, its twice-as-fast steps beat ``small``'s width (Bach, 45 s: 36.6 vs 36.1 dB)."""
     return "tiny"
-
-
-def default_segments(signal: Signal) -> int:
-    """One latent set per video frame, or per ~1,024 audio samples for pure sound."""
-    if signal.video is not None:
-        return len(signal.video)
-    return max(1, math.ceil(signal.n_audio_points / AUDIO_SAMPLES_PER_SEGMENT))
 
 
 def default_budget(steps: int | None, epochs: float | None, time_budget: float | None) -> dict:
@@ -358,7 +346,8 @@ def encode(
                        batch_size=batch_size, steps=budget["steps"], epochs=budget["epochs"],
                        time_budget=budget["time_budget"], seed=seed, device=device, precision=precision,
                        compile=compile_mode, checkpoint_every=every, checkpoint_min_seconds=min_fit,
-                       quantization=quantization_aware(field_, control or bits) if quantized else None)
+                       quantization=bundle_io.quantization_aware(field_, control.choose if control else bits)
+                       if quantized else None)
 
     def write_checkpoint(state: ckpt.FitState) -> None:
         extra = {"width": width}
@@ -378,7 +367,7 @@ def encode(
             if control:
                 bits = control.finish(field_)
             symbols = bundle_io.round_weights(field_, weights_dtype, bits)
-            meta.update(fit={**stop.result.to_dict(), "interrupted": True, "config": fit_record(config)}, quality={})
+            meta.update(fit={**stop.result.to_dict(), "interrupted": True, "config": config.record()}, quality={})
             if quantized:
                 meta["quantization"] = {"bits": bits.to_dict()}
             bundle_io.save(output, field_, meta, force=force, quantized=symbols)
@@ -394,7 +383,7 @@ def encode(
         bits = control.finish(field_)
     symbols = bundle_io.round_weights(field_, weights_dtype, bits)
     quality = measure(field_, signal, result.points_per_second) if evaluate else {}
-    meta.update(fit={**result.to_dict(), "config": fit_record(config)}, quality=quality)
+    meta.update(fit={**result.to_dict(), "config": config.record()}, quality=quality)
     if quantized:
         meta["quantization"] = {"bits": bits.to_dict()}
     nbytes = bundle_io.save(output, field_, meta, force=force, quantized=symbols)
@@ -421,17 +410,6 @@ def fit_fingerprint(source: Path, meta: dict, *, budget: dict, bits: BitDepths |
     fp.update({"--" + k.replace("_", "-"): v for k, v in options.items()})
     fp["--dtype"] = fp.pop("--weights-dtype")
     return json.loads(json.dumps(fp, default=float))  # plain numbers, lists and strings: what a checkpoint holds
-
-
-FIT_RECORD = ("lr", "warmup_steps", "batch_size", "steps", "epochs", "time_budget", "seed", "device", "precision",
-              "quantization_aware")
-
-
-def fit_record(config: FitConfig) -> dict:
-    """The fit settings a bundle keeps: the ones a user sets (every byte of metadata
-    counts against a 6 KB target)."""
-    return {k: v for k, v in config.to_dict().items()
-            if k in FIT_RECORD and v is not None and not (k == "precision" and v == "auto")}
 
 
 PSNR_MARGIN = 0.1  # dB: what a PSNR target out of the fit's reach lets quantization cost
@@ -517,17 +495,6 @@ class RateControl:
         return out
 
 
-def quantization_aware(field_: NeoMLPField, bits: BitDepths | RateControl) -> QuantizationAware:
-    """Finetune the end of the fit at the levels each parameter will be stored with
-    (chosen by rate control when finetuning starts, if a target was given)."""
-    def levels(depths: BitDepths) -> dict[str, int]:
-        return {name: levels_for(depths.for_group(bundle_io.group_of(name))) for name, _ in field_.named_parameters()}
-
-    if isinstance(bits, RateControl):
-        return QuantizationAware(lambda f: levels(bits.choose(f)), QAT_FRACTION)
-    return QuantizationAware(levels(bits), QAT_FRACTION)
-
-
 def signal_metadata(signal: Signal, source: Path, selection: Selection) -> dict:
     """Everything a decoder needs besides the weights (see docs/format.md)."""
     return {"neofield_version": __version__, **signal.layout(),
@@ -580,25 +547,7 @@ def load(path: str | Path, limits: Limits = DEFAULT_LIMITS, item: str | int | No
     A set bundle (``neofield set fit``) holds many signals over one backbone: ``item`` (an index or a
     name) picks one, returned as an ordinary single-signal bundle.
     """
-    b = bundle_io.load(path, limits)
-    collection = b.meta.get("collection")
-    if collection is None:
-        if item is not None:
-            raise NeofieldError(f"{path} holds one signal: --item applies to a set bundle (neofield set fit)")
-        return b
-    if item is None:
-        raise NeofieldError(f"{path} holds a set of {collection['items']:,} signals: pick one with --item "
-                            f"(0 to {collection['items'] - 1:,}, or a name)")
-    from .sets.fit import item_index
-    from .sets.field import item_field
-
-    k = item_index(b.meta, item)
-    meta = {key: v for key, v in b.meta.items() if key not in ("collection", "quality")}
-    name = (collection.get("names") or [str(k)])[k]
-    meta["source"] = {**meta["source"], "name": f"{meta['source']['name']}: {name}"}
-    meta["model"] = {**meta["model"], "segmentation": {**meta["model"]["segmentation"],
-                                                       "segments": collection["segments_per_item"]}}
-    return Bundle(field=item_field(b.field, collection["segments_per_item"], k), meta=meta)
+    return collection.select(bundle_io.load(path, limits), item, str(path))
 
 
 TAG_KEY = "comment"  # a container tag every muxer we write keeps (mp4, mov, mkv, webm, flac, ogg, wav)

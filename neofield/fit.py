@@ -92,6 +92,15 @@ class FitConfig:
             out["quantization_aware"] = {"fraction": self.quantization.fraction, "mode": self.quantization.mode}
         return out
 
+    RECORD = ("lr", "warmup_steps", "batch_size", "steps", "epochs", "time_budget", "seed", "device", "precision",
+              "quantization_aware")
+
+    def record(self) -> dict:
+        """The settings a bundle keeps of its fit: the ones a user sets (every byte of metadata counts
+        against a 6 KB target)."""
+        return {k: v for k, v in self.to_dict().items()
+                if k in self.RECORD and v is not None and not (k == "precision" and v == "auto")}
+
 
 @dataclass
 class FitProgress:

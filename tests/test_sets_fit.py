@@ -12,7 +12,8 @@ from neofield.fit import FitConfig
 from neofield.media import Media
 from neofield.quantize import BitDepths, levels_for
 from neofield.sets.data import SignalSet
-from neofield.sets.field import LatentAdam, SetField, item_field
+from neofield.collection import item_field
+from neofield.sets.field import LatentAdam, SetField
 from neofield.sets.fit import (
     fit_latents,
     fit_set,

@@ -5,7 +5,7 @@ latent table holds ``items x segments_per_item`` sets and whose forward pass
 takes each point's set from its last coordinate column (see
 :mod:`.signals`). Because it *is* a NeoMLPField, the bundle code stores it
 unchanged, and one item's rows make an ordinary single-clip field
-(:func:`item_field`).
+(:func:`neofield.collection.item_field`).
 
 The latent table's optimiser is a choice the paper leaves open, measured in
 ``benchmarks/nusets.py``:
@@ -112,15 +112,3 @@ class LatentAdam(torch.optim.Adam):
         m_hat = m / (1 - beta1 ** step)
         v_hat = v / (1 - beta2 ** step)
         p[rows] -= group["lr"] * m_hat / (v_hat.sqrt() + group["eps"])
-
-
-def item_field(field: NeoMLPField, segments_per_item: int, item: int) -> NeoMLPField:
-    """Item ``item`` of a set field as an ordinary single-signal field (its own rows of the table)."""
-    seg = field.layout
-    one = NeoMLPField(field.config, TimeSegments(segments_per_item, seg.t_start, seg.t_end, seg.time_index,
-                                                 "nearest"))
-    one.backbone.load_state_dict(field.backbone.state_dict())
-    rows = slice(item * segments_per_item, (item + 1) * segments_per_item)
-    with torch.no_grad():
-        one.latents.table.copy_(field.latents.table[rows])
-    return one.eval()

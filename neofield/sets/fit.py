@@ -25,7 +25,6 @@ import torch
 from .. import __version__, distributed
 from .. import bundle as bundle_io
 from .. import options as opt
-from ..codec import fit_record, quantization_aware
 from ..errors import NeofieldError
 from ..fields.layouts import TimeSegments
 from ..fields.neomlp import NeoMLPField
@@ -137,7 +136,7 @@ def fit_set(data: SignalSet, config: FitConfig, preset: str = "tiny", segments_p
     signal = SetSignal(data, segments_per_item)
     field = make_set_field(signal, preset, config.seed, latent_optimizer, latent_lr_scale)
     if bits is not None and config.quantization is None:
-        config = dataclasses.replace(config, quantization=quantization_aware(field, bits))
+        config = dataclasses.replace(config, quantization=bundle_io.quantization_aware(field, bits))
     if on_field:
         on_field(field)
     result = fit(field, signal, config, callback)
@@ -287,7 +286,7 @@ def set_metadata(report: SetReport, preset: str) -> dict:
         collection["labels"] = [int(v) for v in data.labels]
     fit_meta = {"steps": report.steps, "seconds": round(report.seconds, 3)}
     if config is not None:
-        fit_meta["config"] = fit_record(config)
+        fit_meta["config"] = config.record()
     meta = {"neofield_version": __version__, **report.signal.layout(), "weights_dtype": weights_dtype,
             "preset": preset, "collection": collection,
             "source": {"name": data.source or "dataset", "selection": {}, "sha256": values_hash(data.values)},
@@ -372,18 +371,3 @@ def load_set_bundle(path: str | Path, limits=None) -> tuple[SetField, dict]:
     field = SetField(f.config, f.layout, col["segments_per_item"])
     field.load_state_dict(f.state_dict())
     return field.eval(), b.meta
-
-
-def item_index(meta: dict, item: str | int) -> int:
-    """An item of a set bundle by index or by name."""
-    col = meta["collection"]
-    names = col.get("names") or []
-    if isinstance(item, int) or (isinstance(item, str) and item.lstrip("-").isdigit() and item not in names):
-        k = int(item)
-        if not 0 <= k < col["items"]:
-            raise NeofieldError(f"--item {k} is out of range: this set holds {col['items']:,} items (0 to "
-                                f"{col['items'] - 1:,})")
-        return k
-    if item in names:
-        return names.index(item)
-    raise NeofieldError(f"this set holds no item named {item!r}")

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..codec import default_segments
+from ..fields.layouts import default_segments
 from ..media import Media
 from ..signal import MIN_AUDIO_PEAK, VIDEO_VALUES, CoordinateMap, Signal, ValueMap, centre_times
 from .data import SignalSet
