@@ -39,13 +39,14 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from neofield.codec import default_preset, default_segments, make_field, sound_sigma
+from neofield.codec import default_preset, make_field, sound_sigma
+from neofield.fields.layouts import default_segments
 from neofield.fields.baselines import RFFNet, RFFNetConfig, Siren, SirenConfig
 from neofield.fields.registry import RATES, baseline_for, rffnet_sigma
 from neofield.fields.presets import PRESETS
 from neofield.fit import DEFAULT_BATCH, FitConfig, fit, masked_mse
 from neofield.media import Selection, read_media
-from neofield.quality import compare
+from neofield.compare import compare
 from neofield.render import render_media
 from neofield.runtime import PRECISIONS, resolve_precision
 from neofield.signal import Signal

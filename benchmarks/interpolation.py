@@ -29,7 +29,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from neofield.codec import default_preset, default_segments, make_field
+from neofield.codec import default_preset, make_field
+from neofield.fields.layouts import default_segments
 from neofield.fields.presets import PRESETS
 from neofield.fit import FitConfig, fit
 from neofield.media import Media, Selection, read_media

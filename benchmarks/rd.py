@@ -48,7 +48,7 @@ import numpy as np
 
 from neofield.media import LAYOUTS, VIDEO_CODECS, Media, Selection, mux_audio, parse_size, read_media, write_video
 from neofield.metrics import audio_psnr
-from neofield.quality import compare, size_report
+from neofield.compare import compare, size_report
 
 os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1: errors only
 

@@ -39,13 +39,14 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from equal_time import DATA, SIGNALS, cpu_name, matmul_peak  # noqa: E402
 
-from neofield.codec import default_preset, default_segments, make_field, sound_sigma  # noqa: E402
+from neofield.codec import default_preset, make_field, sound_sigma  # noqa: E402
+from neofield.fields.layouts import default_segments
 from neofield.fields.baselines import SirenConfig  # noqa: E402
 from neofield.fields.registry import RATES, baseline_for  # noqa: E402
 from neofield.fields.presets import PRESETS  # noqa: E402
 from neofield.fit import DEFAULT_BATCH, FitConfig, fit  # noqa: E402
 from neofield.media import read_media  # noqa: E402
-from neofield.quality import compare  # noqa: E402
+from neofield.compare import compare  # noqa: E402
 from neofield.render import render_media  # noqa: E402
 from neofield.runtime import resolve_precision  # noqa: E402
 from neofield.signal import Signal  # noqa: E402

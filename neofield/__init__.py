@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 _API = {
     "encode": "codec", "decode": "codec", "psnr": "codec", "load": "codec",
     "evaluate": "render", "read_media": "media", "Selection": "media", "NeofieldError": "errors",
-    "BitDepths": "quantize", "EncodeInterrupted": "codec",
+    "BitDepths": "quantize", "EncodeInterrupted": "codec", "EncodeOptions": "codec",
 }
 __all__ = [*_API, "__version__"]
 

@@ -23,14 +23,13 @@ import torch
 import zstandard
 from torch import nn
 
-from . import __version__
+from . import __version__, entropy
 from .errors import NeofieldError
-from . import entropy
 from .fields import layouts
 from .fields.neomlp import NeoMLPField
 from .fields.registry import arch_of, build, config_from_dict
 from .files import atomic_output
-from .fit import QuantizationAware
+from .qat import QuantizationAware
 from .quantize import BitDepths, QuantizedTensor, levels_for, quantize
 from .schema import DEFAULT_LIMITS, Limits, validate
 

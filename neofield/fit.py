@@ -12,13 +12,10 @@ checkpoint from which ``fit(..., resume=state)`` continues exactly.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
-import signal as signals
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -28,35 +25,20 @@ from . import distributed
 from .checkpoint import FitState
 from .errors import NeofieldError
 from .options import check_device
-from .quantize import fake_quantize
+from .qat import QuantizationAware, perturb
 from .runtime import COMPILE_MODES, autocast, compiler_available, flush_denormals
+from .schedule import (
+    PROBE_SECONDS,
+    PROBE_SKIP,
+    REPLAN_AT,
+    budget_steps,
+    lr_at,
+    planned_seconds,
+    planned_steps,
+    seconds_per_step,
+)
 from .signal import Signal
-
-
-@dataclass(frozen=True)
-class QuantizationAware:
-    """Quantization-aware finetuning: the last ``fraction`` of the steps take the
-    loss at the weights the bundle will store, so the fit learns to live with
-    the rounding; over those steps the rate also anneals to a tenth of the
-    cosine's, which lets the weights settle on their levels (at equal steps on
-    2 s of bikes at 6 bits: -0.36 dB against float16 without it, -0.05 with it).
-
-    ``round`` is the straight-through estimator: the forward pass sees the
-    quantized weights, the gradient updates the float ones. ``noise`` adds
-    uniform noise of one quantization step instead. Measured in
-    docs/format.md: ``round`` is kept as the default.
-    """
-
-    # parameter name -> quantization levels; or a function of the field that decides them
-    # when finetuning starts (rate control searches the depth on the field as it then is)
-    levels: dict[str, int] | Callable[[nn.Module], dict[str, int]]
-    fraction: float = 0.1
-    mode: str = "round"
-
-    def __post_init__(self) -> None:
-        if self.mode not in ("round", "noise"):
-            raise ValueError(f"mode must be round or noise, not {self.mode!r}")
-
+from .stopping import StopRequest, interrupts
 
 DEFAULT_BATCH = 1024
 """Points per step. At equal time on a CPU, more smaller steps win (2 s of bikes at 320x136, 45 s: batch
@@ -148,20 +130,6 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def lr_at(step: int, total: int, config: FitConfig) -> float:
-    """Linear warm-up, then cosine decay to ``final_lr_ratio * lr``.
-
-    The warm-up matters: at the paper's rate with none, NeoMLP sits at the
-    signal mean for minutes on a CPU (docs/cpu-defaults.md).
-    """
-    warm = min(config.warmup_steps, max(total - 1, 1))
-    if step < warm:
-        return config.lr * (step + 1) / warm
-    progress = min(1.0, (step - warm) / max(total - warm, 1))
-    floor = config.final_lr_ratio
-    return config.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
 def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """MSE over the outputs each point owns: an audio-visual field's video points
     are scored on RGB only, its audio points on the audio channels only."""
@@ -173,9 +141,6 @@ def mse_to_psnr(mse: float) -> float:
     return 10 * math.log10(4.0 / mse) if mse > 0 else float("inf")
 
 
-PROBE_SECONDS = 3.0  # how long to time the loop before turning a time budget into steps
-PROBE_SKIP = 5  # first steps left out of the speed probe: kernel set-up makes them several times slower
-REPLAN_AT = (0.25, 0.5, 0.75)  # shares of a time budget at which its step count is estimated again
 SNAPSHOT_EVERY = 100  # steps between in-memory snapshots that a divergence rolls back to
 MAX_ROLLBACKS = 5  # divergences survived (each halving the learning rate); the next one ends the fit
 ROW_SPARSE_RATIO = 4
@@ -221,48 +186,16 @@ def fit(field: nn.Module, signal: Signal, config: FitConfig,
     previous = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
     try:
-        with flush_denormals(), _interrupts() as stop:
+        with flush_denormals(), interrupts() as stop:
             return _fit(field, signal, config, callback, on_checkpoint, resume, stop,
                         distributed.world() if parallel else distributed.World())
     finally:
         torch.use_deterministic_algorithms(previous)
 
 
-class _StopRequest:
-    """The fit's handler of SIGINT and SIGTERM: the first signal asks the loop to stop at
-    the next step boundary (where its state is whole); a second one stops it at once."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-
-    def __call__(self, signum, frame) -> None:
-        if self.signum is not None:
-            raise KeyboardInterrupt
-        self.signum = signum
-
-
-@contextlib.contextmanager
-def _interrupts() -> Iterator[_StopRequest]:
-    """Install :class:`_StopRequest` for Ctrl-C and SIGTERM while the fit runs (in the main thread,
-    where Python delivers signals; signals ignored before stay ignored) and restore the old handlers."""
-    stop = _StopRequest()
-    previous = {}
-    try:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signals.SIGINT, signals.SIGTERM):
-                handler = signals.getsignal(sig)
-                if handler is not signals.SIG_IGN:
-                    previous[sig] = handler
-                    signals.signal(sig, stop)
-        yield stop
-    finally:
-        for sig, handler in previous.items():
-            signals.signal(sig, handler if handler is not None else signals.SIG_DFL)
-
-
 def _fit(field: nn.Module, signal: Signal, config: FitConfig,
          callback: Callable[[FitProgress], None] | None, on_checkpoint: Callable[[FitState], None] | None,
-         resume: FitState | None, stop: _StopRequest, world: distributed.World) -> FitResult:
+         resume: FitState | None, stop: StopRequest, world: distributed.World) -> FitResult:
     device = resolve_device(config.device)
     field.to(device).train()
     batch = distributed.local_batch(config.batch_size, world.size)  # this process's share of every step
@@ -275,7 +208,7 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
     opt = make(config.lr) if make else torch.optim.Adam(field.parameters(), lr=config.lr)
     mixed = autocast(device, config.precision)
 
-    total = _planned_steps(config, signal.n_points)  # None when only a time budget is given
+    total = planned_steps(config, signal.n_points)  # None when only a time budget is given
     final = config.time_budget is None  # a budget revises the step count after the speed probe
     user_total = total
     announced = False
@@ -376,10 +309,10 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
                       (step >= 20 and elapsed >= PROBE_SECONDS) or (total is not None and step >= total))
             if probed and not announced:
                 if not final:
-                    total, final = _budget_steps(config, user_total, step, elapsed, mark), True
+                    total, final = budget_steps(config, user_total, step, elapsed, mark), True
                 announced = True
                 if config.checkpoint_every is not None and not periodic:  # worth it for a long fit only
-                    periodic = _planned_seconds(config, step, total, elapsed, mark) >= config.checkpoint_min_seconds
+                    periodic = planned_seconds(config, step, total, elapsed, mark) >= config.checkpoint_min_seconds
                 _report(callback, step, total, ema, config, elapsed, planned=True, lr=opt.param_groups[0]["lr"])
                 if sync.from_main(_should_compile(config, device, step, total, elapsed, mark)):
                     forward, compiled_at = torch.compile(model, dynamic=False), step
@@ -390,7 +323,7 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
                 # kernels warming up made a 90 s budget stop at 52 s) or slows down (a 600 s fit reached its
                 # deadline before the end of its schedule)
                 replans.pop(0)
-                total, mark = _budget_steps(config, user_total, step, elapsed, mark), (step, elapsed)
+                total, mark = budget_steps(config, user_total, step, elapsed, mark), (step, elapsed)
             if (final and step >= total) or (config.time_budget is not None and elapsed >= config.time_budget):
                 break
             q = config.quantization
@@ -407,7 +340,7 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
                 group["lr"] = lr * group.get("lr_scale", 1.0)
             coords, target, mask = (t.to(device, non_blocking=True)
                                     for t in signal.sample(batch, sample_gen))
-            saved = _perturb(field, levels, q.mode, sample_gen) if levels is not None else None
+            saved = perturb(field, levels, q.mode, sample_gen) if levels is not None else None
             opt.zero_grad(set_to_none=True)
             try:
                 loss = _forward_backward(forward, coords, target, mask, mixed)
@@ -473,17 +406,6 @@ def _finite(field: nn.Module) -> bool:
     return bool(torch.stack([torch.isfinite(p).all() for p in field.parameters()]).all())
 
 
-def _seconds_per_step(step: int, elapsed: float, mark: tuple[int, float]) -> float:
-    start_step, start_time = mark if step > mark[0] else (0, 0.0)
-    return (elapsed - start_time) / max(step - start_step, 1)
-
-
-def _planned_seconds(config: FitConfig, step: int, total: int, elapsed: float, mark: tuple[int, float]) -> float:
-    """How long the whole fit will take at the speed measured so far."""
-    seconds = elapsed + (total - step) * _seconds_per_step(step, elapsed, mark)
-    return min(seconds, config.time_budget) if config.time_budget is not None else seconds
-
-
 def _forward_backward(forward: Callable, coords: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
                       mixed) -> torch.Tensor:
     with mixed:
@@ -503,45 +425,8 @@ def _should_compile(config: FitConfig, device: torch.device, step: int, total: i
         return config.compile == "on"
     if device.type != "cpu":
         return False
-    return (total - step) * _seconds_per_step(step, elapsed, mark) >= COMPILE_MIN_SECONDS and \
+    return (total - step) * seconds_per_step(step, elapsed, mark) >= COMPILE_MIN_SECONDS and \
         compiler_available(device)
-
-
-@torch.no_grad()
-def _perturb(field: nn.Module, levels_of: dict[str, int], mode: str, gen: torch.Generator) -> list:
-    """Move the quantized parameters to where the bundle will put them (or a step's
-    noise away); returns the float values to restore after the backward pass."""
-    saved = []
-    for name, p in field.named_parameters():
-        levels = levels_of.get(name)
-        if levels is None:
-            continue
-        saved.append((p, p.detach().clone()))
-        if mode == "round":
-            p.copy_(fake_quantize(p, levels))
-        else:
-            step = (p.max() - p.min()) / (levels - 1)
-            p.add_((torch.rand(p.shape, generator=gen).to(p.device) - 0.5) * step)
-    return saved
-
-
-def _budget_steps(config: FitConfig, user_total: int | None, step: int, elapsed: float,
-                  mark: tuple[int, float]) -> int:
-    """Steps a time budget allows at the speed measured since ``mark`` (step, seconds), never
-    more than a step or epoch limit the user also gave, never fewer than already taken."""
-    start_step, start_time = mark if step > mark[0] else (0, 0.0)
-    rate = (step - start_step) / max(elapsed - start_time, 1e-9)
-    steps = step + int((config.time_budget - elapsed) * rate)
-    return max(min(user_total, steps) if user_total else steps, step)
-
-
-def _planned_steps(config: FitConfig, n_points: int) -> int | None:
-    options = []
-    if config.steps is not None:
-        options.append(config.steps)
-    if config.epochs is not None:
-        options.append(max(1, math.ceil(config.epochs * n_points / config.batch_size)))
-    return min(options) if options else None
 
 
 def _report(callback, step, total, ema, config, elapsed, lr, planned=False, note="") -> None:

@@ -16,9 +16,8 @@ tensor or of each channel, so every value comes back within ``scale / 2``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np

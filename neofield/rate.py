@@ -13,6 +13,8 @@ Two knobs, set at two moments:
 
 Fractional depths (levels ``round(2**bits)``) make the coded size a nearly
 continuous function of the depth, so a size lands within a few percent.
+:class:`RateControl` is what an encode holds while it fits: the depth it
+chose when finetuning started, searched again if finetuning moved the size.
 """
 
 from __future__ import annotations
@@ -150,3 +152,87 @@ def bits_for_psnr(field: NeoMLPField, probe: PsnrProbe, target_psnr: float) -> f
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if score(math.log2(mid)) >= target_psnr else (mid, hi)
     return math.log2(hi)
+
+
+# ------------------------------------------------------- during a fit ----
+PSNR_MARGIN = 0.1  # dB: what a PSNR target out of the fit's reach lets quantization cost
+SIDE_BYTES = 1_400  # metadata, quantization parameters and headers of a quantized bundle (~1.4 KB measured)
+
+
+class RateControl:
+    """Chooses the bit depths for a target when finetuning starts, and again after
+    the fit if the finetuning moved the size out of tolerance."""
+
+    def __init__(self, target: Target, signal: Signal, meta: dict):
+        self.target, self.meta = target, meta
+        self.probe = PsnrProbe(signal) if target.psnr is not None else None
+        self.bits: BitDepths | None = None
+        self.float_psnr: float | None = None  # the field's probe PSNR before quantization
+        self.notes: list[str] = []
+
+    def choose(self, field_: NeoMLPField) -> BitDepths:
+        if self.target.bytes is not None:
+            depth = bits_for_size(field_, self.target.bytes - self.side_bytes(field_))
+        else:
+            self.float_psnr = self.probe(field_)
+            goal = self.target.psnr
+            if self.float_psnr < goal + PSNR_MARGIN:  # out of reach: no depth gets there, so spend no more bits
+                goal = self.float_psnr - PSNR_MARGIN  # than it takes to keep what the fit reached
+                self.notes.append(f"the fit reached {self.float_psnr:.2f} dB before quantization, short of the "
+                                  f"target: quantized to keep that within {PSNR_MARGIN:g} dB")
+            depth = bits_for_psnr(field_, self.probe, goal)
+        self.bits = BitDepths(depth, depth)
+        return self.bits
+
+    def to_dict(self) -> dict:
+        """The choice made when finetuning started, for a checkpoint."""
+        return {"bits": self.bits.to_dict() if self.bits is not None else None, "float_psnr": self.float_psnr,
+                "notes": list(self.notes)}
+
+    def restore(self, saved: dict) -> None:
+        try:
+            self.bits = BitDepths(**saved["bits"]) if saved.get("bits") else None
+            self.float_psnr, self.notes = saved.get("float_psnr"), [str(n) for n in saved.get("notes", [])]
+        except (TypeError, ValueError, KeyError) as e:
+            raise NeofieldError(f"the checkpoint's rate control is damaged ({e})") from None
+
+    def side_bytes(self, field_: NeoMLPField) -> int:
+        """Everything but the coded streams, from a trial bundle (plus room for the fit and quality record)."""
+        meta = {**self.meta, "quantization": {"bits": BitDepths().to_dict()}}
+        draft = bundle_io.pack(field_, meta, bundle_io.quantize_state(field_, BitDepths()))
+        return bundle_io.stored_bytes(draft)["side"] + 400
+
+    def finish(self, field_: NeoMLPField) -> BitDepths:
+        """The depths to store: the finetuned ones, unless the size drifted past tolerance."""
+        if self.bits is None:  # the fit stopped before finetuning began
+            self.notes.append("the fit stopped before quantization-aware finetuning began")
+            return self.choose(field_)
+        if self.target.bytes is not None:
+            side = self.side_bytes(field_)
+            size = coded_bytes(field_, self.bits.backbone) + side
+            if abs(size / self.target.bytes - 1) > SIZE_TOLERANCE / 2:
+                self.notes.append(f"finetuning moved the size to {size:,} bytes; depth searched again")
+                return self.choose(field_)
+        return self.bits
+
+    def outcome(self, nbytes: int, quality: dict, width: int | None) -> dict:
+        out = {"asked": self.target.describe(), "bytes": nbytes, "bits": self.bits.to_dict(), "width": width,
+               "notes": list(self.notes)}
+        if self.target.bytes is not None:
+            off = nbytes / self.target.bytes - 1
+            out["size_error"] = round(off, 4)
+            if abs(off) > SIZE_TOLERANCE:
+                low, high = SEARCH_BITS
+                out["notes"].append(f"missed the size by {off:+.0%}: the depth search stops at {low:g}-{high:g} "
+                                    "bits; a different --segments or --preset moves the size further")
+        else:
+            key = "audio_psnr_db" if "video_psnr_db" not in quality else "video_psnr_db"
+            reached = quality.get(key)
+            out["psnr"] = reached
+            if reached is not None and reached < self.target.psnr:
+                why = (f"the fit itself reached {self.float_psnr:.2f} dB before quantization in this budget: give "
+                       "it more --time-budget or a larger --preset" if self.float_psnr is not None
+                       and self.float_psnr < self.target.psnr + PSNR_MARGIN else
+                       f"quantizing to {self.bits.backbone:g} bits cost more than the search expected")
+                out["notes"].append(f"missed the PSNR target by {self.target.psnr - reached:.2f} dB: {why}")
+        return out

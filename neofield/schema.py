@@ -26,7 +26,7 @@ from .fields.attention import ATTENTION
 from .fields.neomlp import ENCODINGS
 from .fields.presets import NeoMLPConfig
 from .fields.registry import ARCHS, config_from_dict, config_keys, parameter_count
-from .metadata import Checker, key_name, short_repr
+from .metadata import Checker, key_name
 from .options import MAX_FPS, MAX_SAMPLE_RATE, MAX_SIDE, MIN_FPS
 
 KINDS = ("video", "image", "audio", "audiovisual")

@@ -13,8 +13,9 @@ import torch
 from neofield import bundle, checkpoint, codec
 from neofield.codec import make_field
 from neofield.errors import NeofieldError
-from neofield.fit import FitConfig, FitInterrupted, QuantizationAware, fit
+from neofield.fit import FitConfig, FitInterrupted, fit
 from neofield.media import read_media
+from neofield.qat import QuantizationAware
 from neofield.signal import Signal
 
 # long enough that a SIGTERM sent when the plan is printed (step 10) lands mid-fit, short enough to resume in a second

@@ -226,10 +226,13 @@ def test_help_and_version_do_not_import_torch():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
 
 
-def test_cli_defaults_in_help_agree_with_the_codec():
-    from neofield import cli, codec
+def test_option_defaults_agree_with_the_fit_loop_and_the_help_states_them():
+    from neofield.codec.options import DEFAULT_EPOCHS, DEFAULT_TIME_BUDGET, EncodeOptions
+    from neofield.fit import DEFAULT_BATCH
 
-    assert (cli.DEFAULT_EPOCHS, cli.DEFAULT_TIME_BUDGET) == (codec.DEFAULT_EPOCHS, codec.DEFAULT_TIME_BUDGET)
+    assert EncodeOptions().batch_size == DEFAULT_BATCH  # repeated there so that --help needs no torch
+    (_, epochs), = EncodeOptions.flags(("epochs",))
+    assert f"{DEFAULT_EPOCHS:g}," in epochs.help and f"{DEFAULT_TIME_BUDGET / 60:g} minutes" in epochs.help
 
 
 def test_errors_are_not_wrapped_in_logs(tmp_path):

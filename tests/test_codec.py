@@ -186,10 +186,10 @@ def test_the_encoders_check_of_a_large_clip_is_bounded_to_evenly_spaced_frames(t
     assert "video_frames_measured" not in full
     # a fit this slow could afford 2 frames of 32x14 in the measuring time: the floor is 8 frames, and
     # this clip has only 4, so all of them are measured
-    part = measure(field, signal, points_per_second=2 * 32 * 14 / neofield.codec.MEASURE_SECONDS)
+    part = measure(field, signal, points_per_second=2 * 32 * 14 / neofield.codec.quality.MEASURE_SECONDS)
     assert part == full
-    monkeypatch.setattr(neofield.codec, "MEASURE_MIN_FRAMES", 2)
-    part = measure(field, signal, points_per_second=2 * 32 * 14 / neofield.codec.MEASURE_SECONDS)
+    monkeypatch.setattr(neofield.codec.quality, "MEASURE_MIN_FRAMES", 2)
+    part = measure(field, signal, points_per_second=2 * 32 * 14 / neofield.codec.quality.MEASURE_SECONDS)
     assert part["video_frames_measured"] == 2
     frames = read_media(tiny_clip).video
     from neofield.metrics import video_psnr

@@ -7,19 +7,13 @@ import torch
 import neofield.fit as fit_module
 from neofield.codec import make_field, measure
 from neofield.errors import NeofieldError
-from neofield.fit import FitConfig, QuantizationAware, fit, lr_at, masked_mse
+from neofield.fit import FitConfig, fit, masked_mse
 from neofield.media import read_media
+from neofield.qat import QuantizationAware
 from neofield.quantize import fake_quantize, levels_for
 from neofield.runtime import compiler_available
+from neofield.schedule import lr_at
 from neofield.signal import Signal
-
-
-def test_schedule_warms_up_linearly_then_decays_to_its_floor():
-    cfg = FitConfig(lr=1e-2, warmup_steps=10, final_lr_ratio=0.1)
-    assert math.isclose(lr_at(0, 100, cfg), 1e-3)
-    assert math.isclose(lr_at(9, 100, cfg), 1e-2)
-    assert lr_at(50, 100, cfg) < 1e-2
-    assert math.isclose(lr_at(100, 100, cfg), 1e-3)
 
 
 def test_masked_mse_scores_each_point_on_its_own_modality_only():

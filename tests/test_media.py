@@ -7,7 +7,6 @@ import soundfile as sf
 
 from neofield.errors import NeofieldError
 from neofield.media import (
-    LOSSY_DEFAULT,
     Selection,
     is_lossy,
     keeps_sample_aspect_ratio,
@@ -20,6 +19,7 @@ from neofield.media import (
     write_image_sequence,
     write_video,
 )
+from neofield.media.video_writer import LOSSY_DEFAULT
 from tests.conftest import BACH, BBB, BIKES
 
 

@@ -24,9 +24,8 @@ from torch import nn
 
 from .attention import ATTENTION
 from .encodings import RandomFourierFeatures
-from .layouts import Latents, LatentLayout, TimeSegments
+from .layouts import LatentLayout, Latents, TimeSegments
 from .presets import PRESETS, NeoMLPConfig, Preset, build_config  # noqa: F401  (re-exported)
-
 
 ENCODINGS = ("rff", "linear")
 

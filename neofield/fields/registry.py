@@ -15,8 +15,8 @@ from dataclasses import fields as dataclass_fields
 import torch
 from torch import nn
 
-from .baselines import RFFNet, RFFNetConfig, Siren, SirenConfig, Spder
 from . import layouts
+from .baselines import RFFNet, RFFNetConfig, Siren, SirenConfig, Spder
 from .neomlp import NeoMLPField
 from .presets import NeoMLPConfig
 
@@ -57,7 +57,8 @@ def parameter_count(arch: str, config, layout: layouts.LatentLayout | None = Non
         block = 3 * d * d + (d * d + d) + (d * f + f) + (f * d + d)  # qkv (no bias), out, FFN in and out
         encoding = config.rff_dim * d + d if config.encoding == "rff" else config.in_features * d
         backbone = encoding + config.in_features * d + config.layers * block + (d + 1)
-        return backbone + (layout or layouts.TimeSegments()).num_parameters(config.hidden_tokens + config.out_features, d)
+        tokens = config.hidden_tokens + config.out_features
+        return backbone + (layout or layouts.TimeSegments()).num_parameters(tokens, d)
     # an MLP of `layers` linear layers: first -> width, (layers - 2) x width -> width, width -> outputs
     w, o = config.width, config.out_features
     first = config.in_features if arch in ("siren", "spder") else config.rff_dim

@@ -15,7 +15,7 @@ import numpy as np
 import typer
 from rich.markup import escape
 
-from ..cli import FitDisplay, Force, Json, Quiet, data_parallel, err, friendly
+from ..console import FitDisplay, Force, Json, Quiet, data_parallel, err, friendly, option_flags
 from ..errors import NeofieldError
 from ..fields.presets import PRESETS
 from ..options import parse_size
@@ -33,9 +33,7 @@ Split = Annotated[Optional[str], typer.Option(help="train, test or all (a source
                                                    "dataset].", show_default=False)]
 Limit = Annotated[Optional[int], typer.Option(help="Take the first N signals of the split.")]
 Resize = Annotated[Optional[str], typer.Option(help="Resize every picture to WIDTHxHEIGHT.")]
-Seed = Annotated[int, typer.Option(help="Seed for initialisation and sampling.")]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
-Batch = Annotated[int, typer.Option(help="(signal, point) pairs per step.")]
 
 
 def _load(data: str, split: str | None, limit: int | None, resize: str | None, labelled_split: str):
@@ -52,47 +50,36 @@ def _load(data: str, split: str | None, limit: int | None, resize: str | None, l
     return load_set(data, split, limit, size)
 
 
-def _budget(steps, epochs, time_budget, default_epochs: float) -> dict:
-    if steps is None and epochs is None and time_budget is None:
-        epochs = default_epochs
-    return {"steps": steps, "epochs": epochs, "time_budget": time_budget}
+SET_FIT_OPTIONS = ("preset", "segments", "steps", "epochs", "time_budget", "lr", "batch_size", "weights_dtype",
+                   "bits", "latent_bits", "seed", "device", "force")
+"""The options of `neofield encode` that `neofield set fit` shares: the same flags, checks and fit settings."""
 
 
 @app.command("fit")
 @friendly
+@option_flags(SET_FIT_OPTIONS, defaults={"preset": "tiny"}, helps={
+    "preset": f"Backbone size: {', '.join(PRESETS)}.",
+    "segments": "Latent sets per signal \\[default: 1 per picture, 1 per frame of a clip, 1 per 1,024 samples of a "
+                "sound].",
+    "epochs": "Passes over every point of every signal \\[default: 40].",
+    "batch_size": "(signal, point) pairs per step.",
+    "weights_dtype": "How weights are stored: quantized (range-coded symbols, the fit's last steps finetuned for "
+                     "them), or float16, bfloat16, float32.",
+    "latent_bits": "Bit depth of the latent table \\[default: --bits]."})
 def fit_command(
     data: Data,
     output: Annotated[Path, typer.Option("-o", "--output", help="The set bundle to write (.nf).")],
     split: Split = None,
     limit: Limit = None,
     resize: Resize = None,
-    preset: Annotated[str, typer.Option(help=f"Backbone size: {', '.join(PRESETS)}.")] = "tiny",
-    segments: Annotated[Optional[int], typer.Option(help="Latent sets per signal \\[default: 1 per picture, 1 "
-                                                         "per frame of a clip, 1 per 1,024 samples of a "
-                                                         "sound].")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="Stop after this many steps.")] = None,
-    epochs: Annotated[Optional[float], typer.Option(help="Passes over every point of every signal "
-                                                         "\\[default: 40].")] = None,
-    time_budget: Annotated[Optional[float], typer.Option("--time-budget", help="Stop after this many "
-                                                                               "seconds.")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate \\[default: the preset's].")] = None,
+    *,
     latent_lr_scale: Annotated[float, typer.Option(help="The latent table's rate as a multiple of the "
                                                         "backbone's (10: +1 dB on digits at 20 epochs).")] = 10.0,
     latent_optimizer: Annotated[str, typer.Option(help="lazy: Adam on the latent sets each batch touched "
                                                        "(default); adam: dense Adam over the whole table.")] = "lazy",
-    batch_size: Batch = 1024,
-    dtype: Annotated[str, typer.Option(help="How weights are stored: quantized (range-coded symbols, the fit's "
-                                            "last steps finetuned for them), or float16, bfloat16, "
-                                            "float32.")] = "quantized",
-    bits: Annotated[Optional[float], typer.Option(help="Bit depth of the backbone's weights (1-16; fractional "
-                                                       "depths are levels 2**bits) \\[default: 6].")] = None,
-    latent_bits: Annotated[Optional[float], typer.Option(help="Bit depth of the latent table "
-                                                              "\\[default: --bits].")] = None,
-    seed: Seed = 0,
-    device: Device = "auto",
-    force: Force = False,
     quiet: Quiet = False,
     as_json: Json = False,
+    **flags,
 ) -> None:
     """Algorithm 1: fit one backbone and a latent set per signal on DATA, and store both.
 
@@ -103,40 +90,39 @@ def fit_command(
     fits latents for other signals with this backbone. Under torchrun the fit is
     data-parallel (`torchrun --nproc-per-node N -m neofield set fit ...`).
     """
-    from .. import options
+    import dataclasses
+
     from ..bundle import storage_bits
+    from ..codec.encoder import fit_config
+    from ..codec.options import EncodeOptions
     from ..files import check_output
-    from ..fit import FitConfig
     from .fit import DEFAULT_EPOCHS, describe_storage, fit_set, save_set
 
-    depths = storage_bits(dtype, options.bit_depths(bits, latent_bits))  # as `neofield encode` checks them
-    main = data_parallel(device)  # rank 0 of torchrun's processes (or the only process) measures and writes
+    options = EncodeOptions.from_flags(flags).check()  # as `neofield encode` checks them
+    depths = storage_bits(options.weights_dtype, options.depths())
+    main = data_parallel(options.device)  # rank 0 of torchrun's processes (or the only process) measures and writes
     quiet, as_json = quiet or not main, as_json and main
-    options.positive_int("--steps", steps)
-    options.positive_float("--epochs", epochs)
-    options.positive_float("--time-budget", time_budget)
-    options.positive_float("--lr", lr)
-    options.positive_int("--batch-size", batch_size, options.MAX_BATCH)
-    check_output(output, force)  # before minutes of fitting
+    check_output(output, options.force)  # before minutes of fitting
     dataset = _load(data, split, limit, resize, "train")
-    p = PRESETS.get(preset)
-    if p is None:
-        raise NeofieldError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    config = FitConfig(lr=lr or p.lr, warmup_steps=p.warmup_steps, batch_size=batch_size, seed=seed, device=device,
-                       compile="off", **_budget(steps, epochs, time_budget, DEFAULT_EPOCHS))
-    display = FitDisplay(enabled=not quiet, batch_size=batch_size)
+    p = PRESETS[options.preset]
+    config = fit_config(dataclasses.replace(
+        options, lr=options.lr or p.lr, warmup_steps=p.warmup_steps, compile_mode="off", checkpoint_every=None,
+        epochs=DEFAULT_EPOCHS if options.default_budget else options.epochs))
+    display = FitDisplay(enabled=not quiet, batch_size=options.batch_size)
     display.points = len(dataset) * int(np.prod(dataset.item_shape[:-1]))  # the plan line's epochs
     if not quiet:
         err.print(f"[bold]data[/]   {escape(dataset.source)}: {len(dataset):,} {dataset.kind} signals of "
                   f"{'x'.join(map(str, dataset.item_shape))}")
     report = _with_progress(display, lambda: fit_set(
-        dataset, config, preset, segments, latent_optimizer, latent_lr_scale, callback=display.on_progress,
-        on_field=None if quiet else _describe_field, weights_dtype=dtype, bits=depths, measure=main))
+        dataset, config, options.preset, options.segments, latent_optimizer, latent_lr_scale,
+        callback=display.on_progress, on_field=None if quiet else _describe_field,
+        weights_dtype=options.weights_dtype, bits=depths, measure=main))
     if not main:
         return
-    nbytes = save_set(output, report, preset=preset, force=force)
+    nbytes = save_set(output, report, preset=options.preset, force=options.force)
     _finish(report, output, nbytes, as_json, quiet,
-            f"({nbytes:,} bytes, {nbytes / len(dataset):,.0f} per signal, {describe_storage(dtype, depths)}) in "
+            f"({nbytes:,} bytes, {nbytes / len(dataset):,.0f} per signal, "
+            f"{describe_storage(options.weights_dtype, depths)}) in "
             f"{report.seconds:.1f} s of fitting")
 
 

@@ -1,0 +1,78 @@
+"""The field an encode fits: a NeoMLP (or one of the paper's baselines) sized and tuned for the signal.
+
+The choices that depend on the media are made here, once it is read: the preset, one latent set per
+frame or per 1,024 audio samples laid over time (:mod:`neofield.fields.layouts`), and the Fourier
+features' sigma of a sound's time axis, from the sound's own spectrum.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from .. import options as opt
+from ..errors import NeofieldError
+from ..fields.layouts import TimeSegments
+from ..fields.neomlp import PRESETS, NeoMLPField, build_config
+from ..fields.registry import baseline_for
+from ..signal import Signal, audio_rff_sigma
+from .options import MAX_SEGMENTS, EncodeOptions
+
+
+def default_preset(kind: str) -> str:
+    """The CPU default, measured at equal time (docs/cpu-defaults.md): ``tiny`` for every kind.
+    On sound too, its twice-as-fast steps beat ``small``'s width (Bach, 45 s: 36.6 vs 36.1 dB)."""
+    return "tiny"
+
+
+def sound_sigma(signal: Signal) -> float | None:
+    """The RFF sigma of the signal's sound's time axis, from its spectral centroid
+    (:func:`neofield.signal.audio_rff_sigma`); None without sound."""
+    if signal.media.audio is None:
+        return None
+    return audio_rff_sigma(signal.media.audio, signal.sample_rate)
+
+
+def rff_sigma_for(signal: Signal, preset: str) -> float | tuple[float, ...]:
+    """The preset's sigma for pictures; for the sound's time axis, the sound's spectral
+    centroid (:func:`sound_sigma`), measured in docs/cpu-defaults.md."""
+    audio = sound_sigma(signal)
+    if signal.kind == "audio":
+        return audio
+    video = PRESETS[preset].video_sigma
+    return (video, video, audio)
+
+
+def make_field(signal: Signal, preset: str, segments: int, seed: int = 0, interpolation: str = "linear",
+               **overrides) -> NeoMLPField:
+    """A fresh NeoMLP sized for ``signal``, with ``segments`` latent sets along time,
+    blended between their centres (``linear``) or held over each slice (``nearest``)."""
+    if preset not in PRESETS:
+        raise NeofieldError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    opt.positive_int("--segments", segments, MAX_SEGMENTS)
+    if overrides.get("rff_sigma") is None and signal.media.audio is not None:
+        overrides["rff_sigma"] = rff_sigma_for(signal, preset)
+    config = build_config(preset, signal.coordinate_map.in_features, signal.out_features, kind=signal.kind,
+                          seed=seed, **overrides)
+    torch.manual_seed(seed)
+    return NeoMLPField(config, TimeSegments.over(signal, segments, interpolation))
+
+
+def field_builder(signal: Signal, run: EncodeOptions) -> Callable[[int | None], nn.Module]:
+    """``build(width)``: a fresh field of the resolved options ``run`` (:func:`neofield.codec.encoder.resolve`),
+    its token width ``width`` (FFN 4x) where rate control chose one. A baseline (``--arch``) gets as many
+    parameters as the NeoMLP it stands in for."""
+    audio_sigma = sound_sigma(signal) if run.arch == "rffnet" else None
+
+    def build(width: int | None = None) -> nn.Module:
+        dims = {} if width is None else {"dim": width, "ffn_dim": 4 * width}
+        neomlp = make_field(signal, run.preset, run.segments, seed=run.seed, interpolation=run.latents,
+                            attention=run.attention, rff_sigma=run.rff_sigma, **dims)
+        if run.arch == "neomlp":
+            return neomlp
+        return baseline_for(run.arch, signal.coordinate_map.in_features, signal.out_features,
+                            neomlp.num_parameters()["total"], signal.kind, run.seed, audio_sigma)
+
+    return build

@@ -1,0 +1,275 @@
+"""``encode``: media -> signal -> fitted field -> ``.nf`` bundle, as a short pipeline of named stages.
+
+    check options -> read media -> resolve defaults -> build the field -> fit -> store -> measure -> write
+
+Every stage is a function of its own below :func:`encode`; rate control (:mod:`neofield.rate`) steps in
+at two of them, choosing the model's width when the field is built and the bit depths when the fit's
+quantization-aware finetuning starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from torch import nn
+
+from .. import __version__, distributed, rate
+from .. import bundle as bundle_io
+from .. import checkpoint as ckpt
+from ..errors import NeofieldError
+from ..fields.layouts import default_segments
+from ..fields.neomlp import PRESETS
+from ..fields.registry import AUTO_PRECISION, RATES
+from ..files import check_output
+from ..fit import FitConfig, FitInterrupted, FitProgress, FitResult, fit
+from ..media import Selection, fingerprint, read_media
+from ..render import plan_decode
+from ..signal import Signal
+from .build import default_preset, field_builder, rff_sigma_for
+from .options import EncodeOptions
+from .quality import measure
+
+
+@dataclass
+class EncodeReport:
+    path: Path
+    bytes: int
+    kind: str
+    parameters: dict
+    fit: FitResult
+    budget: dict
+    quality: dict = field(default_factory=dict)
+    target: dict | None = None  # what rate control was asked and reached
+
+    def to_dict(self) -> dict:
+        return {"path": str(self.path), "bytes": self.bytes, "kind": self.kind, "parameters": self.parameters,
+                "budget": self.budget, "fit": self.fit.to_dict(), "quality": self.quality, "target": self.target}
+
+
+class EncodeInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped an encode's fit: what was kept, in one line (``str``)."""
+
+    def __init__(self, step: int, total: int | None, checkpoint: Path | None, bundle: Path | None):
+        self.step, self.total, self.checkpoint, self.bundle = step, total, checkpoint, bundle
+        parts = [f"at step {step:,}" + (f" of {total:,}" if total else "")]
+        if bundle is not None:
+            parts.append(f"best-so-far bundle written to {bundle}")
+        if checkpoint is not None:
+            parts.append(f"checkpoint written to {checkpoint}; resume with --resume"
+                         + (" --force (to replace that bundle)" if bundle is not None else ""))
+        elif bundle is None:
+            parts.append("nothing was written")
+        self.details = "; ".join(parts)
+        super().__init__(f"interrupted {self.details}")
+
+
+def encode(source: str | Path, output: str | Path | None = None, options: EncodeOptions | None = None, *,
+           callback: Callable[[FitProgress], None] | None = None,
+           on_signal: Callable[[Signal, nn.Module, dict], None] | None = None, **kwargs) -> EncodeReport:
+    """Fit a neural field to a media file and write it as a ``.nf`` bundle.
+
+    The options are an :class:`EncodeOptions`, or its fields as keywords (``time_budget=120``), checked
+    before the media is read. With no stopping rule the fit stops after ``DEFAULT_EPOCHS`` epochs or
+    ``DEFAULT_TIME_BUDGET`` seconds, whichever comes first. ``on_signal`` is called once the media is
+    read and the field built, with the budget (the command line prints the plan there); ``callback``
+    gets the fit's progress.
+
+    ``size`` (bytes, or text such as ``"20KB"``), ``bitrate`` (bits per second, or ``"300k"``) or
+    ``target_psnr`` (dB) hand the model width and the bit depths to rate control (:mod:`neofield.rate`);
+    the report's ``target`` says what was reached, and by how much and why a target was missed.
+
+    A fit writes a checkpoint (``OUTPUT.ckpt``, :mod:`neofield.checkpoint`) every ``checkpoint_every``
+    seconds (``"auto"``: every 60 s once the plan says the fit takes over 2 minutes; ``None`` or
+    ``"off"``: never), and whenever Ctrl-C or SIGTERM stops it, which then raises
+    :class:`EncodeInterrupted` (after writing the bundle of the field as it is, with
+    ``save_on_interrupt``). ``resume=True`` continues from that checkpoint, given the same options and
+    source; the checkpoint is removed once the bundle is written.
+
+    In a process group (``torchrun``, :mod:`neofield.distributed`) the fit is data-parallel; rank 0
+    checkpoints, measures and writes, and the other ranks return a report of the fit alone (``bytes`` 0,
+    no quality).
+    """
+    options = EncodeOptions.of(options, **kwargs).check()
+    source = Path(source)
+    output = Path(output) if output is not None else source.with_suffix(".nf")
+    saved = checkpoint_to_resume(output, options)
+    signal = read_signal(source, options)
+    run = resolve(options, signal)
+    meta = signal_metadata(signal, source, options.selection or Selection())
+    meta.update(weights_dtype=run.weights_dtype, preset=run.preset)
+    fingerprint_ = {"neofield": __version__, "source": {"bytes": source.stat().st_size,
+                                                       "sha256": meta["source"]["sha256"],
+                                                       "selection": meta["source"]["selection"]},
+                    **run.fingerprint()}
+    if saved is not None:
+        ckpt.check_fingerprint(saved, fingerprint_, ckpt.path_for(output))
+    field_, width, control = build_field(signal, run, meta, saved, ckpt.path_for(output))
+    config = fit_config(run, quantization=bundle_io.quantization_aware(field_, control.choose if control else run.bits)
+                        if run.weights_dtype == bundle_io.QUANTIZED else None)
+    if on_signal:
+        on_signal(signal, field_, options.budget())
+    result = fit_and_keep(field_, signal, config, run, meta, output, fingerprint_, width, control, saved, callback)
+    field_.cpu()
+    if not distributed.is_main():  # a data-parallel fit's other processes: rank 0 has the same weights, and writes
+        return EncodeReport(path=output, bytes=0, kind=signal.kind, parameters=field_.num_parameters(),
+                            fit=result, budget=options.budget(), quality={})
+    symbols, bits = store(field_, run, control)
+    quality = measure(field_, signal, result.points_per_second) if run.evaluate else {}
+    meta.update(fit={**result.to_dict(), "config": config.record()}, quality=quality)
+    nbytes = write(output, field_, meta, symbols, bits, run.force)
+    report = EncodeReport(path=output, bytes=nbytes, kind=signal.kind, parameters=field_.num_parameters(),
+                          fit=result, budget=options.budget(), quality=quality)
+    if control:
+        report.target = control.outcome(nbytes, quality, width)
+    return report
+
+
+# ---------------------------------------------------------------- stages ----
+def checkpoint_to_resume(output: Path, options: EncodeOptions) -> ckpt.Checkpoint | None:
+    """The checkpoint ``--resume`` continues (a missing or damaged one fails now), after checking that
+    neither a checkpoint nor the output would be overwritten unasked: before minutes of fitting, not after."""
+    ckpt.resolve_interval(options.checkpoint_every)
+    path = ckpt.path_for(output)
+    saved = ckpt.load(path) if options.resume else None
+    if not options.resume and path.exists() and not options.force:
+        raise NeofieldError(f"{path} holds an interrupted encode: add --resume to continue it, or --force "
+                            "to start over")
+    check_output(output, options.force)
+    return saved
+
+
+def read_signal(source: Path, options: EncodeOptions) -> Signal:
+    """The media as field coordinates and values, checked to be a grid the bundle can represent."""
+    signal = Signal(read_media(source, options.selection or Selection()), audio_share=options.audio_share)
+    if isinstance(options.rff_sigma, tuple) and len(options.rff_sigma) != signal.coordinate_map.in_features:
+        raise NeofieldError(f"--rff-sigma needs one value or {signal.coordinate_map.in_features} "
+                            f"(one per input: {'x, y, t' if signal.coordinate_map.x else 't'})")
+    check_round_trip(signal)
+    return signal
+
+
+def check_round_trip(signal: Signal) -> None:
+    """The decoder's grid at scale 1 must be the signal's own, stream by stream.
+
+    Checked before the fit, so that a clip the bundle could not represent fails
+    in the first second rather than after minutes of fitting.
+    """
+    plan = plan_decode(signal.layout())
+    if signal.video is not None and not signal.media.still:
+        f, h, w, _ = signal.video.shape
+        if plan.video is None or (plan.video.frames, plan.video.height, plan.video.width) != (f, h, w):
+            raise NeofieldError(f"cannot represent this clip's video grid ({w}x{h}, {f} frames at "
+                                f"{signal.fps:g} fps): please report it")
+    if signal.audio is not None and (plan.audio is None or plan.audio.samples != signal.n_audio_points):
+        raise NeofieldError(f"cannot represent this clip's sound ({signal.n_audio_points} samples at "
+                            f"{signal.sample_rate} Hz): please report it")
+
+
+def resolve(options: EncodeOptions, signal: Signal) -> EncodeOptions:
+    """The options with every default that depends on the signal filled in: what the fit is, and what its
+    checkpoint's fingerprint holds (the preset and its or the baseline's rate, one latent set per frame, the
+    sound's Fourier sigma, the stopping rules, the storage depths, a bitrate as bytes)."""
+    preset = options.preset or default_preset(signal.kind)
+    lr, warmup = PRESETS[preset].lr, PRESETS[preset].warmup_steps
+    if options.arch != "neomlp":  # a baseline's own rate and warm-up, unless given
+        lr, warmup = RATES[options.arch]
+    size = rate.parse_bytes(options.size) if isinstance(options.size, str) else options.size
+    if options.bitrate is not None:
+        size = (rate.parse_bitrate(options.bitrate, signal.duration) if isinstance(options.bitrate, str)
+                else max(1, round(options.bitrate * signal.duration / 8)))
+    rff_sigma = options.rff_sigma
+    if rff_sigma is None and signal.media.audio is not None:  # once, not for every width rate control tries
+        rff_sigma = rff_sigma_for(signal, preset)
+    budget = options.budget()
+    precision = AUTO_PRECISION.get(options.arch, "auto") if options.precision == "auto" else options.precision
+    return dataclasses.replace(
+        options, preset=preset, segments=options.segments or default_segments(signal), lr=options.lr or lr,
+        warmup_steps=warmup if options.warmup_steps is None else options.warmup_steps, rff_sigma=rff_sigma,
+        size=size, bitrate=None, bits=bundle_io.storage_bits(options.weights_dtype, options.depths()),
+        latent_bits=None, steps=budget["steps"], epochs=budget["epochs"], time_budget=budget["time_budget"],
+        precision=precision)
+
+
+def build_field(signal: Signal, run: EncodeOptions, meta: dict, saved: ckpt.Checkpoint | None, ckpt_path: Path
+                ) -> tuple[nn.Module, int | None, rate.RateControl | None]:
+    """The fresh field, the width rate control chose for it (None: the preset's), and the rate control."""
+    build = field_builder(signal, run)
+    target = rate.Target(run.size, run.target_psnr) if run.targets() else None
+    if saved is not None:
+        width = saved.extra.get("width")  # what rate control chose before the fit, not searched again
+        if width is not None and width not in rate.WIDTHS:
+            raise NeofieldError(f"{ckpt_path} is a damaged neofield checkpoint (model width {width!r})")
+    else:
+        width = rate.width_for_size(build, target.bytes, rate.SIDE_BYTES) if target and target.bytes else None
+    field_ = build(width)
+    control = rate.RateControl(target, signal, meta) if target else None
+    if saved is not None and control is not None and saved.extra.get("rate_control"):
+        control.restore(saved.extra["rate_control"])  # the depths the finetuning already trains for
+    return field_, width, control
+
+
+def fit_config(run: EncodeOptions, **overrides) -> FitConfig:
+    """The fit loop's settings from resolved options (:func:`resolve`); ``neofield set fit`` uses it too."""
+    every, min_fit = ckpt.resolve_interval(run.checkpoint_every)
+    config = FitConfig(lr=run.lr, warmup_steps=run.warmup_steps, batch_size=run.batch_size, steps=run.steps,
+                       epochs=run.epochs, time_budget=run.time_budget, seed=run.seed, device=run.device,
+                       precision=run.precision, compile=run.compile_mode, checkpoint_every=every,
+                       checkpoint_min_seconds=min_fit)
+    return dataclasses.replace(config, **overrides)
+
+
+def fit_and_keep(field_: nn.Module, signal: Signal, config: FitConfig, run: EncodeOptions, meta: dict,
+                 output: Path, fingerprint_: dict, width: int | None, control: rate.RateControl | None,
+                 saved: ckpt.Checkpoint | None, callback) -> FitResult:
+    """Fit, checkpointing as the config says; on Ctrl-C or SIGTERM keep what the options ask for (the
+    checkpoint, and with ``save_on_interrupt`` the bundle as it is) and raise :class:`EncodeInterrupted`."""
+    ckpt_path = ckpt.path_for(output)
+
+    def write_checkpoint(state: ckpt.FitState) -> None:
+        extra = {"width": width}
+        if control is not None and state.levels is not None:  # finetuning began: its depths were chosen
+            extra["rate_control"] = control.to_dict()
+        ckpt.save(ckpt_path, state, fingerprint_, extra)
+
+    try:
+        return fit(field_, signal, config, callback, on_checkpoint=write_checkpoint,
+                   resume=saved.state if saved is not None else None)
+    except FitInterrupted as stop:
+        written = None
+        if run.save_on_interrupt and distributed.is_main():  # the field as it is, through the usual rounding
+            field_.cpu()
+            symbols, bits = store(field_, run, control)
+            meta.update(fit={**stop.result.to_dict(), "interrupted": True, "config": config.record()}, quality={})
+            written = output
+            write(output, field_, meta, symbols, bits, run.force, keep_checkpoint=True)
+        state = stop.state
+        raise EncodeInterrupted(state.step, state.total if state.final else None,
+                                ckpt_path if stop.checkpointed else None, written) from None
+
+
+def store(field_: nn.Module, run: EncodeOptions, control: rate.RateControl | None):
+    """Round the weights, in place, to what the bundle stores (rate control's final depths, if it ran):
+    what the encoder then measures is what every decoder computes. Returns the symbols and the depths."""
+    bits = control.finish(field_) if control else run.bits
+    return bundle_io.round_weights(field_, run.weights_dtype, bits), bits
+
+
+def write(output: Path, field_: nn.Module, meta: dict, symbols, bits, force: bool,
+          keep_checkpoint: bool = False) -> int:
+    """The bundle, atomically; then the checkpoint has nothing left to resume (unless interrupted)."""
+    if meta["weights_dtype"] == bundle_io.QUANTIZED:
+        meta["quantization"] = {"bits": bits.to_dict()}
+    nbytes = bundle_io.save(output, field_, meta, force=force, quantized=symbols)
+    if not keep_checkpoint:
+        ckpt.path_for(output).unlink(missing_ok=True)
+    return nbytes
+
+
+def signal_metadata(signal: Signal, source: Path, selection: Selection) -> dict:
+    """Everything a decoder needs besides the weights (see docs/format.md)."""
+    return {"neofield_version": __version__, **signal.layout(),
+            "source": {"name": source.name, "selection": selection.to_dict(), "sha256": fingerprint(signal.media)}}
+

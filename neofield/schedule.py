@@ -1,0 +1,63 @@
+"""How long a fit runs and at what rate: the learning-rate schedule, and a time budget turned into steps.
+
+A time budget is a number of steps only once the loop's speed is known: :mod:`neofield.fit` times its
+first seconds, then plans with :func:`budget_steps` (again at a few shares of the budget), so that the
+cosine schedule still ends on its floor when the time runs out.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+FitConfig = Any  # a neofield.fit.FitConfig (lr, warmup_steps, final_lr_ratio, steps, epochs, batch_size, time_budget)
+
+PROBE_SECONDS = 3.0  # how long to time the loop before turning a time budget into steps
+PROBE_SKIP = 5  # first steps left out of the speed probe: kernel set-up makes them several times slower
+REPLAN_AT = (0.25, 0.5, 0.75)  # shares of a time budget at which its step count is estimated again
+
+
+def lr_at(step: int, total: int, config: FitConfig) -> float:
+    """Linear warm-up, then cosine decay to ``final_lr_ratio * lr``.
+
+    The warm-up matters: at the paper's rate with none, NeoMLP sits at the
+    signal mean for minutes on a CPU (docs/cpu-defaults.md).
+    """
+    warm = min(config.warmup_steps, max(total - 1, 1))
+    if step < warm:
+        return config.lr * (step + 1) / warm
+    progress = min(1.0, (step - warm) / max(total - warm, 1))
+    floor = config.final_lr_ratio
+    return config.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def seconds_per_step(step: int, elapsed: float, mark: tuple[int, float]) -> float:
+    """Seconds a step has taken since ``mark`` (step, seconds): past the slow first steps, or the last plan."""
+    start_step, start_time = mark if step > mark[0] else (0, 0.0)
+    return (elapsed - start_time) / max(step - start_step, 1)
+
+
+def planned_seconds(config: FitConfig, step: int, total: int, elapsed: float, mark: tuple[int, float]) -> float:
+    """How long the whole fit will take at the speed measured so far."""
+    seconds = elapsed + (total - step) * seconds_per_step(step, elapsed, mark)
+    return min(seconds, config.time_budget) if config.time_budget is not None else seconds
+
+
+def budget_steps(config: FitConfig, user_total: int | None, step: int, elapsed: float,
+                 mark: tuple[int, float]) -> int:
+    """Steps a time budget allows at the speed measured since ``mark`` (step, seconds), never
+    more than a step or epoch limit the user also gave, never fewer than already taken."""
+    start_step, start_time = mark if step > mark[0] else (0, 0.0)
+    rate = (step - start_step) / max(elapsed - start_time, 1e-9)
+    steps = step + int((config.time_budget - elapsed) * rate)
+    return max(min(user_total, steps) if user_total else steps, step)
+
+
+def planned_steps(config: FitConfig, n_points: int) -> int | None:
+    """The steps the step and epoch limits allow (the fewer), or None when only a time budget is given."""
+    options = []
+    if config.steps is not None:
+        options.append(config.steps)
+    if config.epochs is not None:
+        options.append(max(1, math.ceil(config.epochs * n_points / config.batch_size)))
+    return min(options) if options else None

@@ -1,0 +1,30 @@
+"""The fit's schedule: learning rate by step, and a time budget turned into steps (neofield.schedule)."""
+
+import math
+
+from neofield.fit import FitConfig
+from neofield.schedule import budget_steps, lr_at, planned_seconds, planned_steps, seconds_per_step
+
+
+def test_schedule_warms_up_linearly_then_decays_to_its_floor():
+    cfg = FitConfig(lr=1e-2, warmup_steps=10, final_lr_ratio=0.1)
+    assert math.isclose(lr_at(0, 100, cfg), 1e-3)
+    assert math.isclose(lr_at(9, 100, cfg), 1e-2)
+    assert lr_at(50, 100, cfg) < 1e-2
+    assert math.isclose(lr_at(100, 100, cfg), 1e-3)
+
+
+def test_a_time_budget_allows_the_steps_the_measured_speed_fits_in_it_and_no_more_than_a_limit():
+    config = FitConfig(time_budget=100.0)
+    # 10 steps a second measured since step 5 (at 1 s): 90 s left at step 95 -> 900 more
+    assert budget_steps(config, None, 95, 10.0, (5, 1.0)) == 95 + 900
+    assert budget_steps(config, 500, 95, 10.0, (5, 1.0)) == 500  # the user's step limit also holds
+    assert budget_steps(config, None, 95, 150.0, (5, 1.0)) == 95  # never fewer than already taken
+    assert math.isclose(seconds_per_step(95, 10.0, (5, 1.0)), 0.1)
+    assert math.isclose(planned_seconds(config, 95, 2000, 10.0, (5, 1.0)), 100.0)  # capped by the budget
+
+
+def test_planned_steps_are_the_fewer_of_the_step_and_epoch_limits():
+    assert planned_steps(FitConfig(steps=50, epochs=2.0, batch_size=100), 1000) == 20
+    assert planned_steps(FitConfig(epochs=0.01, batch_size=100), 1000) == 1
+    assert planned_steps(FitConfig(time_budget=5.0), 1000) is None
