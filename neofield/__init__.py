@@ -2,10 +2,11 @@
 
 Data flow (one module per step)::
 
-    media.py  -> signal.py -> fields/ + fit.py -> quantize.py -> entropy.py -> bundle.py -> render.py -> media.py
-    read          Signal       NeoMLPField         symbols        coded         .nf          any grid     write
+    media/  -> signal.py -> fields/ + fit.py -> quantize.py -> entropy.py -> bundle.py -> render.py -> media/
+    read        Signal       NeoMLPField         symbols        coded         .nf          any grid     write
 
-The functions below are the public API; the ``neofield`` command wraps them.
+:mod:`neofield.codec` strings the steps together, one module per verb (encode, decode, psnr), and the
+``neofield`` command (:mod:`neofield.cli`) wraps it. The functions below are the public API.
 They are imported on first use, so that ``import neofield`` (and the
 command's ``--help``) does not pay for importing torch.
 """
@@ -24,11 +25,18 @@ _API = {
 __all__ = [*_API, "__version__"]
 
 
-def __getattr__(name: str):
-    if name in _API:
-        return getattr(importlib.import_module(f".{_API[name]}", __name__), name)
-    raise AttributeError(f"module 'neofield' has no attribute {name!r}")
+def lazy_api(package: str, api: dict[str, str], extra: tuple[str, ...] = ()):
+    """``__getattr__`` and ``__dir__`` for ``package``, whose names ``api`` maps to the submodule that
+    defines them, imported on first use (PEP 562): importing the package costs nothing."""
+    def getattr_(name: str):
+        if name in api:
+            return getattr(importlib.import_module(f".{api[name]}", package), name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    def dir_() -> list[str]:
+        return sorted([*api, *extra])
+
+    return getattr_, dir_
 
 
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_api(__name__, _API, ("__version__",))

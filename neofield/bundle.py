@@ -30,29 +30,15 @@ from .fields.neomlp import NeoMLPField
 from .fields.registry import arch_of, build, config_from_dict
 from .files import atomic_output
 from .qat import QuantizationAware
-from .quantize import BitDepths, QuantizedTensor, levels_for, quantize
+from .quantize import QUANTIZED, STORAGE_DTYPES, BitDepths, QuantizedTensor, levels_for, quantize, storage_bits  # noqa: F401
 from .schema import DEFAULT_LIMITS, Limits, validate
 
 FORMAT_VERSION = 3  # v3: range-coded quantized weights ("quantized"); v2 (q8) and v1 bundles still load
 ZSTD_LEVEL = 19
 WEIGHT_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
-QUANTIZED = "quantized"
-STORAGE_DTYPES = (QUANTIZED, *WEIGHT_DTYPES)
 GROUPS = ("backbone", "latents")  # each group of tensors is one coded stream, so its bytes are known exactly
 LEGACY_Q8 = "q8"  # format v2: uint8 symbols under NAME, [scale, offset] under NAME + ":quant"
 METADATA_KEY = "neofield"
-
-
-def storage_bits(weights_dtype: str, bits: BitDepths | None) -> BitDepths | None:
-    """Check how weights are to be stored (``--dtype``, ``--bits``): the bit depths of a quantized bundle (the
-    default depths unless given), None for a float one."""
-    if weights_dtype not in STORAGE_DTYPES:
-        raise NeofieldError(f"--dtype must be one of {', '.join(STORAGE_DTYPES)}, not {weights_dtype!r}")
-    if weights_dtype != QUANTIZED:
-        if bits is not None:
-            raise NeofieldError(f"--bits apply to --dtype {QUANTIZED}, not {weights_dtype}")
-        return None
-    return bits or BitDepths()
 
 
 def group_of(name: str) -> str:

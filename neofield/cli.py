@@ -83,7 +83,7 @@ def encode(
     from .codec.options import EncodeOptions
 
     selection = piece(*(flags.pop(k) for k in PIECE_FLAGS))
-    options = EncodeOptions.from_flags(flags, selection=selection)
+    options = EncodeOptions.from_flags(flags, selection=selection).check()  # before torch is imported
     if not data_parallel(options.device):
         quiet, as_json = True, False
     display = FitDisplay(enabled=not quiet, batch_size=options.batch_size)

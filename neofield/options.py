@@ -19,6 +19,8 @@ MAX_FPS = 1000.0
 MIN_FPS = 0.01  # one frame per 100 s; below it container time bases run out (a frame's duration overflows)
 MAX_SAMPLE_RATE = 768_000  # the highest rate audio interfaces and FFmpeg's encoders use
 MAX_BATCH = 1 << 22
+PRECISIONS = ("auto", "float32", "bfloat16")  # matmul precision of a fit (neofield.runtime)
+COMPILE_MODES = ("auto", "on", "off")  # torch.compile of a fit or a decode
 
 
 def positive_int(name: str, value: int | None, maximum: int | None = None) -> int | None:
@@ -122,6 +124,8 @@ def check_device(device: str) -> str:
     """
     if not isinstance(device, str) or not DEVICE_PATTERN.fullmatch(device):
         raise NeofieldError(f"--device must be auto, cpu, cuda, cuda:N or mps, not {device!r}")
+    if device in ("auto", "cpu"):  # there on every machine: no need to import torch to know it
+        return device
     import torch
 
     if device.startswith("cuda"):
@@ -147,3 +151,29 @@ def bit_depths(bits: float | None, latent_bits: float | None):
     default = BitDepths()
     backbone = default.backbone if bits is None else bits
     return BitDepths(backbone, backbone if latent_bits is None else latent_bits)
+
+
+UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2, "mib": 1024**2}
+
+
+def parse_bytes(text: str, name: str = "--size") -> int:
+    """``20KB``, ``1.5MB``, ``300KiB`` or a plain byte count (KB = 1000 bytes)."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", text or "")
+    unit = m[2].lower() if m else None
+    if not m or unit not in UNITS:
+        raise NeofieldError(f"{name} {text!r} is not a size such as 20KB, 1.5MB or 40000")
+    value = float(m[1]) * UNITS[unit]
+    if not 1 <= value <= 1e12:
+        raise NeofieldError(f"{name} {text!r} is out of range")
+    return round(value)
+
+
+def parse_bitrate(text: str, duration: float) -> int:
+    """``300k`` or ``1.2M`` bits per second over ``duration`` seconds, as bytes."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmM]?)(?:bps|b/s)?\s*", text or "")
+    if not m:
+        raise NeofieldError(f"--bitrate {text!r} is not a rate such as 300k or 1.2M (bits per second)")
+    bps = float(m[1]) * {"": 1, "k": 1e3, "m": 1e6}[m[2].lower()]
+    if bps <= 0:
+        raise NeofieldError(f"--bitrate {text!r} must be positive")
+    return max(1, round(bps * duration / 8))

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .errors import NeofieldError
+
 if TYPE_CHECKING:  # torch is only needed by fake_quantize; the CLI imports this module before torch
     import torch
 
@@ -121,3 +123,20 @@ def entropy_bytes(symbols: np.ndarray) -> float:
     counts = np.bincount(symbols.ravel().astype(np.int64))
     p = counts[counts > 0] / symbols.size
     return float(-(p * np.log2(p)).sum() * symbols.size / 8)
+
+
+QUANTIZED = "quantized"  # range-coded symbols; the other ways a bundle stores weights are float dtypes
+FLOAT_DTYPES = ("float16", "bfloat16", "float32")
+STORAGE_DTYPES = (QUANTIZED, *FLOAT_DTYPES)
+
+
+def storage_bits(weights_dtype: str, bits: BitDepths | None) -> BitDepths | None:
+    """Check how weights are to be stored (``--dtype``, ``--bits``): the bit depths of a quantized bundle (the
+    default depths unless given), None for a float one."""
+    if weights_dtype not in STORAGE_DTYPES:
+        raise NeofieldError(f"--dtype must be one of {', '.join(STORAGE_DTYPES)}, not {weights_dtype!r}")
+    if weights_dtype != QUANTIZED:
+        if bits is not None:
+            raise NeofieldError(f"--bits apply to --dtype {QUANTIZED}, not {weights_dtype}")
+        return None
+    return bits or BitDepths()

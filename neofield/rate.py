@@ -20,7 +20,6 @@ chose when finetuning started, searched again if finetuning moved the size.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,6 +29,7 @@ from . import bundle as bundle_io
 from .errors import NeofieldError
 from .fields.neomlp import NeoMLPField
 from .fit import masked_mse, mse_to_psnr
+from .options import parse_bitrate, parse_bytes  # noqa: F401  (re-exported)
 from .quantize import BitDepths, levels_for
 from .signal import Signal
 
@@ -52,32 +52,6 @@ class Target:
 
     def describe(self) -> str:
         return f"{self.bytes:,} bytes" if self.bytes is not None else f"PSNR {self.psnr:g} dB"
-
-
-UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2, "mib": 1024**2}
-
-
-def parse_bytes(text: str, name: str = "--size") -> int:
-    """``20KB``, ``1.5MB``, ``300KiB`` or a plain byte count (KB = 1000 bytes)."""
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", text or "")
-    unit = m[2].lower() if m else None
-    if not m or unit not in UNITS:
-        raise NeofieldError(f"{name} {text!r} is not a size such as 20KB, 1.5MB or 40000")
-    value = float(m[1]) * UNITS[unit]
-    if not 1 <= value <= 1e12:
-        raise NeofieldError(f"{name} {text!r} is out of range")
-    return round(value)
-
-
-def parse_bitrate(text: str, duration: float) -> int:
-    """``300k`` or ``1.2M`` bits per second over ``duration`` seconds, as bytes."""
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmM]?)(?:bps|b/s)?\s*", text or "")
-    if not m:
-        raise NeofieldError(f"--bitrate {text!r} is not a rate such as 300k or 1.2M (bits per second)")
-    bps = float(m[1]) * {"": 1, "k": 1e3, "m": 1e6}[m[2].lower()]
-    if bps <= 0:
-        raise NeofieldError(f"--bitrate {text!r} must be positive")
-    return max(1, round(bps * duration / 8))
 
 
 def width_for_size(make: Callable[[int], NeoMLPField], target_bytes: int, side_bytes: int) -> int:

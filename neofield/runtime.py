@@ -12,9 +12,7 @@ from contextlib import contextmanager, nullcontext
 
 import torch
 
-PRECISIONS = ("auto", "float32", "bfloat16")
-COMPILE_MODES = ("auto", "on", "off")
-
+from .options import COMPILE_MODES, PRECISIONS  # noqa: F401  (re-exported)
 
 _flushing = 0  # depth of nested flush_denormals blocks: a decode inside a fit must not switch it off
 

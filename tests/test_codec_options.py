@@ -86,3 +86,13 @@ def test_budget_is_the_default_only_when_no_stopping_rule_is_given():
     assert EncodeOptions().budget() == {"steps": None, "epochs": 20.0, "time_budget": 300.0, "default": True}
     assert EncodeOptions(time_budget=9.0).budget() == {"steps": None, "epochs": None, "time_budget": 9.0,
                                                        "default": False}
+
+
+def test_checking_options_imports_no_torch_so_a_bad_one_fails_at_once():
+    import subprocess
+    import sys
+
+    code = ("import sys; from neofield.codec.options import EncodeOptions\n"
+            "EncodeOptions(size='20KB', rff_sigma=(1.0, 1.0, 9.0), device='cpu').check()\n"
+            "print('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"

@@ -19,7 +19,7 @@ its flags) without importing torch.
 
 from __future__ import annotations
 
-import importlib
+from .. import lazy_api
 
 _API = {
     "EncodeOptions": "options", "DEFAULT_EPOCHS": "options", "DEFAULT_TIME_BUDGET": "options",
@@ -30,13 +30,4 @@ _API = {
     "psnr": "quality", "measure": "quality",
 }
 __all__ = list(_API)
-
-
-def __getattr__(name: str):
-    if name in _API:
-        return getattr(importlib.import_module(f".{_API[name]}", __name__), name)
-    raise AttributeError(f"module 'neofield.codec' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_api(__name__, _API)

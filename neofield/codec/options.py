@@ -12,8 +12,9 @@ whether it changes the fit; from the field follow
 * the fit's :class:`~neofield.fit.FitConfig`, and through it the fit record a bundle keeps
   (:func:`neofield.codec.encoder.fit_config`).
 
-This module imports neither torch nor the media libraries, so that ``neofield --help`` answers at once;
-:meth:`EncodeOptions.check` imports the lists of choices it checks against when it runs.
+This module imports neither torch nor the media libraries, and neither does :meth:`EncodeOptions.check`
+(but to look for a CUDA or Apple GPU asked for by name): ``neofield --help`` answers at once, and a bad
+option fails in a fraction of a second.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from typing import Any
 
 from .. import options as opt
 from ..errors import NeofieldError
-from ..fields.presets import PRESETS
+from ..fields.presets import ARCHS, ATTENTIONS, INTERPOLATIONS, PRESETS
+from ..quantize import QUANTIZED, BitDepths, storage_bits
 
 # Without --steps/--epochs/--time-budget an encode stops at whichever of these comes first: 20 epochs is where
 # the shipped 1 s clip reaches ~35 dB (about 2 minutes on 2 cores); 5 minutes bounds a long or large clip,
@@ -34,7 +36,6 @@ from ..fields.presets import PRESETS
 DEFAULT_EPOCHS = 20.0
 DEFAULT_TIME_BUDGET = 300.0
 MAX_SEGMENTS = 1_000_000
-ATTENTIONS = ("linear", "softmax")
 
 
 @dataclass(frozen=True)
@@ -159,12 +160,6 @@ class EncodeOptions:
     # ---- checking -------------------------------------------------------------------------------
     def check(self) -> EncodeOptions:
         """Raise a one-line :class:`NeofieldError` naming the first bad option; return ``self`` if none is."""
-        from ..bundle import QUANTIZED, storage_bits
-        from ..fields.layouts import INTERPOLATIONS
-        from ..fields.registry import ARCHS
-        from ..rate import parse_bitrate, parse_bytes
-        from ..runtime import COMPILE_MODES, PRECISIONS
-
         if self.preset is not None and self.preset not in PRESETS:
             raise NeofieldError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
         opt.positive_int("--segments", self.segments, MAX_SEGMENTS)
@@ -180,8 +175,8 @@ class EncodeOptions:
                                      ("--latents", self.latents, INTERPOLATIONS)):
             if value is not None and value not in choices:
                 raise NeofieldError(f"{name} must be {' or '.join(choices)}, not {value!r}")
-        for name, value, choices in (("--precision", self.precision, PRECISIONS), ("--arch", self.arch, ARCHS),
-                                     ("--compile", self.compile_mode, COMPILE_MODES)):
+        for name, value, choices in (("--precision", self.precision, opt.PRECISIONS), ("--arch", self.arch, ARCHS),
+                                     ("--compile", self.compile_mode, opt.COMPILE_MODES)):
             if value not in choices:
                 raise NeofieldError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
         storage_bits(self.weights_dtype, self.depths())
@@ -194,9 +189,9 @@ class EncodeOptions:
             raise NeofieldError(f"{targets[0]} needs --dtype {QUANTIZED}: rate control sets the bit depths")
         if targets and self.depths() is not None:
             raise NeofieldError(f"{targets[0]} chooses the bit depths itself: leave out --bits")
-        opt.positive_int("--size", parse_bytes(self.size) if isinstance(self.size, str) else self.size)
+        opt.positive_int("--size", opt.parse_bytes(self.size) if isinstance(self.size, str) else self.size)
         if isinstance(self.bitrate, str):
-            parse_bitrate(self.bitrate, 1.0)  # checked now, converted once the duration is known
+            opt.parse_bitrate(self.bitrate, 1.0)  # checked now, converted once the duration is known
         else:
             opt.positive_float("--bitrate", self.bitrate)
         opt.positive_float("--psnr", self.target_psnr, maximum=200.0)
@@ -209,8 +204,6 @@ class EncodeOptions:
 
     def depths(self):
         """``--bits`` and ``--latent-bits`` as :class:`~neofield.quantize.BitDepths` (None: the default)."""
-        from ..quantize import BitDepths
-
         if isinstance(self.bits, BitDepths):
             if self.latent_bits is not None:
                 raise NeofieldError("give the latents' depth inside bits=BitDepths(...), not as latent_bits")

@@ -26,10 +26,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 import torch
 from torch import nn
 
+from .presets import INTERPOLATIONS
+
 if TYPE_CHECKING:
     from ..signal import Signal
 
-INTERPOLATIONS = ("nearest", "linear")
 AUDIO_SAMPLES_PER_SEGMENT = 1024  # one latent set per ~23 ms of 44.1 kHz audio
 
 

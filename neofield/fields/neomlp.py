@@ -25,9 +25,7 @@ from torch import nn
 from .attention import ATTENTION
 from .encodings import RandomFourierFeatures
 from .layouts import LatentLayout, Latents, TimeSegments
-from .presets import PRESETS, NeoMLPConfig, Preset, build_config  # noqa: F401  (re-exported)
-
-ENCODINGS = ("rff", "linear")
+from .presets import ENCODINGS, PRESETS, NeoMLPConfig, Preset, build_config  # noqa: F401  (re-exported)
 
 
 class Block(nn.Module):

@@ -18,9 +18,8 @@ from torch import nn
 from . import layouts
 from .baselines import RFFNet, RFFNetConfig, Siren, SirenConfig, Spder
 from .neomlp import NeoMLPField
-from .presets import NeoMLPConfig
+from .presets import ARCHS, NeoMLPConfig  # noqa: F401  (ARCHS re-exported)
 
-ARCHS = ("neomlp", "siren", "spder", "rffnet")
 CONFIGS = {"neomlp": NeoMLPConfig, "siren": SirenConfig, "spder": SirenConfig, "rffnet": RFFNetConfig}
 
 

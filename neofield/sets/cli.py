@@ -92,17 +92,19 @@ def fit_command(
     """
     import dataclasses
 
-    from ..bundle import storage_bits
-    from ..codec.encoder import fit_config
     from ..codec.options import EncodeOptions
     from ..files import check_output
+    from ..quantize import storage_bits
+
+    options = EncodeOptions.from_flags(flags).check()  # as `neofield encode` checks them, before torch is imported
+    check_output(output, options.force)  # before minutes of fitting
+
+    from ..codec.encoder import fit_config
     from .fit import DEFAULT_EPOCHS, describe_storage, fit_set, save_set
 
-    options = EncodeOptions.from_flags(flags).check()  # as `neofield encode` checks them
     depths = storage_bits(options.weights_dtype, options.depths())
     main = data_parallel(options.device)  # rank 0 of torchrun's processes (or the only process) measures and writes
     quiet, as_json = quiet or not main, as_json and main
-    check_output(output, options.force)  # before minutes of fitting
     dataset = _load(data, split, limit, resize, "train")
     p = PRESETS[options.preset]
     config = fit_config(dataclasses.replace(
