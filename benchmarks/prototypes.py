@@ -123,9 +123,14 @@ class NeoCells(nn.Module):
     def __init__(self, signal: Signal, config: GridConfig, cells: tuple[int, ...], dim: int = 16, hidden: int = 2,
                  features: int = 4):
         super().__init__()
-        self.grid = GridField(config)  # its pyramid and head; the head reads the cells' features too
         self.video = signal.video is not None
-        pyramid = self.grid.picture if self.video else self.grid.audio
+        if self.video:
+            pyramid = LatentPyramid(Box(config.low, config.high), config.coarse, config.fine, config.levels,
+                                    config.channels)
+        else:
+            pyramid = LatentPyramid(Box((config.low[0],), (config.high[0],)), (config.audio_coarse,),
+                                    (config.audio_fine,), config.audio_levels, config.audio_channels)
+        self.pyramid, self.config = pyramid, config
         box = pyramid.box
         self.cells, self.features, self.dim, self.hidden = cells, features, dim, hidden
         # the cell centres' coordinates, in field units, axes (x, y, t) or (t,), in grid_sample's order
@@ -173,8 +178,7 @@ class NeoCells(nn.Module):
             where, g = u.view(1, 1, 1, -1, axes), grid[None]
         cells = torch.nn.functional.grid_sample(g.to(u.dtype), where, mode="bilinear", padding_mode="border",
                                                 align_corners=False).reshape(self.features, -1).t()
-        pyramid = self.grid.picture if self.video else self.grid.audio
-        fine = pyramid(coords if self.video else coords[:, -1:])
+        fine = self.pyramid(coords if self.video else coords[:, -1:])
         return self.head(torch.cat([fine, cells.to(fine.dtype)], 1))
 
     def train(self, mode: bool = True):
@@ -182,8 +186,7 @@ class NeoCells(nn.Module):
         return super().train(mode)
 
     def macs_per_point(self) -> int:
-        pyramid = self.grid.picture if self.video else self.grid.audio
-        c = self.grid.config
+        pyramid, c = self.pyramid, self.config
         per_cell = (len(self.cells) + self.hidden + self.features) * (4 * self.dim ** 2 + 8 * self.dim ** 2)
         points = math.prod(resolution_cache[id(self)])
         return (pyramid.macs_per_point() + self.features * 2 ** len(self.cells)

@@ -306,6 +306,16 @@ def _describe_model(meta: dict) -> list[str]:
     sigma = cfg.get("rff_sigma")
     sigma = "/".join(f"{v:.3g}" for v in (sigma if isinstance(sigma, list) else [sigma])) if sigma else ""
     stored = f"stored as {meta['weights_dtype']}"
+    if arch == "grid":
+        pyramids = []
+        if cfg["out_features"] > cfg["audio_outputs"]:
+            pyramids.append(f"pictures {cfg['levels']} levels x {cfg['channels']} channels, "
+                            f"{'x'.join(map(str, cfg['coarse']))} to {'x'.join(map(str, cfg['fine']))} nodes")
+        if cfg["audio_outputs"]:
+            pyramids.append(f"sound {cfg['audio_levels']} levels x {cfg['audio_channels']} channels, "
+                            f"{cfg['audio_coarse']:,} to {cfg['audio_fine']:,} nodes")
+        return [f"  model  grid: latent pyramids ({'; '.join(pyramids)}), a {cfg['layers']} x {cfg['width']} MLP",
+                f"         {n['total']:,} parameters ({n['latents']:,} latents), {stored}"]
     if arch != "neomlp":
         name = {"siren": "SIREN", "spder": "SPDER", "rffnet": "RFF-MLP"}[arch]
         extra = f"w0 {cfg['w0']:g}" if "w0" in cfg else f"RFF {cfg['rff_dim']} (sigma {sigma})"

@@ -103,15 +103,18 @@ class FitDisplay:
             return
         n = field.num_parameters()
         err.print(f"[bold]signal[/] {escape(describe_signal(signal))}")
-        if hasattr(field, "latents"):
-            err.print(f"[bold]model[/]  NeoMLP {field.config.dim}d x {field.config.layers} layers, "
-                      f"{n['total']:,} parameters ({n['backbone']:,} backbone + {n['latents']:,} latents "
-                      f"in {len(field.latents)} sets)")
-        else:
-            from .fields.registry import arch_of
+        from .fields.registry import arch_of
 
-            err.print(f"[bold]model[/]  {arch_of(field)} {field.config.layers} layers of width {field.config.width}, "
-                      f"{n['total']:,} parameters (as many as the NeoMLP preset's)")
+        arch, c = arch_of(field), field.config
+        if arch == "neomlp":
+            err.print(f"[bold]model[/]  NeoMLP {c.dim}d x {c.layers} layers, {n['total']:,} parameters "
+                      f"({n['backbone']:,} backbone + {n['latents']:,} latents in {len(field.latents)} sets)")
+        elif arch == "grid":
+            err.print(f"[bold]model[/]  grid: {n['latents']:,} latents in pyramids + a {c.layers} x {c.width} MLP "
+                      f"({n['backbone']:,}), {n['total']:,} parameters (as many as the NeoMLP preset's)")
+        else:
+            err.print(f"[bold]model[/]  {arch} {c.layers} layers of width {c.width}, {n['total']:,} parameters "
+                      "(as many as the NeoMLP preset's)")
         err.print(f"[bold]budget[/] {describe_budget(budget)}")
         self.progress.start()
 

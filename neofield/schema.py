@@ -122,7 +122,8 @@ def _model(c: Checker, meta: dict):
     unknown = sorted(set(cfg) - config_keys(arch))
     if unknown:
         raise c.fail(f"model.config.{key_name(unknown[0])}", f"is not a {arch} setting this neofield knows", show=False)
-    config = _neomlp_config(c, cfg) if arch == "neomlp" else _mlp_config(c, cfg, arch)
+    config = (_neomlp_config(c, cfg) if arch == "neomlp" else _grid_config(c, cfg) if arch == "grid"
+              else _mlp_config(c, cfg, arch))
     layout = None
     if arch == "neomlp":
         layout = _layout_entry(c, model, config)
@@ -187,6 +188,48 @@ def _mlp_config(c: Checker, cfg: dict, arch: str):
         values["layers"] = c.integer(cfg, "layers", p + "layers", 2, lim.layers)
         values["w0"] = c.number(cfg, "w0", p + "w0", hi=1e4, positive=True)
     return config_from_dict(arch, values)
+
+
+def _ints(c: Checker, cfg: dict, key: str, path: str, count: int, hi: int) -> tuple[int, ...]:
+    value = cfg.get(key)
+    if not (isinstance(value, list) and len(value) == count and all(
+            isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= hi for v in value)):
+        raise c.fail(path, f"must be a list of {count} whole numbers from 1 to {hi:,}", value)
+    return tuple(value)
+
+
+def _grid_config(c: Checker, cfg: dict):
+    """``--arch grid``: the box its pyramids span, their sizes, and the heads."""
+    lim, p = c.limits, "model.config."
+    i = c.choice(cfg, "in_features", p + "in_features", (1, 3))
+    out = c.integer(cfg, "out_features", p + "out_features", 1, lim.tokens)
+    audio = c.integer(cfg, "audio_outputs", p + "audio_outputs", 0, out)
+    box = {}
+    for key in ("low", "high"):
+        value = cfg.get(key)
+        if not (isinstance(value, list) and len(value) == i and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and abs(v) <= 1e9
+                for v in value)):
+            raise c.fail(p + key, f"must be a list of {i} finite numbers", value)
+        box[key] = tuple(float(v) for v in value)
+    if not all(h > lo for lo, h in zip(box["low"], box["high"])):
+        raise c.fail(p + "high", "must lie above low on every axis", cfg.get("high"))
+    values = {"in_features": i, "out_features": out, "audio_outputs": audio, **box,
+              "width": c.integer(cfg, "width", p + "width", 1, lim.dim),
+              "layers": c.integer(cfg, "layers", p + "layers", 1, lim.layers)}
+    if out > audio:  # a picture pyramid, over (x, y, t)
+        if i != 3:
+            raise c.fail(p + "in_features", "must be 3 for a field with pictures", i)
+        values["coarse"] = _ints(c, cfg, "coarse", p + "coarse", 3, max(MAX_SIDE, lim.frames))
+        values["fine"] = _ints(c, cfg, "fine", p + "fine", 3, max(MAX_SIDE, lim.frames))
+        values["levels"] = c.integer(cfg, "levels", p + "levels", 1, 32)
+        values["channels"] = c.integer(cfg, "channels", p + "channels", 1, 64)
+    if audio:
+        for key in ("audio_coarse", "audio_fine"):
+            values[key] = c.integer(cfg, key, p + key, 1, lim.audio_samples)
+        values["audio_levels"] = c.integer(cfg, "audio_levels", p + "audio_levels", 1, 32)
+        values["audio_channels"] = c.integer(cfg, "audio_channels", p + "audio_channels", 1, 64)
+    return config_from_dict("grid", values)
 
 
 def _layout_entry(c: Checker, model: dict, config: NeoMLPConfig) -> layouts.LatentLayout:

@@ -275,4 +275,4 @@ def test_encode_arch_siren_writes_a_bundle_that_info_describes(tiny_clip, tmp_pa
     info = neofield("info", out)
     assert info.returncode == 0 and re.search(r"model  SIREN: 5 layers of width \d+, w0 30", info.stdout), info.stdout
     assert_one_line_error(neofield("encode", tiny_clip, "-o", tmp_path / "x.nf", "--arch", "mlp"),
-                          "--arch must be one of neomlp, siren, spder, rffnet, not 'mlp'")
+                          "--arch must be one of neomlp, siren, spder, rffnet, grid, not 'mlp'")

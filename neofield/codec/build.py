@@ -14,6 +14,7 @@ from torch import nn
 
 from .. import options as opt
 from ..errors import NeofieldError
+from ..fields.gridmlp import GridField, grid_config_for
 from ..fields.layouts import TimeSegments
 from ..fields.neomlp import PRESETS, NeoMLPField, build_config
 from ..fields.registry import baseline_for
@@ -60,6 +61,27 @@ def make_field(signal: Signal, preset: str, segments: int, seed: int = 0, interp
     return NeoMLPField(config, TimeSegments.over(signal, segments, interpolation))
 
 
+def box_of(signal: Signal) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The field coordinates the signal's grid spans, edge to edge: x and y in [-1, 1], time over its
+    duration (what latent grids are laid over)."""
+    lo, hi = signal.coordinate_map.time_span(signal.duration)
+    if signal.coordinate_map.x is None:
+        return (lo,), (hi,)
+    return (-1.0, -1.0, lo), (1.0, 1.0, hi)
+
+
+def grid_field(signal: Signal, parameters: int) -> GridField:
+    """``--arch grid`` with about ``parameters`` parameters (the NeoMLP's it stands in for)."""
+    picture = None
+    if signal.video is not None:
+        f, h, w, _ = signal.video.shape
+        picture = (w, h, f)
+    audio = signal.audio_channels if signal.audio is not None else 0
+    low, high = box_of(signal)
+    return GridField(grid_config_for(low, high, picture, signal.n_audio_points if audio else None,
+                                     signal.out_features, audio, parameters))
+
+
 def field_builder(signal: Signal, run: EncodeOptions) -> Callable[[int | None], nn.Module]:
     """``build(width)``: a fresh field of the resolved options ``run`` (:func:`neofield.codec.encoder.resolve`),
     its token width ``width`` (FFN 4x) where rate control chose one. A baseline (``--arch``) gets as many
@@ -72,6 +94,9 @@ def field_builder(signal: Signal, run: EncodeOptions) -> Callable[[int | None], 
                             attention=run.attention, rff_sigma=run.rff_sigma, **dims)
         if run.arch == "neomlp":
             return neomlp
+        if run.arch == "grid":
+            torch.manual_seed(run.seed)
+            return grid_field(signal, neomlp.num_parameters()["total"])
         return baseline_for(run.arch, signal.coordinate_map.in_features, signal.out_features,
                             neomlp.num_parameters()["total"], signal.kind, run.seed, audio_sigma)
 

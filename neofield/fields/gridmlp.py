@@ -9,6 +9,7 @@ own stream's outputs).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -59,44 +60,46 @@ def head_macs(features: int, width: int, layers: int, outputs: int) -> int:
 
 
 class GridField(nn.Module):
-    """Latent pyramids and their heads; ``forward(coords (B, I)) -> (B, O)`` like every field."""
+    """Latent pyramids and their heads; ``forward(coords (B, I)) -> (B, O)`` like every field.
+
+    The pyramids are the field's latents (``latents.picture``, ``latents.audio``: the bundle stores them as
+    its latent group, at ``--latent-bits``), the heads its backbone (``heads.picture``, ``heads.audio``)."""
 
     def __init__(self, config: GridConfig):
         super().__init__()
         c = self.config = config
         picture_outputs = c.out_features - c.audio_outputs
-        self.picture = self.audio = None
+        self.latents, self.heads = nn.ModuleDict(), nn.ModuleDict()
         if picture_outputs:
-            self.picture = LatentPyramid(Box(c.low, c.high), c.coarse, c.fine, c.levels, c.channels)
-            self.picture_head = head(self.picture.features, c.width, c.layers, picture_outputs)
+            self.latents["picture"] = LatentPyramid(Box(c.low, c.high), c.coarse, c.fine, c.levels, c.channels)
+            self.heads["picture"] = head(self.latents["picture"].features, c.width, c.layers, picture_outputs)
         if c.audio_outputs:
             t = c.in_features - 1
-            self.audio = LatentPyramid(Box((c.low[t],), (c.high[t],)), (c.audio_coarse,), (c.audio_fine,),
-                                       c.audio_levels, c.audio_channels)
-            self.audio_head = head(self.audio.features, c.width, c.layers, c.audio_outputs)
+            self.latents["audio"] = LatentPyramid(Box((c.low[t],), (c.high[t],)), (c.audio_coarse,),
+                                                  (c.audio_fine,), c.audio_levels, c.audio_channels)
+            self.heads["audio"] = head(self.latents["audio"].features, c.width, c.layers, c.audio_outputs)
 
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
         out = []
-        if self.picture is not None:
-            out.append(self.picture_head(self.picture(coords)))
-        if self.audio is not None:
-            out.append(self.audio_head(self.audio(coords[:, -1:])))
+        if "picture" in self.latents:
+            out.append(self.heads["picture"](self.latents["picture"](coords)))
+        if "audio" in self.latents:
+            out.append(self.heads["audio"](self.latents["audio"](coords[:, -1:])))
         return torch.cat(out, 1) if len(out) > 1 else out[0]
 
     def num_parameters(self) -> dict[str, int]:
-        latents = sum(p.numel() for n, p in self.named_parameters() if ".grids." in n)
+        latents = sum(p.numel() for p in self.latents.parameters())
         total = sum(p.numel() for p in self.parameters())
         return {"backbone": total - latents, "latents": latents, "total": total}
 
     def macs_per_point(self) -> dict[str, int]:
         """Multiply-adds of one point, per stream: its pyramid's reads and its head."""
         c, out = self.config, {}
-        if self.picture is not None:
-            out["video"] = self.picture.macs_per_point() + head_macs(self.picture.features, c.width, c.layers,
-                                                                     c.out_features - c.audio_outputs)
-        if self.audio is not None:
-            out["audio"] = self.audio.macs_per_point() + head_macs(self.audio.features, c.width, c.layers,
-                                                                   c.audio_outputs)
+        for stream, key, outputs in (("video", "picture", c.out_features - c.audio_outputs),
+                                     ("audio", "audio", c.audio_outputs)):
+            if key in self.latents:
+                pyramid = self.latents[key]
+                out[stream] = pyramid.macs_per_point() + head_macs(pyramid.features, c.width, c.layers, outputs)
         return out
 
 
@@ -115,3 +118,41 @@ def grid_parameters(c: GridConfig) -> int:
         n += pyramid_parameters((c.audio_coarse,), (c.audio_fine,), c.audio_levels, c.audio_channels)
         n += head_parameters(c.audio_levels * c.audio_channels, c.audio_outputs)
     return n
+
+
+PICTURE_LEVELS, AUDIO_LEVELS, CHANNELS = 6, 8, 2
+
+
+def grid_config_for(low: tuple[float, ...], high: tuple[float, ...], picture: tuple[int, ...] | None,
+                    audio_samples: int | None, out_features: int, audio_outputs: int, parameters: int,
+                    width: int = 32, layers: int = 2) -> GridConfig:
+    """A grid field with about ``parameters`` parameters over a signal of ``picture`` nodes per axis at its
+    own resolution (width, height, frames) and ``audio_samples`` samples: its finest level is the signal's
+    resolution scaled down evenly until the pyramid fits, the coarsest 1/32 of it in space (1/8 in time,
+    1/2048 for sound). A video with sound shares the budget by points."""
+    def coarse_of(full: tuple[int, ...], shares: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(max(2, n // s) for n, s in zip(full, shares))
+
+    def fit(full: tuple[int, ...], shares: tuple[int, ...], levels: int, budget: float) -> tuple[tuple, tuple]:
+        coarse = coarse_of(full, shares)
+        lo, hi = 0.0, 1.0
+        for _ in range(40):  # the largest even scale whose pyramid fits the budget
+            mid = (lo + hi) / 2
+            fine = tuple(max(c, round(n * mid)) for n, c in zip(full, coarse))
+            lo, hi = (mid, hi) if pyramid_parameters(coarse, fine, levels, CHANNELS) <= budget else (lo, mid)
+        return coarse, tuple(max(c, round(n * lo)) for n, c in zip(full, coarse))
+
+    heads = 2 * (width * (PICTURE_LEVELS * CHANNELS + width + 4))  # about what the heads take
+    budget = max(parameters - heads, 64)
+    picture_points = math.prod(picture) if picture else 0
+    audio_points = audio_samples or 0
+    share = picture_points / max(picture_points + audio_points, 1)
+    kw: dict = {}
+    if picture:
+        kw["coarse"], kw["fine"] = fit(picture, (32, 32, 8), PICTURE_LEVELS, budget * share)
+        kw.update(levels=PICTURE_LEVELS, channels=CHANNELS)
+    if audio_outputs:
+        (c,), (f,) = fit((audio_points,), (2048,), AUDIO_LEVELS, budget * (1 - share) if picture else budget)
+        kw.update(audio_coarse=c, audio_fine=f, audio_levels=AUDIO_LEVELS, audio_channels=CHANNELS)
+    return GridConfig(len(low), out_features, tuple(low), tuple(high), audio_outputs=audio_outputs, width=width,
+                      layers=layers, **kw)

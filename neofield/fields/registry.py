@@ -17,15 +17,18 @@ from torch import nn
 
 from . import layouts
 from .baselines import RFFNet, RFFNetConfig, Siren, SirenConfig, Spder
+from .gridmlp import GridConfig, GridField, grid_parameters
 from .neomlp import NeoMLPField
 from .presets import ARCHS, NeoMLPConfig  # noqa: F401  (ARCHS re-exported)
 
-CONFIGS = {"neomlp": NeoMLPConfig, "siren": SirenConfig, "spder": SirenConfig, "rffnet": RFFNetConfig}
+CONFIGS = {"neomlp": NeoMLPConfig, "siren": SirenConfig, "spder": SirenConfig, "rffnet": RFFNetConfig,
+           "grid": GridConfig}
 
 
 def arch_of(field: nn.Module) -> str:
     """The name a bundle stores for ``field``'s architecture."""
-    for arch, cls in (("neomlp", NeoMLPField), ("spder", Spder), ("siren", Siren), ("rffnet", RFFNet)):
+    for arch, cls in (("neomlp", NeoMLPField), ("spder", Spder), ("siren", Siren), ("rffnet", RFFNet),
+                      ("grid", GridField)):
         if isinstance(field, cls):  # Spder before Siren: it is one
             return arch
     raise TypeError(f"{type(field).__name__} is not a field neofield can store")
@@ -45,7 +48,7 @@ def build(arch: str, config, layout: dict | None = None) -> nn.Module:
     """A fresh field of ``arch`` (weights to be loaded); NeoMLP takes its latent layout's metadata."""
     if arch == "neomlp":
         return NeoMLPField(config, layouts.from_dict(layout))
-    return {"siren": Siren, "spder": Spder, "rffnet": RFFNet}[arch](config)
+    return {"siren": Siren, "spder": Spder, "rffnet": RFFNet, "grid": GridField}[arch](config)
 
 
 def parameter_count(arch: str, config, layout: layouts.LatentLayout | None = None) -> int:
@@ -58,6 +61,8 @@ def parameter_count(arch: str, config, layout: layouts.LatentLayout | None = Non
         backbone = encoding + config.in_features * d + config.layers * block + (d + 1)
         tokens = config.hidden_tokens + config.out_features
         return backbone + (layout or layouts.TimeSegments()).num_parameters(tokens, d)
+    if arch == "grid":
+        return grid_parameters(config)
     # an MLP of `layers` linear layers: first -> width, (layers - 2) x width -> width, width -> outputs
     w, o = config.width, config.out_features
     first = config.in_features if arch in ("siren", "spder") else config.rff_dim
@@ -69,7 +74,7 @@ def parameter_count(arch: str, config, layout: layouts.LatentLayout | None = Non
 # The baselines' rates, measured on our clips (benchmarks/equal_time.py's sweep): SIREN 3e-4 with no warm-up
 # (1e-3 broke on sound); SPDER shares SIREN's network and initialisation; the RFF-MLP 1e-3 after 50 warm-up
 # steps, best of 1e-3 and 3e-3 at 30 s on all three signals (docs/cpu-defaults.md, "The paper's Table 1").
-RATES = {"siren": (3e-4, 0), "spder": (3e-4, 0), "rffnet": (3e-3, 50)}
+RATES = {"siren": (3e-4, 0), "spder": (3e-4, 0), "rffnet": (3e-3, 50), "grid": (1e-2, 20)}
 # The RFF-MLP's frequencies (cycles per field unit): (x, y, t) for pictures, t for sound (equal_time.py's sweep).
 # A sound's time axis takes the sound's own spectral sigma where it is known (rffnet_sigma), as NeoMLP's does.
 RFFNET_SIGMA = {"video": (2.0, 2.0, 1.0), "image": (2.0, 2.0, 1.0), "audio": 20.0, "audiovisual": (2.0, 2.0, 20.0)}
