@@ -257,6 +257,12 @@ def info(
     meta["bytes"] = bundle.stat().st_size
     meta["stored_bytes"] = stored_bytes(bundle.read_bytes(), limits)
     meta["parameters"] = b.field.num_parameters()
+    from .fields.cost import macs_per_point
+
+    macs = macs_per_point(b.field)  # what a decode pays for each point it renders
+    for stream, key in (("video", "macs_per_pixel"), ("audio", "macs_per_sample")):
+        if stream in meta["geometry"]:
+            meta[key] = macs
     if as_json:
         print(json.dumps(meta, indent=2, sort_keys=True))
         return
@@ -292,6 +298,7 @@ def info(
         how = f"{meta['weights_dtype']}, zstd (shares estimated)"
     say(f"  bytes  {split['backbone']:,} backbone + {split['latents']:,} latents + {split['side']:,} metadata "
         f"and headers; {how}")
+    say(f"  cost   {macs:,} multiply-adds per decoded {' or '.join(u for s, u in (('video', 'pixel'), ('audio', 'sample')) if s in geo)}")
     fit = meta.get("fit", {})
     if {"steps", "seconds", "points_per_second"} <= set(fit):
         say(f"  fit    {fit['steps']:,} steps in {fit['seconds']:.1f} s ({fit['points_per_second']:,.0f} points/s)")
@@ -306,6 +313,11 @@ def _describe_model(meta: dict) -> list[str]:
     sigma = cfg.get("rff_sigma")
     sigma = "/".join(f"{v:.3g}" for v in (sigma if isinstance(sigma, list) else [sigma])) if sigma else ""
     stored = f"stored as {meta['weights_dtype']}"
+    if arch == "neogrid":
+        return [f"  model  neogrid: latent pyramids ({'; '.join(_describe_pyramids(model['segmentation']))}) read "
+                f"by a one-layer NeoMLP (D {cfg['dim']}, {cfg['hidden_tokens']} hidden and {cfg['out_features']} "
+                f"output tokens, {cfg['attention']} attention)",
+                f"         {n['total']:,} parameters ({n['backbone']:,} backbone + {n['latents']:,} latents), {stored}"]
     if arch == "grid":
         pyramids = []
         if cfg["out_features"] > cfg["audio_outputs"]:
@@ -327,6 +339,16 @@ def _describe_model(meta: dict) -> list[str]:
             f"(sigma {sigma}), {cfg['hidden_tokens']} hidden tokens",
             f"         {n['total']:,} parameters ({n['backbone']:,} backbone + {n['latents']:,} latents in "
             f"{seg['segments']} sets, {seg.get('interpolation', 'nearest')} in time), {stored}"]
+
+
+def _describe_pyramids(layout: dict) -> list[str]:
+    """Each pyramid of a layout: what it spans, its levels and nodes."""
+    out = []
+    for p in layout["pyramids"]:
+        what = "sound" if len(p["axes"]) == 1 else "pictures"
+        out.append(f"{what} {p['levels']} levels x {layout['channels']} channels, "
+                   f"{'x'.join(f'{v:,}' for v in p['coarse'])} to {'x'.join(f'{v:,}' for v in p['fine'])} nodes")
+    return out
 
 
 def _describe_quality(quality: dict) -> str:

@@ -87,8 +87,8 @@ class FitDisplay:
 
     LOG_EVERY = 30.0
 
-    def __init__(self, enabled: bool, batch_size: int):
-        self.enabled, self.batch_size, self.points = enabled, batch_size, 1
+    def __init__(self, enabled: bool, batch_size: int | None):
+        self.enabled, self.batch_size, self.points = enabled, batch_size or 1024, 1
         self.live = enabled and err.is_terminal
         self.budget: dict = {}
         self.last_log = time.monotonic()
@@ -99,16 +99,22 @@ class FitDisplay:
 
     def on_signal(self, signal, field, budget: dict) -> None:
         self.points, self.budget = signal.n_points, budget
+        self.batch_size = budget.get("batch_size") or self.batch_size  # the encoder's, once resolved for the field
         if not self.enabled:
             return
         n = field.num_parameters()
         err.print(f"[bold]signal[/] {escape(describe_signal(signal))}")
+        from .fields.cost import macs_per_point
         from .fields.registry import arch_of
 
         arch, c = arch_of(field), field.config
         if arch == "neomlp":
             err.print(f"[bold]model[/]  NeoMLP {c.dim}d x {c.layers} layers, {n['total']:,} parameters "
                       f"({n['backbone']:,} backbone + {n['latents']:,} latents in {len(field.latents)} sets)")
+        elif arch == "neogrid":
+            err.print(f"[bold]model[/]  neogrid: {n['latents']:,} latents in pyramids ({c.tokens} levels) + a "
+                      f"one-layer NeoMLP, D {c.dim} ({n['backbone']:,}), {n['total']:,} parameters, "
+                      f"{macs_per_point(field):,} multiply-adds a point")
         elif arch == "grid":
             err.print(f"[bold]model[/]  grid: {n['latents']:,} latents in pyramids + a {c.layers} x {c.width} MLP "
                       f"({n['backbone']:,}), {n['total']:,} parameters (as many as the NeoMLP preset's)")

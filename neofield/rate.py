@@ -36,7 +36,14 @@ from .signal import Signal
 # Coded bits per parameter at the default 6-bit depth after finetuning, measured:
 # 5.05 on the demo clip (33,217 parameters), 4.90 on 2 s of bikes at 320x136.
 BITS_PER_PARAMETER = 5.0
-WIDTHS = (8, 12, 16, 24, 32, 48, 64, 96, 128)  # the ladder: token width D; FFN 4D
+WIDTHS = (8, 12, 16, 24, 32, 48, 64, 96, 128)  # NeoMLP's ladder: token width D; FFN 4D
+# the latent-grid fields' ladder: parameters, 2,000 to 4 M by factors of sqrt(2) (their pyramids' resolution)
+PARAMETERS = tuple(int(round(2000 * 2 ** (k / 2), -2)) for k in range(23))
+
+
+def ladder(arch: str) -> tuple[int, ...]:
+    """The sizes rate control picks from: NeoMLP's widths, or the grids' parameter counts."""
+    return PARAMETERS if arch in ("neogrid", "grid") else WIDTHS
 SEARCH_BITS = (2.0, 12.0)  # depths the search may choose
 PSNR_POINTS = 65_536  # points of the fixed sample the PSNR search scores
 SIZE_TOLERANCE = 0.10  # a size target lands within +-10 %
@@ -54,14 +61,15 @@ class Target:
         return f"{self.bytes:,} bytes" if self.bytes is not None else f"PSNR {self.psnr:g} dB"
 
 
-def width_for_size(make: Callable[[int], NeoMLPField], target_bytes: int, side_bytes: int) -> int:
-    """The ladder width whose predicted size is nearest the target (in log).
+def width_for_size(make: Callable[[int], NeoMLPField], target_bytes: int, side_bytes: int,
+                   sizes: tuple[int, ...] = WIDTHS) -> int:
+    """The rung of the ladder ``sizes`` whose predicted size is nearest the target (in log).
 
-    ``make(D)`` builds the field at width ``D``; its parameter count, at
-    :data:`BITS_PER_PARAMETER`, plus the side information predicts the bytes.
+    ``make(size)`` builds the field at that rung (NeoMLP's width ``D``, a grid's parameter count); its
+    parameter count, at :data:`BITS_PER_PARAMETER`, plus the side information predicts the bytes.
     """
-    best, best_gap = WIDTHS[0], math.inf
-    for width in WIDTHS:
+    best, best_gap = sizes[0], math.inf
+    for width in sizes:
         predicted = make(width).num_parameters()["total"] * BITS_PER_PARAMETER / 8 + side_bytes
         gap = abs(math.log(predicted / max(target_bytes, 1)))
         if gap < best_gap:

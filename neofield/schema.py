@@ -25,7 +25,7 @@ from .fields import layouts
 from .fields.attention import ATTENTION
 from .fields.neomlp import ENCODINGS
 from .fields.presets import NeoMLPConfig
-from .fields.registry import ARCHS, config_from_dict, config_keys, parameter_count
+from .fields.registry import ARCHS, LAYOUT_ARCHS, config_from_dict, config_keys, parameter_count
 from .metadata import Checker, key_name
 from .options import MAX_FPS, MAX_SAMPLE_RATE, MAX_SIDE, MIN_FPS
 
@@ -122,11 +122,11 @@ def _model(c: Checker, meta: dict):
     unknown = sorted(set(cfg) - config_keys(arch))
     if unknown:
         raise c.fail(f"model.config.{key_name(unknown[0])}", f"is not a {arch} setting this neofield knows", show=False)
-    config = (_neomlp_config(c, cfg) if arch == "neomlp" else _grid_config(c, cfg) if arch == "grid"
-              else _mlp_config(c, cfg, arch))
+    config = {"neomlp": _neomlp_config, "grid": _grid_config, "neogrid": _neogrid_config}.get(
+        arch, lambda c, cfg: _mlp_config(c, cfg, arch))(c, cfg)
     layout = None
-    if arch == "neomlp":
-        layout = _layout_entry(c, model, config)
+    if arch in LAYOUT_ARCHS:
+        layout = _layout_entry(c, model, config, arch)
     elif "segmentation" in model:
         raise c.fail("model.segmentation", f"must be absent for {arch}: it has no latent sets", show=False)
     n = parameter_count(arch, config, layout)
@@ -232,14 +232,38 @@ def _grid_config(c: Checker, cfg: dict):
     return config_from_dict("grid", values)
 
 
-def _layout_entry(c: Checker, model: dict, config: NeoMLPConfig) -> layouts.LatentLayout:
+LAYOUT_OF = {"neomlp": layouts.TimeSegments.type, "neogrid": layouts.PyramidLayout.type}
+
+
+def _layout_entry(c: Checker, model: dict, config, arch: str) -> layouts.LatentLayout:
     """``model.segmentation``: the latent layout (its historic name), checked by the layout's own entry."""
     d = c.obj(model, "segmentation", "model.segmentation")
-    kind = c.choice(d, "type", "model.segmentation.type", tuple(layouts.LAYOUTS), required=False,
+    kind = c.choice(d, "type", "model.segmentation.type", (LAYOUT_OF[arch],), required=False,
                     default=layouts.TimeSegments.type)
     rest = {k: v for k, v in d.items() if k != "type"}
     layouts.LAYOUTS[kind].check(c, rest, "model.segmentation", config.in_features)
-    return layouts.from_dict(d)
+    layout = layouts.from_dict(d)
+    if arch == "neogrid" and (layout.tokens, layout.channels) != (config.tokens, config.channels):
+        raise c.fail("model.config.tokens", f"and channels must be the layout's levels {layout.tokens} and "
+                                            f"channels {layout.channels}", [config.tokens, config.channels])
+    return layout
+
+
+def _neogrid_config(c: Checker, cfg: dict):
+    """NeoGrid: the lean NeoMLP that reads the pyramids (neofield.fields.neogrid)."""
+    lim, p = c.limits, "model.config."
+    dim = c.integer(cfg, "dim", p + "dim", 1, lim.dim)
+    heads = c.integer(cfg, "heads", p + "heads", 1, dim)
+    if dim % heads:
+        raise c.fail(p + "heads", f"must divide dim {dim}", heads)
+    return config_from_dict("neogrid", {
+        "in_features": c.choice(cfg, "in_features", p + "in_features", (1, 3)),
+        "out_features": c.integer(cfg, "out_features", p + "out_features", 1, lim.tokens),
+        "tokens": c.integer(cfg, "tokens", p + "tokens", 1, 4 * 32),
+        "channels": c.integer(cfg, "channels", p + "channels", 1, 64), "dim": dim, "heads": heads,
+        "hidden_tokens": c.integer(cfg, "hidden_tokens", p + "hidden_tokens", 1, lim.tokens),
+        "ffn_dim": c.integer(cfg, "ffn_dim", p + "ffn_dim", 1, lim.ffn_dim),
+        "attention": c.choice(cfg, "attention", p + "attention", tuple(ATTENTION))})
 
 
 def _layout(c: Checker, meta: dict, kind: str, geo: dict, config: NeoMLPConfig) -> None:

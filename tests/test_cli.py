@@ -140,6 +140,9 @@ def test_info_shows_a_per_axis_sigma_of_a_video_with_sound(tiny_av_clip, tmp_pat
     assert info.returncode == 0, info.stderr
     # pictures take the preset's sigma, the shared time axis the sound's spectral centroid
     assert "audiovisual" in info.stdout and re.search(r"sigma 1/1/\d+(\.\d)?\)", info.stdout)
+    cost = json.loads(neofield("info", out, "--json").stdout)
+    assert cost["macs_per_pixel"] == cost["macs_per_sample"] > 300_000  # ~337 k: every point runs the whole field
+    assert f"cost   {cost['macs_per_pixel']:,} multiply-adds per decoded pixel or sample" in info.stdout
 
 
 @pytest.mark.parametrize("args,message", [
@@ -275,4 +278,4 @@ def test_encode_arch_siren_writes_a_bundle_that_info_describes(tiny_clip, tmp_pa
     info = neofield("info", out)
     assert info.returncode == 0 and re.search(r"model  SIREN: 5 layers of width \d+, w0 30", info.stdout), info.stdout
     assert_one_line_error(neofield("encode", tiny_clip, "-o", tmp_path / "x.nf", "--arch", "mlp"),
-                          "--arch must be one of neomlp, siren, spder, rffnet, grid, not 'mlp'")
+                          "--arch must be one of neomlp, siren, spder, rffnet, grid, neogrid, not 'mlp'")

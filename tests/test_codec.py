@@ -9,7 +9,7 @@ from neofield.codec import check_cost
 from neofield.errors import NeofieldError
 from neofield.schema import Limits
 from neofield.media import read_media
-from tests.conftest import BBB
+from tests.conftest import BBB, BIKES
 
 FAST = dict(steps=120, batch_size=1024, device="cpu")
 
@@ -324,7 +324,45 @@ def test_a_baseline_encodes_decodes_and_scores_through_the_same_paths(tiny_clip,
 
 
 def test_a_size_target_with_a_baseline_is_refused(tiny_clip, tmp_path):
-    with pytest.raises(NeofieldError, match="--size sizes a NeoMLP; with --arch siren, give --bits instead"):
+    with pytest.raises(NeofieldError, match="--size sizes a NeoMLP or a latent-grid field; with --arch siren, give --bits instead"):
         neofield.encode(tiny_clip, tmp_path / "a.nf", arch="siren", size="20KB", **FAST)
     with pytest.raises(NeofieldError, match="--arch must be one of neomlp, siren, spder, rffnet"):
         neofield.encode(tiny_clip, tmp_path / "a.nf", arch="mlp", **FAST)
+
+
+@pytest.mark.parametrize("arch", ["neogrid", "grid"])
+def test_a_latent_grid_field_encodes_decodes_at_scale_two_and_scores_what_it_measured(tiny_clip, tmp_path, arch):
+    from neofield.fields.registry import arch_of
+
+    out = tmp_path / f"{arch}.nf"
+    report = neofield.encode(tiny_clip, out, arch=arch, steps=150, device="cpu")
+    b = neofield.load(out)
+    assert arch_of(b.field) == arch and b.meta["fit"]["config"]["batch_size"] == 4096  # the grids' batch
+    assert report.quality["video_psnr_db"] > 20
+    decoded = neofield.decode(out, tmp_path / f"{arch}_x2.mp4", scale=2)
+    assert (decoded.plan.video.width, decoded.plan.video.height, decoded.plan.video.frames) == (64, 28, 8)
+    assert neofield.psnr(tiny_clip, out)["video_psnr_db"] == pytest.approx(report.quality["video_psnr_db"], abs=1e-3)
+
+
+def test_neogrid_fits_sound_and_video_with_sound_through_the_same_paths(tiny_sound, tiny_av_clip, tmp_path):
+    sound = neofield.encode(tiny_sound, tmp_path / "s.nf", arch="neogrid", steps=150, device="cpu")
+    assert sound.quality["audio_psnr_db"] > 20
+    up = read_media(neofield.decode(tmp_path / "s.nf", tmp_path / "up.wav", scale=2).path)
+    assert len(up.audio) == 2 * len(read_media(tiny_sound).audio)
+    both = neofield.encode(tiny_av_clip, tmp_path / "av.nf", arch="neogrid", steps=60, device="cpu")
+    layout = neofield.load(tmp_path / "av.nf").field.layout
+    assert [p.axes for p in layout.pyramids] == [(0, 1, 2), (2,)]  # the pictures' pyramid and the sound's
+    assert both.quality["audio_psnr_db"] > 0 and both.quality["video_psnr_db"] > 10
+
+
+def test_a_size_target_sizes_a_neogrid_field_by_its_parameters(tmp_path):
+    from neofield.media import Selection
+    from neofield.rate import PARAMETERS
+
+    clip = tmp_path / "clip.mp4"
+    media = read_media(BIKES, Selection(max_frames=8, resize=(80, 34)))
+    neofield.media.write_video(clip, iter(media.video), media.fps, lossless=True)
+    small = neofield.encode(clip, tmp_path / "s.nf", arch="neogrid", size="4KB", steps=60, device="cpu")
+    large = neofield.encode(clip, tmp_path / "l.nf", arch="neogrid", size="16KB", steps=60, device="cpu")
+    assert small.target["width"] in PARAMETERS and small.target["width"] < large.target["width"]
+    assert abs(small.bytes / 4_000 - 1) <= 0.10 and abs(large.bytes / 16_000 - 1) <= 0.10, (small.target, large.target)

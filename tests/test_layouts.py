@@ -78,7 +78,7 @@ def test_metadata_round_trips_and_the_default_layout_stores_no_type():
     d = layouts.metadata(layout)
     assert "type" not in d and layouts.from_dict(d) == layout
     assert layouts.from_dict(None) == TimeSegments()
-    assert set(LAYOUTS) == {"segments"}
+    assert set(LAYOUTS) == {"segments", "pyramid"}
 
 
 def test_the_schema_entry_refuses_what_a_decoder_should_not_build():

@@ -15,6 +15,7 @@ from torch import nn
 from .. import options as opt
 from ..errors import NeofieldError
 from ..fields.gridmlp import GridField, grid_config_for
+from ..fields.neogrid import NeoGridField, neogrid_for
 from ..fields.layouts import TimeSegments
 from ..fields.neomlp import PRESETS, NeoMLPField, build_config
 from ..fields.registry import baseline_for
@@ -70,33 +71,46 @@ def box_of(signal: Signal) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return (-1.0, -1.0, lo), (1.0, 1.0, hi)
 
 
-def grid_field(signal: Signal, parameters: int) -> GridField:
-    """``--arch grid`` with about ``parameters`` parameters (the NeoMLP's it stands in for)."""
+def grid_shape(signal: Signal) -> dict:
+    """What a latent grid is laid over: the box, the picture's nodes at its own resolution (width, height,
+    frames), the sound's samples, and the outputs (the sound's are the last)."""
     picture = None
     if signal.video is not None:
         f, h, w, _ = signal.video.shape
         picture = (w, h, f)
     audio = signal.audio_channels if signal.audio is not None else 0
     low, high = box_of(signal)
-    return GridField(grid_config_for(low, high, picture, signal.n_audio_points if audio else None,
-                                     signal.out_features, audio, parameters))
+    return {"low": low, "high": high, "picture": picture, "audio_samples": signal.n_audio_points if audio else None,
+            "out_features": signal.out_features, "audio_outputs": audio}
+
+
+def grid_field(signal: Signal, parameters: int) -> GridField:
+    """``--arch grid`` with about ``parameters`` parameters (the NeoMLP's it stands in for)."""
+    return GridField(grid_config_for(parameters=parameters, **grid_shape(signal)))
+
+
+def neogrid_field(signal: Signal, parameters: int) -> NeoGridField:
+    """``--arch neogrid`` with about ``parameters`` parameters, nearly all of them in its pyramids."""
+    return neogrid_for(parameters=parameters, **grid_shape(signal))
 
 
 def field_builder(signal: Signal, run: EncodeOptions) -> Callable[[int | None], nn.Module]:
-    """``build(width)``: a fresh field of the resolved options ``run`` (:func:`neofield.codec.encoder.resolve`),
-    its token width ``width`` (FFN 4x) where rate control chose one. A baseline (``--arch``) gets as many
-    parameters as the NeoMLP it stands in for."""
+    """``build(size)``: a fresh field of the resolved options ``run`` (:func:`neofield.codec.encoder.resolve`),
+    sized by the rung rate control chose (:func:`neofield.rate.ladder`: NeoMLP's token width, FFN 4x; the
+    latent grids' parameters), or else with as many parameters as the NeoMLP preset's, which a baseline
+    (``--arch``) stands in for."""
     audio_sigma = sound_sigma(signal) if run.arch == "rffnet" else None
 
-    def build(width: int | None = None) -> nn.Module:
-        dims = {} if width is None else {"dim": width, "ffn_dim": 4 * width}
+    def build(size: int | None = None) -> nn.Module:
+        dims = {} if size is None or run.arch != "neomlp" else {"dim": size, "ffn_dim": 4 * size}
         neomlp = make_field(signal, run.preset, run.segments, seed=run.seed, interpolation=run.latents,
                             attention=run.attention, rff_sigma=run.rff_sigma, **dims)
         if run.arch == "neomlp":
             return neomlp
-        if run.arch == "grid":
+        if run.arch in ("grid", "neogrid"):
             torch.manual_seed(run.seed)
-            return grid_field(signal, neomlp.num_parameters()["total"])
+            make = grid_field if run.arch == "grid" else neogrid_field
+            return make(signal, size or neomlp.num_parameters()["total"])
         return baseline_for(run.arch, signal.coordinate_map.in_features, signal.out_features,
                             neomlp.num_parameters()["total"], signal.kind, run.seed, audio_sigma)
 

@@ -22,9 +22,9 @@ from .. import checkpoint as ckpt
 from ..errors import NeofieldError
 from ..fields.layouts import default_segments
 from ..fields.neomlp import PRESETS
-from ..fields.registry import AUTO_PRECISION, RATES
+from ..fields.registry import AUTO_PRECISION, BATCHES, RATES
 from ..files import check_output
-from ..fit import FitConfig, FitInterrupted, FitProgress, FitResult, fit
+from ..fit import DEFAULT_BATCH, FitConfig, FitInterrupted, FitProgress, FitResult, fit
 from ..media import Selection, fingerprint, read_media
 from ..render import plan_decode
 from ..signal import Signal
@@ -110,7 +110,7 @@ def encode(source: str | Path, output: str | Path | None = None, options: Encode
     config = fit_config(run, quantization=bundle_io.quantization_aware(field_, control.choose if control else run.bits)
                         if run.weights_dtype == bundle_io.QUANTIZED else None)
     if on_signal:
-        on_signal(signal, field_, options.budget())
+        on_signal(signal, field_, {**options.budget(), "batch_size": run.batch_size})
     result = fit_and_keep(field_, signal, config, run, meta, output, fingerprint_, width, control, saved, callback)
     field_.cpu()
     if not distributed.is_main():  # a data-parallel fit's other processes: rank 0 has the same weights, and writes
@@ -190,7 +190,7 @@ def resolve(options: EncodeOptions, signal: Signal) -> EncodeOptions:
         warmup_steps=warmup if options.warmup_steps is None else options.warmup_steps, rff_sigma=rff_sigma,
         size=size, bitrate=None, bits=bundle_io.storage_bits(options.weights_dtype, options.depths()),
         latent_bits=None, steps=budget["steps"], epochs=budget["epochs"], time_budget=budget["time_budget"],
-        precision=precision)
+        precision=precision, batch_size=options.batch_size or BATCHES.get(options.arch, DEFAULT_BATCH))
 
 
 def build_field(signal: Signal, run: EncodeOptions, meta: dict, saved: ckpt.Checkpoint | None, ckpt_path: Path
@@ -200,10 +200,11 @@ def build_field(signal: Signal, run: EncodeOptions, meta: dict, saved: ckpt.Chec
     target = rate.Target(run.size, run.target_psnr) if run.targets() else None
     if saved is not None:
         width = saved.extra.get("width")  # what rate control chose before the fit, not searched again
-        if width is not None and width not in rate.WIDTHS:
-            raise NeofieldError(f"{ckpt_path} is a damaged neofield checkpoint (model width {width!r})")
+        if width is not None and width not in rate.ladder(run.arch):
+            raise NeofieldError(f"{ckpt_path} is a damaged neofield checkpoint (model size {width!r})")
     else:
-        width = rate.width_for_size(build, target.bytes, rate.SIDE_BYTES) if target and target.bytes else None
+        width = (rate.width_for_size(build, target.bytes, rate.SIDE_BYTES, rate.ladder(run.arch))
+                 if target and target.bytes else None)
     field_ = build(width)
     control = rate.RateControl(target, signal, meta) if target else None
     if saved is not None and control is not None and saved.extra.get("rate_control"):

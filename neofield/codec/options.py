@@ -36,6 +36,7 @@ from ..quantize import QUANTIZED, BitDepths, storage_bits
 DEFAULT_EPOCHS = 20.0
 DEFAULT_TIME_BUDGET = 300.0
 MAX_SEGMENTS = 1_000_000
+SIZED_ARCHS = ("neomlp", "neogrid", "grid")  # what rate control sizes: NeoMLP by width, the grids by parameters
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,8 @@ class EncodeOptions:
     time_budget: float | None = flag(None, "--time-budget", float, "Stop after this many seconds.")
     lr: float | None = flag(None, "--lr", float, "Peak learning rate \\[default: the preset's].")
     warmup_steps: int | None = flag(None, "--warmup", int, "Warm-up steps \\[default: the preset's].")
-    batch_size: int = flag(1024, "--batch-size", int, "Points per step.")  # fit.DEFAULT_BATCH (no torch here)
+    batch_size: int | None = flag(None, "--batch-size", int, "Points per step \\[default: 1,024; 4,096 for the "
+                                                             "latent-grid fields, neogrid and grid].")
     attention: str | None = flag(None, "--attention", str, "linear (Shen et al.) or softmax.")
     latents: str = flag("linear", "--latents", str, "linear: latent sets blend between their centres, so a "
                                                     "decode between frames interpolates; nearest: one set per slice.")
@@ -112,9 +114,11 @@ class EncodeOptions:
     device: str = flag("auto", "--device", str, "auto, cpu, cuda, cuda:N or mps.", fit=False)
     precision: str = flag("auto", "--precision", str, "Matmul precision while fitting: float32, bfloat16, or auto "
                                                       "(bfloat16 on CUDA and on CPUs with native bfloat16).")
-    arch: str = flag("neomlp", "--arch", str, "Architecture: neomlp, or one of the NeoMLP paper's baselines (siren, "
-                                              "spder, rffnet) with as many parameters as the NeoMLP preset, to "
-                                              "compare on your own media.")
+    arch: str = flag("neomlp", "--arch", str, "Architecture: neomlp (the paper's field: a latent set per frame, "
+                                              "NeoMLP at every point); neogrid (latent pyramids over space and "
+                                              "time read by a one-layer NeoMLP, ~3 k multiply-adds a pixel); or "
+                                              "a baseline with as many parameters as the NeoMLP preset: grid "
+                                              "(pyramids and a 2 x 32 MLP), siren, spder, rffnet.")
     compile_mode: str = flag("auto", "--compile", str, "torch.compile the training step: on, off, or auto (on a "
                                                        "CPU when minutes of fitting are planned; needs a C++ "
                                                        "compiler).", fit=False)
@@ -183,8 +187,9 @@ class EncodeOptions:
         targets = self.targets()
         if len(targets) > 1:
             raise NeofieldError(f"give one target, not {' and '.join(targets)}")
-        if targets and self.arch != "neomlp":
-            raise NeofieldError(f"{targets[0]} sizes a NeoMLP; with --arch {self.arch}, give --bits instead")
+        if targets and self.arch not in SIZED_ARCHS:
+            raise NeofieldError(f"{targets[0]} sizes a NeoMLP or a latent-grid field; with --arch {self.arch}, "
+                                "give --bits instead")
         if targets and self.weights_dtype != QUANTIZED:
             raise NeofieldError(f"{targets[0]} needs --dtype {QUANTIZED}: rate control sets the bit depths")
         if targets and self.depths() is not None:

@@ -125,7 +125,7 @@ PICTURE_LEVELS, AUDIO_LEVELS, CHANNELS = 6, 8, 2
 
 def grid_config_for(low: tuple[float, ...], high: tuple[float, ...], picture: tuple[int, ...] | None,
                     audio_samples: int | None, out_features: int, audio_outputs: int, parameters: int,
-                    width: int = 32, layers: int = 2) -> GridConfig:
+                    width: int = 32, layers: int = 2, channels: int = CHANNELS) -> GridConfig:
     """A grid field with about ``parameters`` parameters over a signal of ``picture`` nodes per axis at its
     own resolution (width, height, frames) and ``audio_samples`` samples: its finest level is the signal's
     resolution scaled down evenly until the pyramid fits, the coarsest 1/32 of it in space (1/8 in time,
@@ -139,10 +139,10 @@ def grid_config_for(low: tuple[float, ...], high: tuple[float, ...], picture: tu
         for _ in range(40):  # the largest even scale whose pyramid fits the budget
             mid = (lo + hi) / 2
             fine = tuple(max(c, round(n * mid)) for n, c in zip(full, coarse))
-            lo, hi = (mid, hi) if pyramid_parameters(coarse, fine, levels, CHANNELS) <= budget else (lo, mid)
+            lo, hi = (mid, hi) if pyramid_parameters(coarse, fine, levels, channels) <= budget else (lo, mid)
         return coarse, tuple(max(c, round(n * lo)) for n, c in zip(full, coarse))
 
-    heads = 2 * (width * (PICTURE_LEVELS * CHANNELS + width + 4))  # about what the heads take
+    heads = 2 * (width * (PICTURE_LEVELS * channels + width + 4))  # about what the heads take
     budget = max(parameters - heads, 64)
     picture_points = math.prod(picture) if picture else 0
     audio_points = audio_samples or 0
@@ -150,9 +150,9 @@ def grid_config_for(low: tuple[float, ...], high: tuple[float, ...], picture: tu
     kw: dict = {}
     if picture:
         kw["coarse"], kw["fine"] = fit(picture, (32, 32, 8), PICTURE_LEVELS, budget * share)
-        kw.update(levels=PICTURE_LEVELS, channels=CHANNELS)
+        kw.update(levels=PICTURE_LEVELS, channels=channels)
     if audio_outputs:
         (c,), (f,) = fit((audio_points,), (2048,), AUDIO_LEVELS, budget * (1 - share) if picture else budget)
-        kw.update(audio_coarse=c, audio_fine=f, audio_levels=AUDIO_LEVELS, audio_channels=CHANNELS)
+        kw.update(audio_coarse=c, audio_fine=f, audio_levels=AUDIO_LEVELS, audio_channels=channels)
     return GridConfig(len(low), out_features, tuple(low), tuple(high), audio_outputs=audio_outputs, width=width,
                       layers=layers, **kw)

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from .presets import INTERPOLATIONS
+from .pyramid import PyramidLayout
 
 if TYPE_CHECKING:
     from ..signal import Signal
@@ -184,7 +185,7 @@ class TimeSegments:
         c.known(d, cls.KEYS, path)
 
 
-LAYOUTS: dict[str, type] = {TimeSegments.type: TimeSegments}
+LAYOUTS: dict[str, type] = {TimeSegments.type: TimeSegments, PyramidLayout.type: PyramidLayout}
 """Every layout a bundle may name, by its ``type``; a bundle without one holds :class:`TimeSegments`."""
 
 

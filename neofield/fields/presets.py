@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 
 # The names a bundle and the command line give fields and their settings (torch-free, for --help and checks)
-ARCHS = ("neomlp", "siren", "spder", "rffnet", "grid")  # model.type
+ARCHS = ("neomlp", "siren", "spder", "rffnet", "grid", "neogrid")  # model.type
 ATTENTIONS = ("linear", "softmax")
 ENCODINGS = ("rff", "linear")  # NeoMLP's inputs: random Fourier features, or the paper's ablation without
 INTERPOLATIONS = ("nearest", "linear")  # how time segments' latent sets serve a time between their centres

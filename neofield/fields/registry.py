@@ -18,17 +18,19 @@ from torch import nn
 from . import layouts
 from .baselines import RFFNet, RFFNetConfig, Siren, SirenConfig, Spder
 from .gridmlp import GridConfig, GridField, grid_parameters
+from .neogrid import NeoGridConfig, NeoGridField
 from .neomlp import NeoMLPField
 from .presets import ARCHS, NeoMLPConfig  # noqa: F401  (ARCHS re-exported)
 
 CONFIGS = {"neomlp": NeoMLPConfig, "siren": SirenConfig, "spder": SirenConfig, "rffnet": RFFNetConfig,
-           "grid": GridConfig}
+           "grid": GridConfig, "neogrid": NeoGridConfig}
+LAYOUT_ARCHS = ("neomlp", "neogrid")  # the fields whose latents a layout lays over the signal (model.segmentation)
 
 
 def arch_of(field: nn.Module) -> str:
     """The name a bundle stores for ``field``'s architecture."""
     for arch, cls in (("neomlp", NeoMLPField), ("spder", Spder), ("siren", Siren), ("rffnet", RFFNet),
-                      ("grid", GridField)):
+                      ("grid", GridField), ("neogrid", NeoGridField)):
         if isinstance(field, cls):  # Spder before Siren: it is one
             return arch
     raise TypeError(f"{type(field).__name__} is not a field neofield can store")
@@ -48,6 +50,8 @@ def build(arch: str, config, layout: dict | None = None) -> nn.Module:
     """A fresh field of ``arch`` (weights to be loaded); NeoMLP takes its latent layout's metadata."""
     if arch == "neomlp":
         return NeoMLPField(config, layouts.from_dict(layout))
+    if arch == "neogrid":
+        return NeoGridField(config, layouts.from_dict(layout))
     return {"siren": Siren, "spder": Spder, "rffnet": RFFNet, "grid": GridField}[arch](config)
 
 
@@ -63,6 +67,12 @@ def parameter_count(arch: str, config, layout: layouts.LatentLayout | None = Non
         return backbone + (layout or layouts.TimeSegments()).num_parameters(tokens, d)
     if arch == "grid":
         return grid_parameters(config)
+    if arch == "neogrid":
+        c = config
+        head = c.tokens * c.channels * c.hidden_tokens * c.dim + c.hidden_tokens * c.dim  # to_hidden
+        block = 3 * c.dim * c.dim + (c.dim * c.dim + c.dim) + (c.dim * c.ffn_dim + c.ffn_dim) + (c.ffn_dim * c.dim + c.dim)
+        backbone = head + c.out_features * c.dim + block + c.dim + 1
+        return backbone + (layout.num_parameters(1, c.channels) if layout is not None else 0)
     # an MLP of `layers` linear layers: first -> width, (layers - 2) x width -> width, width -> outputs
     w, o = config.width, config.out_features
     first = config.in_features if arch in ("siren", "spder") else config.rff_dim
@@ -74,14 +84,19 @@ def parameter_count(arch: str, config, layout: layouts.LatentLayout | None = Non
 # The baselines' rates, measured on our clips (benchmarks/equal_time.py's sweep): SIREN 3e-4 with no warm-up
 # (1e-3 broke on sound); SPDER shares SIREN's network and initialisation; the RFF-MLP 1e-3 after 50 warm-up
 # steps, best of 1e-3 and 3e-3 at 30 s on all three signals (docs/cpu-defaults.md, "The paper's Table 1").
-RATES = {"siren": (3e-4, 0), "spder": (3e-4, 0), "rffnet": (3e-3, 50), "grid": (1e-2, 20)}
+RATES = {"siren": (3e-4, 0), "spder": (3e-4, 0), "rffnet": (3e-3, 50), "grid": (1e-2, 20), "neogrid": (1e-2, 20)}
+# Points per step where not 1,024: a latent grid's step is cheap and moves only the nodes near its points, so
+# larger batches pay (benchmarks/prototypes.py: 4,096 beat 16,384 at equal time on bikes, 29.41 against 28.81 dB)
+BATCHES = {"grid": 4096, "neogrid": 4096}
 # The RFF-MLP's frequencies (cycles per field unit): (x, y, t) for pictures, t for sound (equal_time.py's sweep).
 # A sound's time axis takes the sound's own spectral sigma where it is known (rffnet_sigma), as NeoMLP's does.
 RFFNET_SIGMA = {"video": (2.0, 2.0, 1.0), "image": (2.0, 2.0, 1.0), "audio": 20.0, "audiovisual": (2.0, 2.0, 20.0)}
 SIREN_LAYERS, RFFNET_LAYERS, RFFNET_FEATURES = 5, 4, 256
 # What "--precision auto" means per architecture where it is not the codec's bfloat16: a sine network multiplies
 # every pre-activation by w0 = 30, and bfloat16's ~3 significant digits would put its phases off by ~0.1 rad.
-AUTO_PRECISION = {"siren": "float32", "spder": "float32"}
+# NeoGrid's small matrices run faster in float32 than under bfloat16 autocast on our CPUs (261 k against 246 k
+# points/s on bikes, 687 k against 416 k on Bach: the casts and bfloat16 layer norms cost more than they save)
+AUTO_PRECISION = {"siren": "float32", "spder": "float32", "neogrid": "float32"}
 
 
 def rffnet_sigma(kind: str, audio_sigma: float | None = None) -> float | tuple[float, ...]:

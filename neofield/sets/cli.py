@@ -62,7 +62,7 @@ SET_FIT_OPTIONS = ("preset", "segments", "steps", "epochs", "time_budget", "lr",
     "segments": "Latent sets per signal \\[default: 1 per picture, 1 per frame of a clip, 1 per 1,024 samples of a "
                 "sound].",
     "epochs": "Passes over every point of every signal \\[default: 40].",
-    "batch_size": "(signal, point) pairs per step.",
+    "batch_size": "(signal, point) pairs per step \\[default: 1,024].",
     "weights_dtype": "How weights are stored: quantized (range-coded symbols, the fit's last steps finetuned for "
                      "them), or float16, bfloat16, float32.",
     "latent_bits": "Bit depth of the latent table \\[default: --bits]."})
@@ -100,6 +100,7 @@ def fit_command(
     check_output(output, options.force)  # before minutes of fitting
 
     from ..codec.encoder import fit_config
+    from ..fit import DEFAULT_BATCH
     from .fit import DEFAULT_EPOCHS, describe_storage, fit_set, save_set
 
     depths = storage_bits(options.weights_dtype, options.depths())
@@ -107,6 +108,7 @@ def fit_command(
     quiet, as_json = quiet or not main, as_json and main
     dataset = _load(data, split, limit, resize, "train")
     p = PRESETS[options.preset]
+    options = dataclasses.replace(options, batch_size=options.batch_size or DEFAULT_BATCH)
     config = fit_config(dataclasses.replace(
         options, lr=options.lr or p.lr, warmup_steps=p.warmup_steps, compile_mode="off", checkpoint_every=None,
         epochs=DEFAULT_EPOCHS if options.default_budget else options.epochs))

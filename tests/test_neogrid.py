@@ -1,0 +1,79 @@
+"""NeoGrid: latent pyramids read by a one-layer NeoMLP; its fast path, its size and its cost."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from neofield.fields.gridmlp import grid_config_for
+from neofield.fields.neogrid import LeanNeoMLP, NeoGridConfig, NeoGridField, neogrid_for, pyramids_of
+from neofield.fields.registry import arch_of, parameter_count
+
+VIDEO = dict(low=(-1.0, -1.0, -1.0), high=(1.0, 1.0, 1.0), picture=(64, 28, 8), audio_samples=None,
+             out_features=3, audio_outputs=0)
+SOUND = dict(low=(-10.0,), high=(10.0,), picture=None, audio_samples=40000, out_features=2, audio_outputs=2)
+AV = dict(low=(-1.0, -1.0, -1.0), high=(1.0, 1.0, 1.0), picture=(16, 10, 3), audio_samples=5000, out_features=5,
+          audio_outputs=2)
+
+
+@pytest.mark.parametrize("heads, attention", [(1, "linear"), (2, "linear"), (1, "softmax")])
+def test_the_fast_path_computes_the_general_layer(heads, attention):
+    torch.manual_seed(0)
+    c = NeoGridConfig(3, 3, tokens=4, channels=2, dim=8, hidden_tokens=2, ffn_dim=16, heads=heads, attention=attention)
+    net = LeanNeoMLP(c)
+    with torch.no_grad():
+        net.output_embed.normal_()  # away from the start, where every output token is nearly the same
+    levels = torch.randn(64, 4, 2)
+    hidden = net.to_hidden(levels.flatten(1)).view(64, c.hidden_tokens, c.dim)
+    tokens = torch.cat([hidden, net.output_embed.expand(64, -1, -1)], 1)
+    general = net.readout(net.norm(net.block(tokens, keep=c.out_features))).squeeze(-1)
+    assert torch.allclose(net(levels), general, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [VIDEO, SOUND, AV], ids=["video", "sound", "av"])
+def test_a_field_is_sized_near_its_parameter_budget_and_counted_without_building_it(shape):
+    field = neogrid_for(parameters=20_000, **shape)
+    n = field.num_parameters()
+    assert 0.8 * 20_000 < n["total"] < 1.05 * 20_000 and n["latents"] > 0.9 * n["total"]
+    assert parameter_count("neogrid", field.config, field.layout) == n["total"]
+    assert arch_of(field) == "neogrid"
+    assert field(torch.rand(10, len(shape["low"])) * 2 - 1).shape == (10, shape["out_features"])
+
+
+def test_a_video_with_sound_has_a_picture_pyramid_and_a_sound_pyramid_over_time():
+    layout = pyramids_of(grid_config_for(parameters=20_000, **AV))
+    assert [p.axes for p in layout.pyramids] == [(0, 1, 2), (2,)]
+    assert layout.tokens == sum(p.levels for p in layout.pyramids)
+
+
+def test_a_larger_budget_lays_finer_levels():
+    small, large = (neogrid_for(parameters=n, **VIDEO).layout.pyramids[0].fine for n in (5_000, 80_000))
+    assert all(a <= b for a, b in zip(small, large)) and small != large
+
+
+def test_a_decoded_point_costs_its_reads_and_one_layer_a_hundredth_of_the_papers_field():
+    from neofield.fields.cost import macs_per_point, read_macs
+
+    field = neogrid_for(parameters=20_000, **VIDEO)
+    assert read_macs(field) == field.layout.tokens * field.layout.channels * 8  # 8 nodes a level, trilinear
+    assert 1_000 < macs_per_point(field) < 5_000  # against ~177 k for the paper's field (tests/test_cost.py)
+
+
+def test_the_config_must_read_what_the_layout_lays():
+    layout = pyramids_of(grid_config_for(parameters=20_000, **VIDEO))
+    with pytest.raises(ValueError, match="tokens and channels"):
+        NeoGridField(NeoGridConfig(3, 3, tokens=layout.tokens + 1, channels=layout.channels), layout)
+
+
+def test_a_few_hundred_steps_fit_a_smooth_signal_to_a_twentieth_of_its_variance():
+    torch.manual_seed(0)
+    field = neogrid_for(parameters=4_000, **VIDEO)
+    coords = torch.rand(4096, 3) * 2 - 1
+    target = torch.stack([torch.sin(3 * coords[:, 0]), torch.cos(2 * coords[:, 1]), coords[:, 2]], 1) * 0.5
+    opt = torch.optim.Adam(field.parameters(), 1e-2)
+    for _ in range(300):
+        loss = ((field(coords) - target) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.05 * target.var().item()  # 1/20 of it (a constant would score 1)
