@@ -15,8 +15,9 @@ points/s, and the matmul GFLOP/s those points/s amount to, as a fraction of a
 float32 and bfloat16 ``torch.mm`` peaks timed in the same run. FLOPs come from
 ``torch.utils.flop_counter.FlopCounterMode`` on one batch, so they count
 matrix products only (linear layers, attention's products), not sin/cos,
-GELU, layer norms or softmax, nor Adam; MACs per decoded sample are the
-forward's FLOPs / 2 per point.
+GELU, layer norms or softmax, nor Adam; MACs per decoded sample are
+``neofield.fields.cost.macs_per_point``: the forward's matrix products plus
+its latent reads, as ``neofield info`` reports them.
 
 The signals (``SIGNALS``) are the ones of docs/cpu-defaults.md and
 benchmarks/rd.py; the models (``MODELS``) are the codec's default preset with
@@ -42,7 +43,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from neofield.codec import default_preset, make_field, sound_sigma
 from neofield.fields.layouts import default_segments
 from neofield.fields.baselines import RFFNet, RFFNetConfig, Siren, SirenConfig
-from neofield.fields.registry import RATES, baseline_for, rffnet_sigma
+from neofield.codec.build import grid_field, neogrid_field
+from neofield.fields.cost import macs_per_point
+from neofield.fields.registry import AUTO_PRECISION, BATCHES, GRID_AUDIO_SHARE, RATES, baseline_for, rffnet_sigma
 from neofield.fields.presets import PRESETS
 from neofield.fit import DEFAULT_BATCH, FitConfig, fit, masked_mse
 from neofield.media import Selection, read_media
@@ -103,11 +106,13 @@ RFF_LR, RFF_WARMUP = RATES["rffnet"]
 # frequencies' std at s * 28.6 Hz. An audio-visual field shares the audio time axis for its frames too.
 # The values live in neofield.fields.registry (rffnet_sigma), which --arch rffnet uses too: a sound's time axis
 # takes the sound's spectral sigma.
-MODELS = ["neomlp", "neomlp-tiny", "neomlp-small", "siren", "siren-matched", "rffnet"]
+MODELS = ["neomlp", "neomlp-tiny", "neomlp-small", "neogrid", "neogrid-200k", "grid", "grid-200k", "siren",
+          "siren-matched", "rffnet"]
 # Matmul precision per model (neofield.runtime). NeoMLP and the RFF-MLP take the codec's "auto": bfloat16
 # where the CPU has it natively. SIREN keeps float32: its sine layers multiply every pre-activation by
 # w0 = 30, so bfloat16's ~3 significant digits would put its phases off by up to ~0.1 rad.
-PRECISION = {"siren": "float32", "siren-matched": "float32"}
+PRECISION = {"siren": "float32", "siren-matched": "float32", **AUTO_PRECISION,  # neogrid: float32, measured faster
+             "neogrid-200k": AUTO_PRECISION["neogrid"]}
 
 
 def setup(name: str, signal: Signal, seed: int) -> tuple[nn.Module, float, int, str]:
@@ -123,6 +128,15 @@ def setup(name: str, signal: Signal, seed: int) -> tuple[nn.Module, float, int, 
         p = PRESETS[preset]
         return make_field(signal, preset, default_segments(signal), seed=seed), p.lr, p.warmup_steps, preset
     torch.manual_seed(seed)
+    if name.split("-")[0] in ("neogrid", "grid"):  # what `encode --arch` fits: as many parameters as the NeoMLP
+        # default field, or (neogrid-200k) as SIREN 5x256's ~200 k, what `--size` buys
+        arch, _, size = name.partition("-")
+        neomlp = make_field(signal, default_preset(signal.kind), default_segments(signal), seed=seed)
+        torch.manual_seed(seed)
+        make = neogrid_field if arch == "neogrid" else grid_field
+        lr, warmup = RATES[arch]
+        parameters = int(size[:-1]) * 1000 if size else neomlp.num_parameters()["total"]
+        return make(signal, parameters), lr, warmup, ""
     if name == "siren":
         return Siren(SirenConfig(in_features, out_features, width=256, layers=5)), SIREN_LR, SIREN_WARMUP, ""
     if name == "siren-matched":  # as wide as gives the NeoMLP field's parameter count, latents included
@@ -171,12 +185,15 @@ def flops_per_point(field: nn.Module, signal: Signal, seed: int) -> tuple[float,
 
 
 def run_one(signal_name: str, signal: Signal, model_name: str, budget: float, args) -> dict:
+    arch = model_name.split("-")[0]
+    if arch in GRID_AUDIO_SHARE and signal.video is not None and signal.audio is not None:
+        signal = Signal(signal.media, audio_share=GRID_AUDIO_SHARE[arch])  # the batches `encode --arch` draws
     field, lr, warmup, preset = setup(model_name, signal, args.seed)
     forward_flops, train_flops = flops_per_point(field, signal, args.seed)
     precision = resolve_precision(args.precision or PRECISION.get(model_name, "auto"), torch.device("cpu"))
     # NeoMLP takes the codec's batch (1,024, measured best at equal time); the baselines the paper's kind
     # of large batch, at which their rates were swept
-    batch = DEFAULT_BATCH if model_name.startswith("neomlp") else BATCH
+    batch = DEFAULT_BATCH if model_name.startswith("neomlp") else BATCHES.get(model_name.split("-")[0], BATCH)
     config = FitConfig(lr=lr, warmup_steps=warmup, batch_size=batch, time_budget=budget, seed=args.seed,
                        device="cpu", precision=precision)
     result = fit(field, signal, config)
@@ -189,7 +206,7 @@ def run_one(signal_name: str, signal: Signal, model_name: str, budget: float, ar
             "budget_s": budget, "batch": batch, "steps": result.steps, "epochs": result.steps * batch / signal.n_points,
             "fit_s": result.seconds, "video_psnr_db": quality.get("video_psnr_db"),
             "audio_psnr_db": quality.get("audio_psnr_db"), "train_points_per_s": result.points_per_second,
-            "train_gflops": gflops, "peak_fraction": gflops / peak, "macs_per_sample": forward_flops / 2,
+            "train_gflops": gflops, "peak_fraction": gflops / peak, "macs_per_sample": macs_per_point(field),
             "train_flops_per_point": train_flops, "render_s": render_s, "lr": lr, "warmup_steps": warmup}
 
 

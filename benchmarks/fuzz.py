@@ -108,6 +108,9 @@ class Seed:
 
 SEED_SPECS = [("video", "quantized"), ("video", "float16"), ("audio", "quantized"), ("audio", "float16"),
               ("audiovisual", "quantized"), ("audiovisual", "float16")]
+# the quantized seeds are the default field (neogrid: pyramid layouts, its config), the float16 ones the
+# paper's (time segments, RFF), so that every mutation meets both kinds of metadata and tensors
+SEED_ARCH = {"quantized": "neogrid", "float16": "neomlp"}
 
 
 def make_clips(folder: Path) -> dict[str, Path]:
@@ -138,10 +141,10 @@ def make_seeds(folder: Path, steps: int = 4) -> list[Seed]:
     clips = make_clips(folder / "media")
     seeds = []
     for modality, dtype in SEED_SPECS:
-        path = folder / f"{modality}-{dtype}.nf"
+        path = folder / f"{modality}-{dtype}-{SEED_ARCH[dtype]}.nf"
         if not path.exists():
             codec.encode(clips[modality], path, steps=steps, batch_size=256, device="cpu", compile_mode="off",
-                         weights_dtype=dtype, seed=0, force=True)
+                         weights_dtype=dtype, seed=0, force=True, arch=SEED_ARCH[dtype])
         seeds.append(Seed(f"{modality}-{dtype}", modality, dtype, path, clips[modality]).load())
     return seeds
 

@@ -14,8 +14,9 @@ the full size and score it against the full-size original, beside bicubic
 upscaling of the field's own half-size frames (and of the true half-size
 frames, the best a resampler could start from).
 
-Both fits are float (no quantization) with the codec's default model for the
-clip; the PSNR is over all frames compared, 8-bit RGB.
+Both fits are float (no quantization) with the codec's default field for the
+clip (``--arch neogrid``; ``--arch neomlp`` for the paper's field with its
+latent sets' two interpolations); the PSNR is over all frames compared, 8-bit RGB.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ import torch.nn.functional as F
 from neofield.codec import default_preset, make_field
 from neofield.fields.layouts import default_segments
 from neofield.fields.presets import PRESETS
-from neofield.fit import FitConfig, fit
+from neofield.codec.build import neogrid_field
+from neofield.fields.registry import AUTO_PRECISION, BATCHES, RATES
+from neofield.fit import DEFAULT_BATCH, FitConfig, fit
 from neofield.media import Media, Selection, read_media
 from neofield.metrics import video_psnr
 from neofield.render import VideoGrid, render_video
@@ -41,13 +44,22 @@ from neofield.signal import VIDEO_VALUES, Signal
 ROOT = Path(__file__).resolve().parents[1]
 
 
+ARCH = "neogrid"  # --arch
+
+
 def fitted(media: Media, budget: float, seed: int):
-    """A float field fitted to ``media`` for ``budget`` seconds, with the codec's defaults."""
+    """A float field fitted to ``media`` for ``budget`` seconds, with the codec's defaults for ``ARCH``."""
     signal = Signal(media)
     preset = default_preset(signal.kind)
     field = make_field(signal, preset, default_segments(signal), seed=seed, interpolation="linear")
     p = PRESETS[preset]
-    result = fit(field, signal, FitConfig(lr=p.lr, warmup_steps=p.warmup_steps, time_budget=budget, seed=seed))
+    lr, warmup, batch, precision = p.lr, p.warmup_steps, DEFAULT_BATCH, "auto"
+    if ARCH == "neogrid":  # as many parameters as the paper's field, its own rate, batch and precision
+        torch.manual_seed(seed)
+        field = neogrid_field(signal, field.num_parameters()["total"])
+        (lr, warmup), batch, precision = RATES[ARCH], BATCHES[ARCH], AUTO_PRECISION[ARCH]
+    result = fit(field, signal, FitConfig(lr=lr, warmup_steps=warmup, batch_size=batch, time_budget=budget,
+                                          seed=seed, precision=precision))
     return field, signal, result
 
 
@@ -78,8 +90,13 @@ def time_test(video: np.ndarray, fps: float, budget: float, seed: int) -> list[t
     rows.append(("repeat the previous fitted frame", video_psnr(truth, own[:-1])))
     blend = ((own[:-1].astype(np.float32) + own[1:]) / 2).round().astype(np.uint8)
     rows.append(("blend the two fitted frames", video_psnr(truth, blend)))
-    rows.append(("field, nearest latents", video_psnr(truth, frames(with_interpolation(field, "nearest"), signal, between))))
-    rows.append(("field, linear latents", video_psnr(truth, frames(with_interpolation(field, "linear"), signal, between))))
+    if ARCH == "neomlp":
+        rows.append(("field, nearest latents", video_psnr(truth, frames(with_interpolation(field, "nearest"), signal,
+                                                                        between))))
+        rows.append(("field, linear latents", video_psnr(truth, frames(with_interpolation(field, "linear"), signal,
+                                                                       between))))
+    else:  # a pyramid is read trilinearly: between two frames it interpolates by construction
+        rows.append(("field (neogrid) at the in-between times", video_psnr(truth, frames(field, signal, between))))
     print(f"  time: {k} of {len(video)} frames fitted, {result.steps} steps in {result.seconds:.0f} s")
     return rows
 
@@ -104,7 +121,10 @@ def main() -> None:
     ap.add_argument("--resize", default=None, help="WxH of the full-size clip, e.g. 320x136")
     ap.add_argument("--budget", type=float, default=60.0, help="seconds of fitting per field")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--arch", choices=["neogrid", "neomlp"], default="neogrid", help="the field fitted")
     args = ap.parse_args()
+    global ARCH
+    ARCH = args.arch
     resize = tuple(int(v) for v in args.resize.split("x")) if args.resize else None
     selection = Selection(duration=args.duration, resize=resize)
     media = read_media(args.source, selection)

@@ -359,10 +359,10 @@ def build(design: str, signal: Signal, seed: int, parameters: int) -> tuple[nn.M
             pyramids.append(Pyramid((t,), (c.low[t],), (c.high[t],), (c.audio_coarse,), (c.audio_fine,),
                                     c.audio_levels))
         layout = PyramidLayout(tuple(pyramids), c.channels)
-        shape = dict(re.findall(r"-([dh])(\d+)", design))
-        dim, hidden = int(shape.get("d", 8)), int(shape.get("h", 2))
+        shape = dict(re.findall(r"-([dhf])(\d+)", design))  # neogrid-d16-h4-f0: D 16, 4 hidden, FFN 0 x D
+        dim, hidden, ffn = int(shape.get("d", 8)), int(shape.get("h", 2)), int(shape.get("f", 2))
         config = NeoGridConfig(c.in_features, c.out_features, layout.tokens, layout.channels, dim=dim,
-                               hidden_tokens=hidden, ffn_dim=2 * dim)
+                               hidden_tokens=hidden, ffn_dim=ffn * dim)
         return NeoGridField(config, layout), 1e-2, 20, 4096
     if design.startswith("neolean"):  # neolean, neolean-b16k: the batch
         return NeoLean(signal, sized(signal, parameters)), 1e-2, 20, 16384 if design.endswith("16k") else 4096

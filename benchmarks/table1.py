@@ -1,7 +1,7 @@
 """The NeoMLP paper's Table 1 on our machine: NeoMLP against SIREN, SPDER and an RFF-MLP at equal parameters.
 
     python benchmarks/table1.py [--mode time|steps] [--budget SECONDS] [--steps N]
-                                [--signals bikes bach bbb] [--archs neomlp neomlp-linear siren spder rffnet peer]
+                                [--signals bikes bach bbb] [--archs neomlp neomlp-linear neogrid grid siren spder rffnet peer]
                                 [--csv FILE]
 
 The paper's three signals (Bach, bikes, Big Buck Bunny with its 6-channel
@@ -17,7 +17,9 @@ per-frame latents included) and is fitted by neofield's own loop:
   paper's protocol, which shows what each architecture does per step.
 
 ``neomlp-linear`` is the paper's ablation (a learned linear input layer
-instead of random Fourier features). ``peer`` is lucidrains' unofficial
+instead of random Fourier features). ``neogrid`` and ``grid`` are the latent-pyramid
+fields (``encode --arch``: pyramids read by a one-layer NeoMLP, or by a 2 x 32 MLP),
+at their own batch (4,096) and precision. ``peer`` is lucidrains' unofficial
 ``x_transformers.neo_mlp.NeoMLP`` (``pip install -e '.[peer]'``), at the size
 of our NeoMLP with one latent set, which is also fitted (``neomlp-1set``) so
 that the two compare at equal size and equal steps: points/s and PSNR side by
@@ -42,7 +44,8 @@ from equal_time import DATA, SIGNALS, cpu_name, matmul_peak  # noqa: E402
 from neofield.codec import default_preset, make_field, sound_sigma  # noqa: E402
 from neofield.fields.layouts import default_segments
 from neofield.fields.baselines import SirenConfig  # noqa: E402
-from neofield.fields.registry import RATES, baseline_for  # noqa: E402
+from neofield.codec.build import grid_field, neogrid_field  # noqa: E402
+from neofield.fields.registry import AUTO_PRECISION, BATCHES, RATES, baseline_for  # noqa: E402
 from neofield.fields.presets import PRESETS  # noqa: E402
 from neofield.fit import DEFAULT_BATCH, FitConfig, fit  # noqa: E402
 from neofield.media import read_media  # noqa: E402
@@ -51,7 +54,7 @@ from neofield.render import render_media  # noqa: E402
 from neofield.runtime import resolve_precision  # noqa: E402
 from neofield.signal import Signal  # noqa: E402
 
-ARCHS = ["neomlp", "neomlp-linear", "siren", "spder", "rffnet", "neomlp-1set", "peer"]
+ARCHS = ["neomlp", "neomlp-linear", "neogrid", "grid", "siren", "spder", "rffnet", "neomlp-1set", "peer"]
 MLP_BATCH = 4096  # the MLPs' batch at equal time, at which their rates were swept (equal_time.py)
 # The baselines' rates and sizes are the ones `neofield encode --arch` uses (neofield.fields.registry).
 
@@ -87,6 +90,11 @@ def build(arch: str, signal: Signal, seed: int) -> tuple[nn.Module, float, int, 
         field = make_field(signal, preset, segments, seed=seed, encoding=encoding)
         c = field.config
         return field, p.lr, p.warmup_steps, f"{preset}, D {c.dim}, {segments} set{'s' if segments > 1 else ''}"
+    if arch in ("neogrid", "grid"):  # latent pyramids, as `encode --arch` builds them, at the same count
+        torch.manual_seed(seed)
+        field = (neogrid_field if arch == "neogrid" else grid_field)(signal, target)
+        levels = sum(p.levels for p in field.layout.pyramids) if arch == "neogrid" else field.config.levels
+        return field, *RATES[arch], f"{levels} levels, {field.num_parameters()['latents']:,} latents"
     if arch in RATES:  # the parameter-matched baseline --arch builds, at its rate
         field = baseline_for(arch, i, o, target, signal.kind, seed, sound_sigma(signal))
         c = field.config
@@ -102,9 +110,10 @@ def build(arch: str, signal: Signal, seed: int) -> tuple[nn.Module, float, int, 
 def run(signal_name: str, signal: Signal, arch: str, args) -> dict:
     field, lr, warmup, size = build(arch, signal, args.seed)
     neo = arch.startswith("neomlp") or arch == "peer"
-    batch = DEFAULT_BATCH if args.mode == "steps" or neo else MLP_BATCH
+    batch = DEFAULT_BATCH if args.mode == "steps" or neo else BATCHES.get(arch, MLP_BATCH)
     # NeoMLP and the peer in the codec's precision, the sine networks in float32 (see equal_time.PRECISION)
-    precision = resolve_precision("auto" if neo or arch == "rffnet" else "float32", torch.device("cpu"))
+    precision = resolve_precision(AUTO_PRECISION.get(arch, "auto") if neo or arch in ("rffnet", "grid", "neogrid")
+                                  else "float32", torch.device("cpu"))
     config = FitConfig(lr=lr, warmup_steps=warmup, batch_size=batch, seed=args.seed, device="cpu",
                        precision=precision, compile="off",
                        **({"time_budget": args.budget} if args.mode == "time" else {"steps": args.steps}))

@@ -39,7 +39,7 @@ from .console import (
     piece,
     speaks,
 )
-from .options import parse_size
+from .options import parse_crop, parse_size
 from .sets.cli import app as set_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
@@ -131,6 +131,8 @@ def decode(
     end: Annotated[Optional[float], typer.Option(help="Decode up to this time, in seconds.")] = None,
     frame: Annotated[Optional[float], typer.Option(help="Write the one frame at this time (seconds) as a "
                                                         "picture (-o still.png).")] = None,
+    crop: Annotated[Optional[str], typer.Option(help="Render only this window X,Y,W,H of the frames (in their "
+                                                     "pixels, after --scale or --size): it costs its area.")] = None,
     codec_name: Annotated[Optional[str], typer.Option(
         "--codec", help="Video codec: h264, h265, vp9, av1, ffv1 \\[default: h264; vp9 for .webm].")] = None,
     crf: Annotated[Optional[float], typer.Option(help="Constant quality of the video codec (lower is better) "
@@ -177,7 +179,8 @@ def decode(
     with progress:
         report = codec.decode(bundle, output, scale=scale, scale_time=scale_time, scale_rate=scale_rate,
                               size=parse_size(size, "--size") if size else None, fps=fps, sample_rate=sample_rate,
-                              start=start, end=end, frame=frame, codec=codec_name, crf=crf, lossless=lossless,
+                              start=start, end=end, frame=frame, crop=parse_crop(crop) if crop else None,
+                              codec=codec_name, crf=crf, lossless=lossless,
                               format=format, force=force, compile_mode=compile_mode, limits=limits_for(allow_large),
                               item=item, on_plan=on_plan, on_progress=on_progress)
     if as_json:

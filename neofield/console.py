@@ -88,7 +88,7 @@ class FitDisplay:
     LOG_EVERY = 30.0
 
     def __init__(self, enabled: bool, batch_size: int | None):
-        self.enabled, self.batch_size, self.points = enabled, batch_size or 1024, 1
+        self.enabled, self.batch_size, self.points, self.duration = enabled, batch_size or 1024, 1, 0.0
         self.live = enabled and err.is_terminal
         self.budget: dict = {}
         self.last_log = time.monotonic()
@@ -98,7 +98,7 @@ class FitDisplay:
         self.task = self.progress.add_task("fit", total=None, stats="")
 
     def on_signal(self, signal, field, budget: dict) -> None:
-        self.points, self.budget = signal.n_points, budget
+        self.points, self.budget, self.duration = signal.n_points, budget, signal.duration
         self.batch_size = budget.get("batch_size") or self.batch_size  # the encoder's, once resolved for the field
         if not self.enabled:
             return
@@ -132,9 +132,12 @@ class FitDisplay:
             self.progress.console.print(f"[bold]note[/]   {escape(p.note)}")
         if p.planned:
             epochs = p.total_steps * self.batch_size / self.points
+            # what each second of media gets: a long clip is fitted all at once, so it shares the budget
+            per_second = (f"; each second of media gets {(p.elapsed + p.eta) / self.duration:,.1f} s of "
+                          "fitting" if self.duration > 1.0 else "")
             self.progress.console.print(
                 f"[bold]plan[/]   {p.total_steps:,} steps x {self.batch_size:,} points ({epochs:.2f} epochs); "
-                f"measured {p.points_per_second:,.0f} points/s, so about {human_time(p.eta)} to go")
+                f"measured {p.points_per_second:,.0f} points/s, so about {human_time(p.eta)} to go{per_second}")
             if p.eta > 600:
                 self.progress.console.print(
                     f"[bold yellow]warning:[/] this fit will take about {human_time(p.eta)}; Ctrl-C stops it "

@@ -90,6 +90,14 @@ def parse_size(text: str, name: str = "size") -> tuple[int, int]:
     return check_size(name, (int(m[1]), int(m[2])))
 
 
+def parse_crop(text: str, name: str = "--crop") -> tuple[int, int, int, int]:
+    """``X,Y,W,H`` (e.g. ``100,40,320,180``): a window of a frame, in its pixels."""
+    m = re.fullmatch(r"\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*", text or "")
+    if not m:
+        raise NeofieldError(f"{name} {text!r} is not of the form X,Y,W,H (whole pixels), e.g. 100,40,320,180")
+    return int(m[1]), int(m[2]), int(m[3]), int(m[4])
+
+
 def check_size(name: str, size: tuple[int, int]) -> tuple[int, int]:
     """A ``(width, height)`` with each side in ``[1, MAX_SIDE]``."""
     w, h = size

@@ -34,6 +34,9 @@ class VideoGrid:
     fps: float
     start: float = 0.0  # seconds: time of the first frame's interval start
     duration: float | None = None  # seconds the frames cover; None: frames / fps
+    # the part of the picture the frames show, as fractions of it (left, top, right, bottom): a crop
+    # renders only its own pixels, each where the whole frame's decode would have it
+    window: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)
 
     @property
     def seconds(self) -> float:
@@ -119,8 +122,10 @@ def render_video(field: nn.Module | Evaluator, cmap: CoordinateMap, grid: VideoG
     16K frame costs its 0.8 GB of pixels, not 12 bytes of coordinates per pixel.
     """
     run = _evaluator(field, chunk)
-    xs = (torch.arange(grid.width, dtype=torch.float32) + 0.5) / grid.width
-    ys = (torch.arange(grid.height, dtype=torch.float32) + 0.5) / grid.height
+    left, top, right, bottom = grid.window
+    xs = left + (torch.arange(grid.width, dtype=torch.float64) + 0.5) / grid.width * (right - left)
+    ys = top + (torch.arange(grid.height, dtype=torch.float64) + 0.5) / grid.height * (bottom - top)
+    xs, ys = xs.float(), ys.float()
     rows = max(1, ROW_POINTS // grid.width)
     for k in range(grid.frames):
         frame = np.empty((grid.height, grid.width, 3), np.uint8)
@@ -192,7 +197,7 @@ def stream_extents(geometry: dict) -> dict[str, float]:
 def plan_decode(meta: dict, scale: float = 1.0, size: tuple[int, int] | None = None, fps: float | None = None,
                 sample_rate: int | None = None, start: float | None = None, end: float | None = None,
                 scale_time: float | None = None, scale_rate: float | None = None,
-                frame: float | None = None) -> DecodePlan:
+                frame: float | None = None, crop: tuple[int, int, int, int] | None = None) -> DecodePlan:
     """Resolve the decode options against a bundle's geometry.
 
     ``scale`` multiplies every axis (width, height, frame rate, sample rate);
@@ -200,11 +205,12 @@ def plan_decode(meta: dict, scale: float = 1.0, size: tuple[int, int] | None = N
     factors apart, and ``size``/``fps``/``sample_rate`` name values outright.
     A frame rate that does not divide the time range gives a last frame cut
     short (``VideoGrid.seconds``), so each stream lasts exactly its range.
-    ``frame`` asks for one still at that time instead of a clip.
+    ``frame`` asks for one still at that time instead of a clip. ``crop`` (x, y, width, height, in pixels
+    of the frames the other options give) renders that window of them alone: a decode whose cost is its area.
     """
     geo = meta["geometry"]
-    if (size or fps or frame is not None) and "video" not in geo:
-        raise NeofieldError("--size, --fps and --frame apply to pictures; this bundle holds sound only")
+    if (size or fps or frame is not None or crop) and "video" not in geo:
+        raise NeofieldError("--size, --fps, --frame and --crop apply to pictures; this bundle holds sound only")
     if (sample_rate or scale_rate) and "audio" not in geo:
         raise NeofieldError("--sample-rate and --scale-rate apply to sound; this bundle holds no sound")
     duration = geo["duration"]
@@ -217,17 +223,24 @@ def plan_decode(meta: dict, scale: float = 1.0, size: tuple[int, int] | None = N
     if "video" in geo:
         g = geo["video"]
         w, h = size or (max(1, round(g["width"] * scale)), max(1, round(g["height"] * scale)))
+        window = (0.0, 0.0, 1.0, 1.0)
+        if crop is not None:
+            x, y, cw, ch = crop
+            if x < 0 or y < 0 or cw < 1 or ch < 1 or x + cw > w or y + ch > h:
+                raise NeofieldError(f"--crop {x},{y},{cw},{ch} must lie inside the {w}x{h} frame (X,Y,W,H in its "
+                                    "pixels, W and H at least 1)")
+            w, h, window = cw, ch, (x / w, y / h, (x + cw) / w, (y + ch) / h)
         rate = fps or g["fps"] * (scale if scale_time is None else scale_time)
         if frame is not None:
             if not 0 <= frame < extents["video"] + 1e-9:
                 raise NeofieldError(f"--frame must lie in the video, 0 <= T < {extents['video']:.3f} s")
-            video = VideoGrid(w, h, 1, g["fps"], frame - 0.5 / g["fps"])
+            video = VideoGrid(w, h, 1, g["fps"], frame - 0.5 / g["fps"], window=window)
         elif g.get("still"):
-            video = VideoGrid(w, h, 1, g["fps"], 0.0)
+            video = VideoGrid(w, h, 1, g["fps"], 0.0, window=window)
         elif t0 < extents["video"] - 1e-9:
             seconds = min(t1, extents["video"]) - t0
             # enough frames to cover the range; the last may be shown for less than 1 / rate
-            video = VideoGrid(w, h, max(1, math.ceil(seconds * rate - 1e-6)), rate, t0, seconds)
+            video = VideoGrid(w, h, max(1, math.ceil(seconds * rate - 1e-6)), rate, t0, seconds, window)
     if "audio" in geo and frame is None:
         g = geo["audio"]
         rate = sample_rate or max(1, round(g["sample_rate"] * (scale if scale_rate is None else scale_rate)))

@@ -262,7 +262,7 @@ def _neogrid_config(c: Checker, cfg: dict):
         "tokens": c.integer(cfg, "tokens", p + "tokens", 1, 4 * 32),
         "channels": c.integer(cfg, "channels", p + "channels", 1, 64), "dim": dim, "heads": heads,
         "hidden_tokens": c.integer(cfg, "hidden_tokens", p + "hidden_tokens", 1, lim.tokens),
-        "ffn_dim": c.integer(cfg, "ffn_dim", p + "ffn_dim", 1, lim.ffn_dim),
+        "ffn_dim": c.integer(cfg, "ffn_dim", p + "ffn_dim", 0, lim.ffn_dim),
         "attention": c.choice(cfg, "attention", p + "attention", tuple(ATTENTION))})
 
 

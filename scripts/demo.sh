@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 mkdir -p out
 NF=.venv/bin/neofield
-time "$NF" encode examples/bikes_1s.mp4 -o out/bikes.nf --epochs 15 --force
+time "$NF" encode examples/bikes_1s.mp4 -o out/bikes.nf --force
 time "$NF" decode out/bikes.nf --scale 2 -o out/bikes_x2.mp4 --force
 "$NF" psnr examples/bikes_1s.mp4 out/bikes.nf
 echo "decoded at 2x: out/bikes_x2.mp4"

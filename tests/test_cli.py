@@ -123,7 +123,8 @@ def test_bad_option_values(encoded, tiny_clip, tmp_path):
     assert_one_line_error(neofield("encode", tiny_clip, "--resize", "big", "-o", tmp_path / "r.nf"), "WIDTHxHEIGHT")
     assert_one_line_error(neofield("encode", tiny_clip, "--preset", "huge", "-o", tmp_path / "r.nf", *FAST),
                           "unknown preset")
-    assert_one_line_error(neofield("encode", tiny_clip, "--rff-sigma", "1,2", "-o", tmp_path / "r.nf", *FAST),
+    assert_one_line_error(neofield("encode", tiny_clip, "--rff-sigma", "1,2", "-o", tmp_path / "r.nf", *FAST,
+                                   "--arch", "neomlp"),
                           "one per input: x, y, t")
     assert not any(tmp_path.iterdir())
 
@@ -135,7 +136,7 @@ def test_help_and_version():
 
 def test_info_shows_a_per_axis_sigma_of_a_video_with_sound(tiny_av_clip, tmp_path):
     out = tmp_path / "av.nf"
-    assert neofield("encode", tiny_av_clip, "-o", out, *FAST).returncode == 0
+    assert neofield("encode", tiny_av_clip, "-o", out, *FAST, "--arch", "neomlp").returncode == 0
     info = neofield("info", out)
     assert info.returncode == 0, info.stderr
     # pictures take the preset's sigma, the shared time axis the sound's spectral centroid
@@ -179,6 +180,8 @@ def test_bad_encode_numbers_fail_before_the_media_is_read(tmp_path, args, messag
     (["--size", "0x10"], "--size '0x10' must be positive"),
     (["--size", "20000x20000"], "too large"),
     (["--crf", "-1"], "--crf must be >= 0"),
+    (["--crop", "1,2,3"], "--crop '1,2,3' is not of the form X,Y,W,H"),
+    (["--crop", "0,0,999,5"], "--crop 0,0,999,5 must lie inside the 32x14 frame"),
 ])
 def test_bad_decode_numbers_are_one_line_errors(encoded, tmp_path, args, message):
     out, _ = encoded
@@ -230,12 +233,15 @@ def test_help_and_version_do_not_import_torch():
 
 
 def test_option_defaults_agree_with_the_fit_loop_and_the_help_states_them():
-    from neofield.codec.options import DEFAULT_EPOCHS, DEFAULT_TIME_BUDGET, EncodeOptions
+    from neofield.codec.options import DEFAULT_EPOCHS, DEFAULT_TIME_BUDGET, GRID_EPOCHS, EncodeOptions
+    from neofield.fields.registry import BATCHES
     from neofield.fit import DEFAULT_BATCH
 
-    assert EncodeOptions().batch_size == DEFAULT_BATCH  # repeated there so that --help needs no torch
+    (_, batch), = EncodeOptions.flags(("batch_size",))  # stated there so that --help needs no torch
+    assert f"{DEFAULT_BATCH:,};" in batch.help and f"{BATCHES['neogrid']:,} for" in batch.help
     (_, epochs), = EncodeOptions.flags(("epochs",))
-    assert f"{DEFAULT_EPOCHS:g}," in epochs.help and f"{DEFAULT_TIME_BUDGET / 60:g} minutes" in epochs.help
+    assert f"{GRID_EPOCHS:g} for the latent-grid fields, {DEFAULT_EPOCHS:g} for" in epochs.help
+    assert f"{DEFAULT_TIME_BUDGET / 60:g} minutes" in epochs.help
 
 
 def test_errors_are_not_wrapped_in_logs(tmp_path):

@@ -151,9 +151,9 @@ def test_a_start_inside_streams_of_unequal_length(uneven_av_clip, tmp_path):
 
 def test_no_budget_means_the_default_budget(tiny_clip, tmp_path):
     report = neofield.encode(tiny_clip, tmp_path / "d.nf", batch_size=256, device="cpu")
-    assert report.budget == {"steps": None, "epochs": 20.0, "time_budget": 300.0, "default": True}
+    assert report.budget == {"steps": None, "epochs": 150.0, "time_budget": 300.0, "default": True}
     points = 4 * 14 * 32
-    assert report.fit.steps == -(-20 * points // 256)  # 20 epochs, well inside 5 minutes
+    assert report.fit.steps == -(-150 * points // 256)  # 150 epochs of the default field, well inside 5 minutes
 
 
 def test_a_lossy_decode_is_playable_and_psnr_tells_its_loss_from_the_fields(video_bundle, tmp_path):
@@ -311,7 +311,7 @@ def test_a_baseline_encodes_decodes_and_scores_through_the_same_paths(tiny_clip,
 
     out = tmp_path / f"{arch}.nf"
     report = neofield.encode(tiny_clip, out, arch=arch, **FAST)
-    neo = neofield.encode(tiny_clip, tmp_path / "neo.nf", **FAST)
+    neo = neofield.encode(tiny_clip, tmp_path / "neo.nf", arch="neomlp", **FAST)  # what they stand in for
     b = neofield.load(out)
     assert arch_of(b.field) == arch and b.meta["model"]["type"] == arch
     assert abs(report.parameters["total"] / neo.parameters["total"] - 1) < 0.05  # parameter-matched
@@ -366,3 +366,29 @@ def test_a_size_target_sizes_a_neogrid_field_by_its_parameters(tmp_path):
     large = neofield.encode(clip, tmp_path / "l.nf", arch="neogrid", size="16KB", steps=60, device="cpu")
     assert small.target["width"] in PARAMETERS and small.target["width"] < large.target["width"]
     assert abs(small.bytes / 4_000 - 1) <= 0.10 and abs(large.bytes / 16_000 - 1) <= 0.10, (small.target, large.target)
+
+
+def test_a_crop_renders_its_window_of_the_frames_pixel_for_pixel(video_bundle, tmp_path):
+    clip, bundle, _ = video_bundle
+    whole = neofield.decode(bundle, tmp_path / "whole.mp4", scale=2, lossless=True)
+    part = neofield.decode(bundle, tmp_path / "part.mp4", scale=2, crop=(10, 4, 30, 16), lossless=True)
+    assert (part.plan.video.width, part.plan.video.height) == (30, 16) and part.plan.points * 64 * 28 == \
+        whole.plan.points * 30 * 16  # the cost is the window's area
+    a, b = read_media(whole.path).video, read_media(part.path).video
+    assert np.abs(a[:, 4:20, 10:40].astype(int) - b.astype(int)).max() <= 1  # the same pixels, up to rounding
+
+
+def test_psnr_of_a_crop_at_the_original_size_scores_the_same_window_of_the_original(video_bundle, tmp_path):
+    clip, bundle, report = video_bundle
+    part = neofield.decode(bundle, tmp_path / "part.mp4", crop=(0, 0, 16, 14), lossless=True)
+    assert (part.plan.video.width, part.plan.video.height) == (16, 14)
+    score = neofield.psnr(clip, part.path)["video_psnr_db"]
+    assert abs(score - report.quality["video_psnr_db"]) < 3  # half of the picture: near the whole's score
+
+
+@pytest.mark.parametrize("crop, message", [((30, 0, 10, 10), "--crop 30,0,10,10 must lie inside the 32x14 frame"),
+                                           ((0, 0, 0, 5), "W and H at least 1")])
+def test_a_crop_outside_the_frame_is_one_clear_error(video_bundle, tmp_path, crop, message):
+    with pytest.raises(NeofieldError, match=message):
+        neofield.decode(video_bundle[1], tmp_path / "x.mp4", crop=crop)
+    assert not (tmp_path / "x.mp4").exists()

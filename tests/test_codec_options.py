@@ -83,7 +83,8 @@ def test_set_fit_takes_the_shared_flags_with_its_own_defaults():
 
 
 def test_budget_is_the_default_only_when_no_stopping_rule_is_given():
-    assert EncodeOptions().budget() == {"steps": None, "epochs": 20.0, "time_budget": 300.0, "default": True}
+    assert EncodeOptions().budget() == {"steps": None, "epochs": 150.0, "time_budget": 300.0, "default": True}
+    assert EncodeOptions(arch="neomlp").budget()["epochs"] == 20.0  # the paper's field: its steps cost more
     assert EncodeOptions(time_budget=9.0).budget() == {"steps": None, "epochs": None, "time_budget": 9.0,
                                                        "default": False}
 
@@ -93,6 +94,14 @@ def test_checking_options_imports_no_torch_so_a_bad_one_fails_at_once():
     import sys
 
     code = ("import sys; from neofield.codec.options import EncodeOptions\n"
-            "EncodeOptions(size='20KB', rff_sigma=(1.0, 1.0, 9.0), device='cpu').check()\n"
+            "EncodeOptions(size='20KB', rff_sigma=(1.0, 1.0, 9.0), device='cpu', arch='neomlp').check()\n"
             "print('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_options_of_the_papers_field_are_refused_for_a_latent_grid_field():
+    for kwargs, flag in ((dict(segments=4), "--segments"), (dict(attention="softmax"), "--attention"),
+                         (dict(rff_sigma=2.0), "--rff-sigma")):
+        with pytest.raises(NeofieldError, match=f"{flag} sets the paper's field .--arch neomlp.; --arch neogrid"):
+            EncodeOptions(**kwargs).check()
+        EncodeOptions(arch="neomlp", **kwargs).check()  # the paper's field takes them

@@ -35,18 +35,23 @@ CLOCK = ("seconds", "points_per_second")
 
 # Each case is a command line, small enough to run in a second or two, and together they cross every
 # path that decides a byte: NeoMLP in time (linear and nearest latents), sound, video with sound under
-# rate control, both targets, a baseline stored as float16, hand-set depths, and a set bundle.
+# rate control, both targets, a baseline stored as float16, hand-set depths, and a set bundle; and the
+# latent-pyramid field (neogrid) on video and on video with sound under a size target.
 CASES = {
-    "video": ["encode", str(BIKES), "--max-frames", "4", "--resize", "32x14", "--steps", "60"],
+    "video": ["encode", str(BIKES), "--max-frames", "4", "--resize", "32x14", "--steps", "60", "--arch", "neomlp"],
     "video_options": ["encode", str(BIKES), "--max-frames", "3", "--resize", "24x12", "--steps", "40",
                       "--latents", "nearest", "--segments", "2", "--bits", "5", "--latent-bits", "7",
                       "--precision", "float32", "--attention", "softmax", "--rff-sigma", "1,1,2",
-                      "--batch-size", "256", "--lr", "2e-3", "--warmup", "5", "--seed", "3"],
-    "audio_psnr": ["encode", str(BACH), "--duration", "0.1", "--steps", "60", "--psnr", "30"],
-    "av_size": ["encode", str(BBB), "--duration", "0.12", "--resize", "16x10", "--steps", "50", "--size", "9KB"],
+                      "--batch-size", "256", "--lr", "2e-3", "--warmup", "5", "--seed", "3", "--arch", "neomlp"],
+    "audio_psnr": ["encode", str(BACH), "--duration", "0.1", "--steps", "60", "--psnr", "30", "--arch", "neomlp"],
+    "av_size": ["encode", str(BBB), "--duration", "0.12", "--resize", "16x10", "--steps", "50", "--size", "9KB",
+                "--arch", "neomlp"],
     "siren_float16": ["encode", str(BIKES), "--max-frames", "3", "--resize", "24x12", "--steps", "30",
                       "--arch", "siren", "--dtype", "float16"],
     "set_digits": ["set", "fit", "digits", "--limit", "12", "--steps", "30"],
+    "neogrid_video": ["encode", str(BIKES), "--max-frames", "4", "--resize", "32x14", "--steps", "60"],
+    "neogrid_av_size": ["encode", str(BBB), "--duration", "0.12", "--resize", "16x10", "--steps", "50", "--size",
+                        "6KB"],
 }
 
 

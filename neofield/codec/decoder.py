@@ -74,7 +74,8 @@ class DecodeReport:
 
 def check_decode_options(scale: float, scale_time: float | None, scale_rate: float | None,
                          size: tuple[int, int] | None, fps: float | None, sample_rate: int | None,
-                         start: float | None, end: float | None, frame: float | None, crf: float | None) -> None:
+                         start: float | None, end: float | None, frame: float | None, crf: float | None,
+                         crop: tuple[int, int, int, int] | None = None) -> None:
     opt.positive_float("--scale", scale, maximum=64.0)
     opt.positive_float("--scale-time", scale_time, maximum=64.0)
     opt.positive_float("--scale-rate", scale_rate, maximum=64.0)
@@ -86,6 +87,8 @@ def check_decode_options(scale: float, scale_time: float | None, scale_rate: flo
     opt.non_negative_float("--end", end)
     opt.non_negative_float("--frame", frame)
     opt.non_negative_float("--crf", crf)
+    if crop is not None and not (len(crop) == 4 and all(isinstance(v, int) and not isinstance(v, bool) for v in crop)):
+        raise NeofieldError(f"--crop must be four whole numbers X,Y,W,H, not {crop!r}")
 
 
 def check_cost(cost: DecodeCost, limits: Limits) -> None:
@@ -138,6 +141,7 @@ def decode(
     start: float | None = None,
     end: float | None = None,
     frame: float | None = None,
+    crop: tuple[int, int, int, int] | None = None,
     codec: str | None = None,
     crf: float | None = None,
     lossless: bool = False,
@@ -161,8 +165,9 @@ def decode(
     then gets (points done, points in all) as the field is evaluated. Long
     decodes compile the field (``compile_mode`` ``auto``, see
     :func:`neofield.render.should_compile`). ``item`` picks one signal of a set bundle (see :func:`load`).
+    ``crop`` (x, y, width, height in pixels of the frames the other options give) renders that window alone.
     """
-    check_decode_options(scale, scale_time, scale_rate, size, fps, sample_rate, start, end, frame, crf)
+    check_decode_options(scale, scale_time, scale_rate, size, fps, sample_rate, start, end, frame, crf, crop)
     if compile_mode not in COMPILE_MODES:
         raise NeofieldError(f"--compile must be one of {', '.join(COMPILE_MODES)}, not {compile_mode!r}")
     bundle_path = Path(bundle_path)
@@ -174,7 +179,7 @@ def decode(
         raise NeofieldError(f"output folder {target.path.parent} does not exist")
     if target.kind != "sequence" and not target.stdout:
         check_output(target.path, force)  # before any rendering
-    plan = plan_decode(b.meta, scale, size, fps, sample_rate, start, end, scale_time, scale_rate, frame)
+    plan = plan_decode(b.meta, scale, size, fps, sample_rate, start, end, scale_time, scale_rate, frame, crop)
     notes = []
     if target.kind in ("still", "sequence"):
         plan = DecodePlan(plan.video, None)

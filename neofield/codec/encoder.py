@@ -22,7 +22,7 @@ from .. import checkpoint as ckpt
 from ..errors import NeofieldError
 from ..fields.layouts import default_segments
 from ..fields.neomlp import PRESETS
-from ..fields.registry import AUTO_PRECISION, BATCHES, RATES
+from ..fields.registry import AUTO_PRECISION, BATCHES, GRID_AUDIO_SHARE, RATES
 from ..files import check_output
 from ..fit import DEFAULT_BATCH, FitConfig, FitInterrupted, FitProgress, FitResult, fit
 from ..media import Selection, fingerprint, read_media
@@ -143,7 +143,11 @@ def checkpoint_to_resume(output: Path, options: EncodeOptions) -> ckpt.Checkpoin
 
 def read_signal(source: Path, options: EncodeOptions) -> Signal:
     """The media as field coordinates and values, checked to be a grid the bundle can represent."""
-    signal = Signal(read_media(source, options.selection or Selection()), audio_share=options.audio_share)
+    media = read_media(source, options.selection or Selection())
+    share = options.audio_share
+    if share is None and options.arch in GRID_AUDIO_SHARE and media.video is not None and media.audio is not None:
+        share = GRID_AUDIO_SHARE[options.arch]
+    signal = Signal(media, audio_share=share)
     if isinstance(options.rff_sigma, tuple) and len(options.rff_sigma) != signal.coordinate_map.in_features:
         raise NeofieldError(f"--rff-sigma needs one value or {signal.coordinate_map.in_features} "
                             f"(one per input: {'x, y, t' if signal.coordinate_map.x else 't'})")

@@ -34,6 +34,9 @@ from ..quantize import QUANTIZED, BitDepths, storage_bits
 # the shipped 1 s clip reaches ~35 dB (about 2 minutes on 2 cores); 5 minutes bounds a long or large clip,
 # which then gets fewer epochs and the plan says so (docs/cpu-defaults.md).
 DEFAULT_EPOCHS = 20.0
+# A latent grid's step is cheap and moves only the nodes near its points, so it takes many more passes: 150
+# epochs is about 2.5 minutes on the shipped clip (docs/field-designs.md)
+GRID_EPOCHS = 150.0
 DEFAULT_TIME_BUDGET = 300.0
 MAX_SEGMENTS = 1_000_000
 SIZED_ARCHS = ("neomlp", "neogrid", "grid")  # what rate control sizes: NeoMLP by width, the grids by parameters
@@ -77,7 +80,8 @@ class EncodeOptions:
                                                          "per 1,024 audio samples].")
     steps: int | None = flag(None, "--steps", int, "Stop after this many steps.")
     epochs: float | None = flag(None, "--epochs", float, "Stop after this many passes over the points \\[default, "
-                                f"with no other budget: {DEFAULT_EPOCHS:g}, or {DEFAULT_TIME_BUDGET / 60:g} "
+                                f"with no other budget: {GRID_EPOCHS:g} for the latent-grid fields, "
+                                f"{DEFAULT_EPOCHS:g} for the others, or {DEFAULT_TIME_BUDGET / 60:g} "
                                 "minutes if that comes first].")
     time_budget: float | None = flag(None, "--time-budget", float, "Stop after this many seconds.")
     lr: float | None = flag(None, "--lr", float, "Peak learning rate \\[default: the preset's].")
@@ -92,8 +96,9 @@ class EncodeOptions:
                                   "\\[default: the preset's for pictures; for sound, its spectral centroid].",
         parse=_parse_sigma)
     audio_share: float | None = flag(None, "--audio-share", float, "Fraction of each batch drawn from the sound of "
-                                                                   "a video with sound \\[default: its share of "
-                                                                   "points].")
+                                                                   "a video with sound \\[default: 0.2 for the "
+                                                                   "latent-grid fields, its share of points for "
+                                                                   "the others].")
     weights_dtype: str = flag("quantized", "--dtype", str, "How weights are stored: quantized (range-coded symbols, "
                                                            "finetuned for them; a third of float16's bytes at the "
                                                            "same PSNR on the demo), or float16, bfloat16, float32.")
@@ -114,11 +119,11 @@ class EncodeOptions:
     device: str = flag("auto", "--device", str, "auto, cpu, cuda, cuda:N or mps.", fit=False)
     precision: str = flag("auto", "--precision", str, "Matmul precision while fitting: float32, bfloat16, or auto "
                                                       "(bfloat16 on CUDA and on CPUs with native bfloat16).")
-    arch: str = flag("neomlp", "--arch", str, "Architecture: neomlp (the paper's field: a latent set per frame, "
-                                              "NeoMLP at every point); neogrid (latent pyramids over space and "
-                                              "time read by a one-layer NeoMLP, ~3 k multiply-adds a pixel); or "
-                                              "a baseline with as many parameters as the NeoMLP preset: grid "
-                                              "(pyramids and a 2 x 32 MLP), siren, spder, rffnet.")
+    arch: str = flag("neogrid", "--arch", str, "Field: neogrid (latent pyramids over space and time read by a "
+                                               "one-layer NeoMLP, ~2 k multiply-adds a pixel); neomlp (the paper's "
+                                               "field: a latent set per frame, NeoMLP at every point, ~177 k); or a "
+                                               "baseline with as many parameters as the NeoMLP preset: grid "
+                                               "(pyramids and a 2 x 32 MLP), siren, spder, rffnet.")
     compile_mode: str = flag("auto", "--compile", str, "torch.compile the training step: on, off, or auto (on a "
                                                        "CPU when minutes of fitting are planned; needs a C++ "
                                                        "compiler).", fit=False)
@@ -202,6 +207,12 @@ class EncodeOptions:
         opt.positive_float("--psnr", self.target_psnr, maximum=200.0)
         for v in (self.rff_sigma if isinstance(self.rff_sigma, tuple) else (self.rff_sigma,)):
             opt.positive_float("--rff-sigma", v)
+        if self.arch in ("neogrid", "grid"):  # options of the paper's field that a latent grid has no use for
+            for name, value in (("--segments", self.segments), ("--attention", self.attention),
+                                ("--rff-sigma", self.rff_sigma)):
+                if value is not None:
+                    raise NeofieldError(f"{name} sets the paper's field (--arch neomlp); --arch {self.arch} lays "
+                                        "its latents as pyramids and takes no Fourier features")
         opt.check_device(self.device)
         if self.selection is not None:
             self.selection.check()
@@ -229,7 +240,8 @@ class EncodeOptions:
     def budget(self) -> dict:
         """The stopping rules of the fit: the user's, or the default when none is given."""
         if self.default_budget:
-            return {"steps": None, "epochs": DEFAULT_EPOCHS, "time_budget": DEFAULT_TIME_BUDGET, "default": True}
+            epochs = GRID_EPOCHS if self.arch in ("neogrid", "grid") else DEFAULT_EPOCHS
+            return {"steps": None, "epochs": epochs, "time_budget": DEFAULT_TIME_BUDGET, "default": True}
         return {"steps": self.steps, "epochs": self.epochs, "time_budget": self.time_budget, "default": False}
 
     def fingerprint(self) -> dict:

@@ -7,6 +7,8 @@ a bundle is checked to be of the very samples it is scored against, by their fin
 
 from __future__ import annotations
 
+import dataclasses
+
 from pathlib import Path
 
 import numpy as np
@@ -104,6 +106,9 @@ def psnr(original: str | Path, candidate: str | Path, selection: Selection | Non
         raise NeofieldError(f"{original} is not the media {candidate} was decoded from "
                             f"(its bundle was encoded from {tag['source'].get('name')!r})")
     other = read_media(candidate)
+    window = ((tag or {}).get("grid", {}).get("video") or {}).get("window")
+    if window is not None and media.video is not None and list(window) != [0.0, 0.0, 1.0, 1.0]:
+        media = crop_media(media, window)  # a --crop decode: the same window of the original
     if media.kind != other.kind and {media.kind, other.kind} != {"video", "audiovisual"}:
         raise NeofieldError(f"cannot compare {media.kind} with {other.kind}")
     report = compare(media, other, per_frame)
@@ -113,6 +118,13 @@ def psnr(original: str | Path, candidate: str | Path, selection: Selection | Non
                 report[f"field_{key}"] = value  # the bundle's own score on this grid
                 report[f"{key[:-8]}_output_loss_db"] = round(value - report[key], 4)
     return report
+
+
+def crop_media(media, window) -> object:
+    """The window (left, top, right, bottom fractions) of the media's frames, to whole pixels."""
+    _, h, w, _ = media.video.shape
+    left, top, right, bottom = (round(f * n) for f, n in zip(window, (w, h, w, h)))
+    return dataclasses.replace(media, video=media.video[:, top:bottom, left:right])
 
 
 def _grid(geometry: dict) -> tuple:

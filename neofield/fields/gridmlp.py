@@ -121,6 +121,7 @@ def grid_parameters(c: GridConfig) -> int:
 
 
 PICTURE_LEVELS, AUDIO_LEVELS, CHANNELS = 6, 8, 2
+AUDIO_SHARE = 0.2  # the least share of a video-with-sound field's parameters its sound's pyramid gets (registry)
 
 
 def grid_config_for(low: tuple[float, ...], high: tuple[float, ...], picture: tuple[int, ...] | None,
@@ -147,6 +148,8 @@ def grid_config_for(low: tuple[float, ...], high: tuple[float, ...], picture: tu
     picture_points = math.prod(picture) if picture else 0
     audio_points = audio_samples or 0
     share = picture_points / max(picture_points + audio_points, 1)
+    if picture_points and audio_points:
+        share = min(share, 1 - AUDIO_SHARE)
     kw: dict = {}
     if picture:
         kw["coarse"], kw["fine"] = fit(picture, (32, 32, 8), PICTURE_LEVELS, budget * share)

@@ -5,11 +5,13 @@ The paper's NeoMLP gives each coordinate input tokens (Fourier features), hidden
 the detail lives in a :class:`~.pyramid.PyramidLayout`: latent grids over space and time at several
 resolutions, read at each coordinate (a few multiply-adds per value). One linear map turns what the
 levels read into ``hidden_tokens`` hidden tokens of width ``dim`` - the pyramid is a learned, local
-positional encoding in place of Fourier features - and one NeoMLP layer, queried by the output tokens
-alone (the last layer needs nothing else), mixes them; each output token is read out to one scalar.
-On 2 s of bikes at equal steps it fits better than the same pyramid read by a 2 x 32 MLP
-(``benchmarks/prototypes.py``; ``docs/field-designs.md``), at ~2 k multiply-adds a pixel
-(:mod:`.cost`).
+positional encoding in place of Fourier features - and one NeoMLP layer of attention, queried by the
+output tokens alone (the last layer needs nothing else), mixes them with the output tokens; each output
+token is read out to one scalar. ~1 k multiply-adds a pixel (:mod:`.cost`), ~0.7 k a sample of sound.
+
+At equal steps on 2 s of bikes it fits better than the same pyramid read by a 2 x 32 MLP; at equal time
+it is level with it or behind, since its many small operations make a step ~2x as long on a CPU
+(``benchmarks/prototypes.py``, ``benchmarks/equal_time.py``; ``docs/field-designs.md``).
 
 Output tokens are learned embeddings shared by every coordinate; all that is local is in the pyramid.
 """
@@ -37,7 +39,10 @@ class NeoGridConfig:
     channels: int  # values per level read
     dim: int = 8
     hidden_tokens: int = 2
-    ffn_dim: int = 16
+    # 0: no FFN, the layer is attention alone. Measured at equal time (60 s, ~37 k parameters): as good on
+    # bikes (29.10 against 29.13 dB with an FFN of 16) and +2.6 dB on Bach (57.60 against 54.97), its steps 1.1-1.2x
+    # as fast (docs/field-designs.md)
+    ffn_dim: int = 0
     heads: int = 1
     attention: str = "linear"
 
@@ -54,7 +59,9 @@ class LeanNeoMLP(nn.Module):
         self.config = c
         self.to_hidden = nn.Linear(c.tokens * c.channels, c.hidden_tokens * c.dim)
         self.output_embed = nn.Parameter(torch.randn(c.out_features, c.dim) * 0.03)
-        self.block = Block(c.dim, c.ffn_dim, c.heads, c.attention)
+        self.block = Block(c.dim, max(c.ffn_dim, 1), c.heads, c.attention)
+        if not c.ffn_dim:
+            del self.block.ffn, self.block.norm2  # no FFN: the layer is attention alone
         self.norm = nn.LayerNorm(c.dim, elementwise_affine=False)
         self.readout = nn.Linear(c.dim, 1)
 
@@ -64,7 +71,11 @@ class LeanNeoMLP(nn.Module):
         if c.heads == 1 and c.attention == "linear":
             return self.fast(hidden)
         tokens = torch.cat([hidden, self.output_embed.expand(b, -1, -1).to(hidden.dtype)], 1)
-        return self.readout(self.norm(self.block(tokens, keep=c.out_features))).squeeze(-1)
+        blk, o = self.block, c.out_features
+        x = tokens[:, -o:] + blk.attn(blk.norm1(tokens), queries=o)  # Block(keep=o), its FFN optional
+        if c.ffn_dim:
+            x = x + blk.ffn(blk.norm2(x))
+        return self.readout(self.norm(x)).squeeze(-1)
 
     def fast(self, hidden: torch.Tensor) -> torch.Tensor:
         """The same layer as ``block(cat([hidden, outputs]), keep=outputs)``, one head of linear attention,
@@ -87,7 +98,8 @@ class LeanNeoMLP(nn.Module):
         weights = (keys.softmax(1).reshape(-1, d) @ q.t()).view(b, keys.shape[1], -1)  # (B, K + O, O)
         mixed = torch.einsum("bto,btd->bod", weights, values)  # (B, O, D)
         x = out + attn.out(mixed)
-        x = x + blk.ffn(blk.norm2(x))
+        if self.config.ffn_dim:
+            x = x + blk.ffn(blk.norm2(x))
         return self.readout(self.norm(x)).squeeze(-1)
 
 
@@ -124,11 +136,11 @@ def pyramids_of(c: GridConfig) -> PyramidLayout:
 
 def neogrid_for(low: tuple[float, ...], high: tuple[float, ...], picture: tuple[int, ...] | None,
                 audio_samples: int | None, out_features: int, audio_outputs: int, parameters: int,
-                dim: int = 8, hidden_tokens: int = 2) -> NeoGridField:
+                dim: int = 8, hidden_tokens: int = 2, ffn_dim: int = 0) -> NeoGridField:
     """A NeoGrid field of about ``parameters`` parameters over the signal (pyramids sized as
     :func:`~.gridmlp.grid_config_for` sizes a grid field's: the finest level the signal's resolution scaled
     down evenly until they fit)."""
     layout = pyramids_of(grid_config_for(low, high, picture, audio_samples, out_features, audio_outputs, parameters))
     config = NeoGridConfig(len(low), out_features, layout.tokens, layout.channels, dim=dim,
-                           hidden_tokens=hidden_tokens, ffn_dim=2 * dim)
+                           hidden_tokens=hidden_tokens, ffn_dim=ffn_dim)
     return NeoGridField(config, layout)
