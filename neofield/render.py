@@ -22,7 +22,8 @@ from .signal import CoordinateMap, ValueMap, centre_times
 
 # Points per forward pass. Small chunks stay in the CPU's caches: 2,048 decodes
 # 2-3.5x faster than 65,536 on our 2-core machines (tiny: 112 k vs 54 k points/s,
-# paper audio config: 49 k vs 16 k). A GPU wants big ones.
+# paper audio config: 49 k vs 16 k). A GPU wants big ones. A field whose work per
+# point is small says how many points amortise its operations (``cpu_chunk``).
 CPU_CHUNK, CUDA_CHUNK = 1 << 11, 1 << 16
 
 
@@ -66,7 +67,7 @@ class Evaluator:
                  on_points: Callable[[int], None] | None = None):
         self.field = field
         self.device = next(field.parameters()).device
-        self.chunk = chunk or (CUDA_CHUNK if self.device.type == "cuda" else CPU_CHUNK)
+        self.chunk = chunk or (CUDA_CHUNK if self.device.type == "cuda" else getattr(field, "cpu_chunk", CPU_CHUNK))
         self.forward = torch.compile(field, dynamic=False) if compiled else field
         self.compiled, self.on_points, self.notes = compiled, on_points, []
 
@@ -331,8 +332,10 @@ def probe_speed(field: nn.Module, chunks: int = 3) -> float:
     return run.chunk * chunks / max(time.perf_counter() - t, 1e-9)
 
 
-def should_compile(mode: str, device: torch.device, eager_seconds: float) -> bool:
-    """``on``; or ``auto`` on a CPU when eager rendering would take ``COMPILE_MIN_SECONDS`` or more."""
+def should_compile(mode: str, device: torch.device, eager_seconds: float, field: nn.Module | None = None) -> bool:
+    """``on``; or ``auto`` on a CPU when eager rendering would take ``COMPILE_MIN_SECONDS`` or more, for a
+    field that compiles well (``decode_compiles``: a latent grid's reads run half as fast compiled)."""
     if mode != "auto":
         return mode == "on"
-    return device.type == "cpu" and eager_seconds >= COMPILE_MIN_SECONDS and compiler_available(device)
+    return (device.type == "cpu" and eager_seconds >= COMPILE_MIN_SECONDS and compiler_available(device)
+            and getattr(field, "decode_compiles", True))

@@ -200,7 +200,8 @@ def decode(
     channels = (b.meta["geometry"].get("audio") or {}).get("channels", 0)
     cost = decode_cost(plan, channels, probe_speed(b.field))
     check_cost(cost, limits)
-    cost = dataclasses.replace(cost, compiled=should_compile(compile_mode, torch.device("cpu"), cost.seconds))
+    cost = dataclasses.replace(cost, compiled=should_compile(compile_mode, torch.device("cpu"), cost.seconds,
+                                                             b.field))
     if on_plan:
         on_plan(cost)
     done = 0

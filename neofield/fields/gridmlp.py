@@ -65,6 +65,8 @@ class GridField(nn.Module):
     The pyramids are the field's latents (``latents.picture``, ``latents.audio``: the bundle stores them as
     its latent group, at ``--latent-bits``), the heads its backbone (``heads.picture``, ``heads.audio``)."""
 
+    cpu_chunk, decode_compiles = 16384, False  # as NeoGridField's (neofield.fields.neogrid), the same reads
+
     def __init__(self, config: GridConfig):
         super().__init__()
         c = self.config = config
