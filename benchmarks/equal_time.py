@@ -189,7 +189,7 @@ def run_one(signal_name: str, signal: Signal, model_name: str, budget: float, ar
     if arch in GRID_AUDIO_SHARE and signal.video is not None and signal.audio is not None:
         signal = Signal(signal.media, audio_share=GRID_AUDIO_SHARE[arch])  # the batches `encode --arch` draws
     field, lr, warmup, preset = setup(model_name, signal, args.seed)
-    forward_flops, train_flops = flops_per_point(field, signal, args.seed)
+    _, train_flops = flops_per_point(field, signal, args.seed)  # MACs per sample: fields.cost, below
     precision = resolve_precision(args.precision or PRECISION.get(model_name, "auto"), torch.device("cpu"))
     # NeoMLP takes the codec's batch (1,024, measured best at equal time); the baselines the paper's kind
     # of large batch, at which their rates were swept

@@ -86,16 +86,22 @@ def grid_config(signal: Signal, stride: float, levels: int, channels: int, width
     return GridConfig(3, signal.out_features, box.low, box.high, coarse, fine, levels, channels, width=width)
 
 
+def signal_pyramid(signal: Signal, config: GridConfig, channels: int | None = None) -> LatentPyramid:
+    """The grid field's pyramid for the signal: over (x, y, t) for video, over t for sound (``channels``:
+    another depth than the config's)."""
+    if signal.video is not None:
+        return LatentPyramid(Box(config.low, config.high), config.coarse, config.fine, config.levels,
+                             channels or config.channels)
+    return LatentPyramid(Box((config.low[0],), (config.high[0],)), (config.audio_coarse,), (config.audio_fine,),
+                         config.audio_levels, channels or config.audio_channels)
+
+
 class NeoTokens(nn.Module):
     """NeoMLP per point with its hidden tokens read from latent grids (module docstring)."""
 
     def __init__(self, signal: Signal, config: GridConfig, dim: int, ffn: int = 2):
         super().__init__()
-        box = Box(config.low, config.high) if signal.video is not None else Box((config.low[0],), (config.high[0],))
-        coarse = config.coarse if signal.video is not None else (config.audio_coarse,)
-        fine = config.fine if signal.video is not None else (config.audio_fine,)
-        self.pyramid = LatentPyramid(box, coarse, fine, config.levels if signal.video is not None
-                                     else config.audio_levels, dim)
+        self.pyramid = signal_pyramid(signal, config, channels=dim)
         inputs, outputs = signal.coordinate_map.in_features, signal.out_features
         self.input_embed = nn.Parameter(torch.randn(inputs, dim))
         self.input_scale = nn.Parameter(torch.randn(inputs, dim))
@@ -128,12 +134,7 @@ class NeoLean(nn.Module):
     def __init__(self, signal: Signal, config: GridConfig, dim: int = 8, hidden: int = 2):
         super().__init__()
         self.video = signal.video is not None
-        if self.video:
-            self.pyramid = LatentPyramid(Box(config.low, config.high), config.coarse, config.fine, config.levels,
-                                         config.channels)
-        else:
-            self.pyramid = LatentPyramid(Box((config.low[0],), (config.high[0],)), (config.audio_coarse,),
-                                         (config.audio_fine,), config.audio_levels, config.audio_channels)
+        self.pyramid = signal_pyramid(signal, config)
         self.outputs, self.dim, self.hidden = signal.out_features, dim, hidden
         self.to_tokens = nn.Linear(self.pyramid.features, hidden * dim)
         self.output_embed = nn.Parameter(torch.randn(self.outputs, dim) * 0.03)
@@ -160,12 +161,7 @@ class NeoCells(nn.Module):
                  features: int = 4):
         super().__init__()
         self.video = signal.video is not None
-        if self.video:
-            pyramid = LatentPyramid(Box(config.low, config.high), config.coarse, config.fine, config.levels,
-                                    config.channels)
-        else:
-            pyramid = LatentPyramid(Box((config.low[0],), (config.high[0],)), (config.audio_coarse,),
-                                    (config.audio_fine,), config.audio_levels, config.audio_channels)
+        pyramid = signal_pyramid(signal, config)
         self.pyramid, self.config = pyramid, config
         box = pyramid.box
         self.cells, self.features, self.dim, self.hidden = cells, features, dim, hidden
@@ -244,12 +240,7 @@ class NeoPatches(nn.Module):
                  dim: int = 16, hidden: int = 2, features: int = 4, layers: int = 1):
         super().__init__()
         self.video = signal.video is not None
-        if self.video:
-            pyramid = LatentPyramid(Box(config.low, config.high), config.coarse, config.fine, config.levels,
-                                    config.channels)
-        else:
-            pyramid = LatentPyramid(Box((config.low[0],), (config.high[0],)), (config.audio_coarse,),
-                                    (config.audio_fine,), config.audio_levels, config.audio_channels)
+        pyramid = signal_pyramid(signal, config)
         self.pyramid, self.config, self.box = pyramid, config, pyramid.box
         self.tiles, self.sub, self.features, self.dim, self.hidden = tiles, sub, features, dim, hidden
         self.nodes = tuple(t * s for t, s in zip(tiles, sub))

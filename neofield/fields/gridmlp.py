@@ -94,16 +94,6 @@ class GridField(nn.Module):
         total = sum(p.numel() for p in self.parameters())
         return {"backbone": total - latents, "latents": latents, "total": total}
 
-    def macs_per_point(self) -> dict[str, int]:
-        """Multiply-adds of one point, per stream: its pyramid's reads and its head."""
-        c, out = self.config, {}
-        for stream, key, outputs in (("video", "picture", c.out_features - c.audio_outputs),
-                                     ("audio", "audio", c.audio_outputs)):
-            if key in self.latents:
-                pyramid = self.latents[key]
-                out[stream] = pyramid.macs_per_point() + head_macs(pyramid.features, c.width, c.layers, outputs)
-        return out
-
 
 def grid_parameters(c: GridConfig) -> int:
     """Parameters of the field :class:`GridField` would make, computed without making it."""

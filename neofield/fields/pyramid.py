@@ -61,6 +61,11 @@ class Pyramid:
         return (c - low) / (high - low) * 2 - 1
 
 
+def _strides(size: tuple[int, ...]) -> list[int]:
+    """Row strides of a level's axes (x first) in its (t, y, x) row-major block."""
+    return [math.prod(size[:a]) for a in range(len(size))]
+
+
 MAX_LEVELS = 32
 MAX_CHANNELS = 64
 
@@ -125,9 +130,7 @@ class PyramidLayout:
             frac = pos - i0
             i0 = i0.long()
             i1 = torch.minimum(i0 + 1, (n - 1).long())
-            strides = [1]
-            for s in size[:-1]:
-                strides.append(strides[-1] * s)
+            strides = _strides(size)
             for corner in range(2 ** len(size)):
                 index = torch.zeros(len(coords), dtype=torch.long)
                 weight = torch.ones(len(coords))
@@ -154,9 +157,7 @@ class PyramidLayout:
             a1 = torch.minimum(spans[1].floor().long() + 1, (n - 1).long())
             mesh = torch.meshgrid(*[torch.arange(int(a0[a]), int(a1[a]) + 1) for a in range(len(size))],
                                   indexing="ij")
-            strides = [1]
-            for s in size[:-1]:
-                strides.append(strides[-1] * s)
+            strides = _strides(size)
             index = sum(m * s for m, s in zip(mesh, strides))
             out.append(first + index.reshape(-1))
         return torch.cat(out).unique()
