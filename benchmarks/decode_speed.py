@@ -1,11 +1,15 @@
 """Decode speed at a large frame size: frames per second of ``neofield decode`` on this machine.
 
     python benchmarks/decode_speed.py BUNDLE.nf [BUNDLE.nf ...] [--size 1280x720] [--seconds 1.0] [--chunks 2048 16384]
+        [--compiled]
 
 Each bundle is decoded by the codec itself (``neofield.decode``: planning, the cost check, rendering,
 H.264 encoding of the frames, the atomic write) at ``--size`` for ``--seconds`` of its video (pictures
-only), eagerly, and timed end to end. With ``--chunks`` the field is also evaluated at several chunk
-sizes (points per forward pass), the knob that decides how a cheap field's small operations amortise.
+only), eagerly, and timed end to end. With ``--compiled`` it is decoded twice more with ``--compile on``
+(what ``auto`` picks for a decode of 30 s or more): the first run's extra time over the second is the
+compiling, the second's speed the compiled decode's (inductor's kernels cached). With ``--chunks`` the
+field is also evaluated at several chunk sizes (points per forward pass), the knob that decides how a
+cheap field's small operations amortise.
 The first bundle is the reference the others' speed is divided by; each row gives the field's
 multiply-adds per pixel as ``neofield info`` counts them. A crop of a quarter of the frame
 (``--crop``) is timed too, to show a decode's cost follows its area.
@@ -27,9 +31,10 @@ from neofield.options import parse_size
 from neofield.render import Evaluator
 
 
-def timed_decode(bundle: Path, out: Path, size: tuple[int, int], seconds: float, **kw) -> tuple[float, int, int]:
+def timed_decode(bundle: Path, out: Path, size: tuple[int, int], seconds: float, compile_mode: str = "off",
+                 **kw) -> tuple[float, int, int]:
     t = time.perf_counter()
-    report = neofield.decode(bundle, out, size=size, end=seconds, compile_mode="off", force=True, **kw)
+    report = neofield.decode(bundle, out, size=size, end=seconds, compile_mode=compile_mode, force=True, **kw)
     return time.perf_counter() - t, report.plan.video.frames, report.plan.points
 
 
@@ -48,6 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--size", default="1280x720")
     ap.add_argument("--seconds", type=float, default=1.0, help="seconds of video decoded from each bundle")
     ap.add_argument("--chunks", type=int, nargs="*", default=[], help="chunk sizes to time the field at")
+    ap.add_argument("--compiled", action="store_true", help="time compiled decodes too")
     args = ap.parse_args(argv)
     w, h = parse_size(args.size)
     rows, reference = [], None
@@ -60,16 +66,22 @@ def main(argv: list[str] | None = None) -> None:
             reference = reference or fps
             crop = (w // 4, h // 4, w // 2, h // 2)
             crop_took, _, crop_points = timed_decode(bundle, Path(folder) / "crop.mp4", (w, h), seconds, crop=crop)
+            compiled = "-"
+            if args.compiled:
+                first = timed_decode(bundle, Path(folder) / "out.mp4", (w, h), seconds, "on")[0]
+                again = timed_decode(bundle, Path(folder) / "out.mp4", (w, h), seconds, "on")[0]
+                compiled = f"{frames / again:.2f} (+{first - again:.0f} s compiling)"
             rows.append((bundle.name, arch_of(b.field), macs_per_point(b.field), frames, took, fps, fps / reference,
-                         points / took, crop_took / took, crop_points / points))
+                         points / took, crop_took / took, crop_points / points, compiled))
             for chunk in args.chunks:
                 print(f"  {bundle.name}: chunk {chunk:,}: {chunk_speed(b.field, chunk):,.0f} points/s", flush=True)
-    print(f"\n{torch.get_num_threads()} threads, torch {torch.__version__}; decode to H.264 at {w}x{h}, eager\n")
-    print("| bundle | field | MACs/pixel | frames | s | frames/s | vs first | points/s | quarter crop: time / area |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---|")
-    for name, arch, macs, frames, took, fps, ratio, pps, crop_t, crop_a in rows:
+    print(f"\n{torch.get_num_threads()} threads, torch {torch.__version__}; decode to H.264 at {w}x{h}\n")
+    print("| bundle | field | MACs/pixel | frames | eager s | eager frames/s | vs first | points/s | "
+          "quarter crop: time / area | compiled frames/s |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---|---|")
+    for name, arch, macs, frames, took, fps, ratio, pps, crop_t, crop_a, compiled in rows:
         print(f"| {name} | {arch} | {macs:,} | {frames} | {took:.1f} | {fps:.2f} | {ratio:.1f}x | {pps:,.0f} | "
-              f"{crop_t:.2f} / {crop_a:.2f} |")
+              f"{crop_t:.2f} / {crop_a:.2f} | {compiled} |")
 
 
 if __name__ == "__main__":

@@ -84,3 +84,31 @@ def test_a_few_hundred_steps_fit_a_smooth_signal_to_a_twentieth_of_its_variance(
         loss.backward()
         opt.step()
     assert loss.item() < 0.05 * target.var().item()  # 1/20 of it (a constant would score 1)
+
+
+def test_the_outputs_asked_for_are_those_of_the_whole_field():
+    torch.manual_seed(0)
+    field = neogrid_for(parameters=20_000, **AV)
+    with torch.no_grad():
+        field.backbone.output_embed.normal_()
+    coords = torch.rand(64, 3) * 2 - 1
+    whole = field(coords)
+    for part in (slice(0, 3), slice(3, 5), slice(2, 4)):
+        assert torch.allclose(field(coords, part), whole[:, part], atol=1e-6)
+
+
+def test_the_folded_layer_stays_exact_when_its_keys_grow_large():
+    """Its softmax over tokens has no per-point maximum: a shift from the weights keeps its exps in range."""
+    torch.manual_seed(0)
+    c = NeoGridConfig(3, 3, tokens=4, channels=2)
+    net = LeanNeoMLP(c)
+    with torch.no_grad():
+        net.output_embed.normal_()
+        net.block.attn.qkv.weight[c.dim:2 * c.dim] *= 100  # keys up to ~160 over the outputs: e^88 overflows float32
+    levels = torch.randn(64, 4, 2)
+    hidden = net.to_hidden(levels.flatten(1)).view(64, c.hidden_tokens, c.dim)
+    tokens = torch.cat([hidden, net.output_embed.expand(64, -1, -1)], 1)
+    x = tokens[:, -3:] + net.block.attn(net.block.norm1(tokens), queries=3)
+    general = net.readout(net.norm(x)).squeeze(-1)
+    folded = net(levels)
+    assert torch.isfinite(folded).all() and torch.allclose(folded, general, atol=1e-4)

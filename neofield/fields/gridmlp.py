@@ -65,7 +65,7 @@ class GridField(nn.Module):
     The pyramids are the field's latents (``latents.picture``, ``latents.audio``: the bundle stores them as
     its latent group, at ``--latent-bits``), the heads its backbone (``heads.picture``, ``heads.audio``)."""
 
-    cpu_chunk, decode_compiles = 16384, False  # as NeoGridField's (neofield.fields.neogrid), the same reads
+    cpu_chunk, picks_outputs = 16384, True  # as NeoGridField's (neofield.fields.neogrid), the same reads
 
     def __init__(self, config: GridConfig):
         super().__init__()
@@ -81,13 +81,29 @@ class GridField(nn.Module):
                                                   (c.audio_fine,), c.audio_levels, c.audio_channels)
             self.heads["audio"] = head(self.latents["audio"].features, c.width, c.layers, c.audio_outputs)
 
-    def forward(self, coords: torch.Tensor) -> torch.Tensor:
-        out = []
-        if "picture" in self.latents:
-            out.append(self.heads["picture"](self.latents["picture"](coords)))
-        if "audio" in self.latents:
-            out.append(self.heads["audio"](self.latents["audio"](coords[:, -1:])))
-        return torch.cat(out, 1) if len(out) > 1 else out[0]
+    def forward(self, coords: torch.Tensor, outputs: slice | None = None) -> torch.Tensor:
+        """``(B, I) -> (B, O)``; ``outputs`` (a slice of them) reads and runs only the streams it touches: a
+        video with sound's pictures skip its sound's pyramid and head."""
+        return self._forward(coords, outputs, self.heads)
+
+    def _forward(self, coords: torch.Tensor, outputs: slice | None, heads) -> torch.Tensor:
+        picture = self.config.out_features - self.config.audio_outputs
+        wanted = range(self.config.out_features)[outputs if outputs is not None else slice(None)]
+        out, first = [], None
+        if "picture" in self.latents and (outputs is None or wanted.start < picture):
+            out.append(heads["picture"](self.latents["picture"](coords)))
+            first = 0
+        if "audio" in self.latents and (outputs is None or wanted.stop > picture):
+            out.append(heads["audio"](self.latents["audio"](coords[:, -1:])))
+            first = picture if first is None else first
+        y = torch.cat(out, 1) if len(out) > 1 else out[0]
+        return y if outputs is None else y[:, wanted.start - first:wanted.stop - first]
+
+    def compiled(self):
+        """The forward pass for a compiled decode: the heads through torch.compile, the reads eager
+        (inductor's grid_sample ran at half the speed of ATen's)."""
+        heads = {name: torch.compile(h, dynamic=False) for name, h in self.heads.items()}
+        return lambda coords, outputs=None: self._forward(coords, outputs, heads)
 
     def num_parameters(self) -> dict[str, int]:
         latents = sum(p.numel() for p in self.latents.parameters())

@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 
-from .grid import level_sizes
+from .grid import level_sizes, read_grids
 
 
 @dataclass(frozen=True)
@@ -99,24 +98,16 @@ class PyramidLayout:
                 first += math.prod(size)
 
     def gather(self, table: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
-        """``(B, tokens, channels)``: every level read at every coordinate (grid_sample's linear interpolation,
-        clamped at the borders)."""
+        """``(B, tokens, channels)``: every level read at every coordinate (:func:`~.grid.read_grids`: linear
+        interpolation, clamped at the borders), laid level-major in memory so that ``reshape(B, -1)`` is a
+        view a matrix product takes as it is."""
         flat = table.reshape(len(table), -1)  # (rows, channels)
-        out, units = [], {}
-        for p, first, size in self._levels():
-            u = units.get(id(p))
-            if u is None:
-                u = units[id(p)] = p.grid_units(coords)
-            grid = flat[first:first + math.prod(size)].t().reshape(self.channels, *reversed(size))
-            if len(size) == 1:
-                where = torch.stack([u[:, 0], torch.zeros_like(u[:, 0])], -1).view(1, 1, -1, 2)
-                grid = grid[None, :, None, :]
-            else:
-                where, grid = u.view(1, *([1] * (len(size) - 1)), -1, len(size)), grid[None]
-            sample = F.grid_sample(grid.to(u.dtype), where, mode="bilinear", padding_mode="border",
-                                   align_corners=False)
-            out.append(sample.reshape(self.channels, -1))
-        return torch.stack(out, 1).permute(2, 1, 0)  # (B, levels, channels)
+        out = []
+        for p in self.pyramids:
+            grids = [flat[first:first + math.prod(size)].t().reshape(self.channels, *reversed(size))
+                     for q, first, size in self._levels() if q is p]
+            out += read_grids(grids, p.grid_units(coords))
+        return torch.stack(out).permute(2, 0, 1)
 
     def rows(self, coords: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, K)`` rows and weights: every level's 2**axes nodes around each coordinate. ``gather`` is
