@@ -7,7 +7,8 @@ then decode the frames half-way between the fitted ones and score them against
 the true frames that were left out. Beside the field's own in-between frame
 (latent sets blended between frame centres, ``linear``; or each time's own
 set, ``nearest``), the same run scores what a player would do with the
-field's fitted frames: repeat the previous one, or blend the two neighbours.
+field's fitted frames: repeat the previous one, or blend the two neighbours;
+and what ``neofield decode`` shows there by default (``--between blend``).
 
 **Space.** Fit a field to a half-size copy (FFmpeg's downscale), decode it at
 the full size and score it against the full-size original, beside bicubic
@@ -97,6 +98,9 @@ def time_test(video: np.ndarray, fps: float, budget: float, seed: int) -> list[t
                                                                        between))))
     else:  # a pyramid is read trilinearly: between two frames it interpolates by construction
         rows.append(("field (neogrid) at the in-between times", video_psnr(truth, frames(field, signal, between))))
+    # what `neofield decode` shows there by default (--between blend): the fitted frames blended before rounding
+    rows.append(("the decoder's default (--between blend)",
+                 video_psnr(truth, frames(field, signal, replace(between, fitted=(fps / 2, k))))))
     print(f"  time: {k} of {len(video)} frames fitted, {result.steps} steps in {result.seconds:.0f} s")
     return rows
 

@@ -133,6 +133,9 @@ def decode(
                                                         "picture (-o still.png).")] = None,
     crop: Annotated[Optional[str], typer.Option(help="Render only this window X,Y,W,H of the frames (in their "
                                                      "pixels, after --scale or --size): it costs its area.")] = None,
+    between: Annotated[str, typer.Option(help="What a frame between the fitted frames' times shows (a higher or "
+                                              "other frame rate): blend, the two around it blended by time, "
+                                              "or field, the field's own picture.")] = "blend",
     codec_name: Annotated[Optional[str], typer.Option(
         "--codec", help="Video codec: h264, h265, vp9, av1, ffv1 \\[default: h264; vp9 for .webm].")] = None,
     crf: Annotated[Optional[float], typer.Option(help="Constant quality of the video codec (lower is better) "
@@ -180,7 +183,7 @@ def decode(
         report = codec.decode(bundle, output, scale=scale, scale_time=scale_time, scale_rate=scale_rate,
                               size=parse_size(size, "--size") if size else None, fps=fps, sample_rate=sample_rate,
                               start=start, end=end, frame=frame, crop=parse_crop(crop) if crop else None,
-                              codec=codec_name, crf=crf, lossless=lossless,
+                              between=between, codec=codec_name, crf=crf, lossless=lossless,
                               format=format, force=force, compile_mode=compile_mode, limits=limits_for(allow_large),
                               item=item, on_plan=on_plan, on_progress=on_progress)
     if as_json:

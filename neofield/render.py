@@ -6,6 +6,7 @@ size, frame rate or sample rate; scale 1 gives back the training grid.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -38,10 +39,31 @@ class VideoGrid:
     # the part of the picture the frames show, as fractions of it (left, top, right, bottom): a crop
     # renders only its own pixels, each where the whole frame's decode would have it
     window: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)
+    # the fitted frames (frame rate, count) that a frame between two of them is blended from, by time; None:
+    # the field's own picture at every time (plan_decode's ``between``)
+    fitted: tuple[float, int] | None = None
 
     @property
     def seconds(self) -> float:
         return self.frames / self.fps if self.duration is None else self.duration
+
+    @property
+    def rendered(self) -> int:
+        """Pictures the field renders: every frame, or the fitted frames they are blended from."""
+        if self.fitted is None:
+            return self.frames
+        return len({n for k in range(self.frames) for n in self.blend(k)[:2]})
+
+    def blend(self, k: int) -> tuple[int, int, float]:
+        """Frame ``k`` as fitted frames ``i``, ``j`` and ``j``'s weight: ``(1 - w) * i + w * j`` (``i == j`` at a
+        fitted frame's time and beyond the first and last fitted frames' times)."""
+        fps, count = self.fitted
+        at = (self.start + (k + 0.5) / self.fps) * fps - 0.5  # in fitted frames, 0 at the first one's centre
+        i = min(max(math.floor(at + 1e-6), 0), count - 1)
+        w = min(max(at - i, 0.0), 1.0)
+        if w < 1e-6 or i == count - 1:
+            return i, i, 0.0
+        return i, i + 1, w
 
 
 @dataclass(frozen=True)
@@ -68,37 +90,55 @@ class Evaluator:
         self.field = field
         self.device = next(field.parameters()).device
         self.chunk = chunk or (CUDA_CHUNK if self.device.type == "cuda" else getattr(field, "cpu_chunk", CPU_CHUNK))
-        self.forward = torch.compile(field, dynamic=False) if compiled else field
+        self.forward = compiled_forward(field) if compiled else field
         self.compiled, self.on_points, self.notes = compiled, on_points, []
+        # a field that computes only the outputs asked for (``forward(coords, outputs)``) is asked for them
+        self.picks = getattr(field, "picks_outputs", False)
 
     @torch.inference_mode()
-    def __call__(self, coords: torch.Tensor) -> torch.Tensor:
-        """Field values at field coordinates ``(N, I) -> (N, O)``, float32 on the CPU."""
+    def __call__(self, coords: torch.Tensor, outputs: slice | None = None) -> torch.Tensor:
+        """Field values at field coordinates ``(N, I) -> (N, O)`` (``outputs``: some of them), float32 on
+        the CPU."""
         out = None  # allocated once the first chunk shows the output width
         with flush_denormals():  # 1.8x on a fitted field's decode (runtime.flush_denormals)
             for i in range(0, len(coords), self.chunk):
                 part = coords[i:i + self.chunk]
-                values = self._run(part.to(self.device)).float().cpu()
+                values = self._run(part.to(self.device), outputs).float().cpu()
                 if out is None:
                     out = torch.empty(len(coords), values.shape[1])
                 out[i:i + len(part)] = values
                 if self.on_points:
                     self.on_points(len(part))
-        return out if out is not None else torch.zeros(0, getattr(getattr(self.field, "config", None),
-                                                                   "out_features", 1))
+        if out is None:
+            width = getattr(getattr(self.field, "config", None), "out_features", 1)
+            out = torch.zeros(0, width)[:, outputs or slice(None)]
+        return out
 
-    def _run(self, part: torch.Tensor) -> torch.Tensor:
-        if not self.compiled:
-            return self.forward(part)
+    def _run(self, part: torch.Tensor, outputs: slice | None) -> torch.Tensor:
         n = len(part)
-        if n < self.chunk:  # one shape for every call: no recompiling for the last chunk
+        if self.compiled and n < self.chunk:  # one shape for every call: no recompiling for the last chunk
             part = torch.cat([part, part[-1:].expand(self.chunk - n, -1)])
         try:
-            return self.forward(part)[:n]
+            values = self._forward(self.forward, part, outputs)[:n]
         except Exception as e:  # inductor could not build its kernels: decode eagerly
+            if not self.compiled:
+                raise
             self.forward, self.compiled = self.field, False
             self.notes.append(f"torch.compile failed ({type(e).__name__}); decoded without it")
-            return self.forward(part[:n])
+            values = self._forward(self.forward, part[:n], outputs)
+        return values
+
+    def _forward(self, forward: Callable, part: torch.Tensor, outputs: slice | None) -> torch.Tensor:
+        if outputs is None:
+            return forward(part)
+        return forward(part, outputs) if self.picks else forward(part)[:, outputs]
+
+
+def compiled_forward(field: nn.Module) -> Callable:
+    """The field's forward pass through torch.compile: the parts it names as worth compiling
+    (``field.compiled()``: a latent grid's network, not its reads), else all of it."""
+    own = getattr(field, "compiled", None)
+    return own() if callable(own) else torch.compile(field, dynamic=False)
 
 
 def evaluate(field: nn.Module, coords: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
@@ -121,6 +161,8 @@ def render_video(field: nn.Module | Evaluator, cmap: CoordinateMap, grid: VideoG
 
     Each frame is rendered a band of rows at a time into its own buffer: a
     16K frame costs its 0.8 GB of pixels, not 12 bytes of coordinates per pixel.
+    With ``grid.fitted`` a frame between two fitted frames' times is their blend by time
+    (:meth:`VideoGrid.blend`), each fitted frame rendered once.
     """
     run = _evaluator(field, chunk)
     left, top, right, bottom = grid.window
@@ -128,16 +170,36 @@ def render_video(field: nn.Module | Evaluator, cmap: CoordinateMap, grid: VideoG
     ys = top + (torch.arange(grid.height, dtype=torch.float64) + 0.5) / grid.height * (bottom - top)
     xs, ys = xs.float(), ys.float()
     rows = max(1, ROW_POINTS // grid.width)
-    for k in range(grid.frames):
-        frame = np.empty((grid.height, grid.width, 3), np.uint8)
-        t = centre_times(1, grid.fps, grid.start, first=k).float()
+
+    def bands(t: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
+        """(first row, values) of each band of rows of the field's picture at time ``t``."""
         for r in range(0, grid.height, rows):
             band = ys[r:r + rows]
             n = len(band) * grid.width
-            coords = cmap.coords(t.expand(n), xs.repeat(len(band)), band.repeat_interleave(grid.width))
-            values = run(coords)[:, channels]
-            raw = values_map.to_raw(values).nan_to_num_(0.0).round_().clamp_(0, 255).to(torch.uint8)
-            frame[r:r + len(band)] = raw.view(len(band), grid.width, -1).numpy()  # a gray field's 1 -> 3 channels
+            yield r, run(cmap.coords(t.expand(n), xs.repeat(len(band)), band.repeat_interleave(grid.width)),
+                         channels).view(len(band), grid.width, -1)
+
+    def to_raw(values: torch.Tensor) -> np.ndarray:
+        return values_map.to_raw(values).nan_to_num_(0.0).round_().clamp_(0, 255).to(torch.uint8).numpy()
+
+    if grid.fitted is None:
+        for k in range(grid.frames):
+            frame = np.empty((grid.height, grid.width, 3), np.uint8)
+            for r, values in bands(centre_times(1, grid.fps, grid.start, first=k).float()):
+                frame[r:r + len(values)] = to_raw(values)  # a gray field's 1 channel -> 3
+            yield frame
+        return
+    fitted: dict[int, torch.Tensor] = {}  # the two fitted frames (float values) the last frame was blended from
+    for k in range(grid.frames):
+        i, j, w = grid.blend(k)
+        for n in (i, j):
+            if n not in fitted:
+                t = centre_times(1, grid.fitted[0], first=n).float()
+                fitted[n] = torch.cat([values for _, values in bands(t)])
+        for n in [n for n in fitted if n not in (i, j)]:
+            del fitted[n]
+        frame = np.empty((grid.height, grid.width, 3), np.uint8)
+        frame[:] = to_raw(fitted[i] if i == j else torch.lerp(fitted[i], fitted[j], w))
         yield frame
 
 
@@ -150,7 +212,7 @@ def render_audio(field: nn.Module | Evaluator, cmap: CoordinateMap, grid: AudioG
     for first in range(0, grid.samples, block):
         n = min(block, grid.samples - first)
         t = centre_times(n, grid.sample_rate, grid.start, first=first)
-        values = run(cmap.coords(t).float())[:, channels]
+        values = run(cmap.coords(t).float(), channels)
         if out is None:  # the channel count is known from the first block
             out = np.empty((grid.samples, values.shape[1]), np.float32)
         out[first:first + n] = values_map.to_raw(values).nan_to_num_(0.0).clamp_(-1, 1).numpy()
@@ -171,7 +233,7 @@ class DecodePlan:
 
     @property
     def points(self) -> int:
-        v = self.video.width * self.video.height * self.video.frames if self.video else 0
+        v = self.video.width * self.video.height * self.video.rendered if self.video else 0
         return v + (self.audio.samples if self.audio else 0)
 
     def to_dict(self) -> dict:
@@ -195,10 +257,14 @@ def stream_extents(geometry: dict) -> dict[str, float]:
     return out
 
 
+BETWEEN = ("blend", "field")  # what a frame between fitted frames shows (plan_decode)
+
+
 def plan_decode(meta: dict, scale: float = 1.0, size: tuple[int, int] | None = None, fps: float | None = None,
                 sample_rate: int | None = None, start: float | None = None, end: float | None = None,
                 scale_time: float | None = None, scale_rate: float | None = None,
-                frame: float | None = None, crop: tuple[int, int, int, int] | None = None) -> DecodePlan:
+                frame: float | None = None, crop: tuple[int, int, int, int] | None = None,
+                between: str = "blend") -> DecodePlan:
     """Resolve the decode options against a bundle's geometry.
 
     ``scale`` multiplies every axis (width, height, frame rate, sample rate);
@@ -208,7 +274,12 @@ def plan_decode(meta: dict, scale: float = 1.0, size: tuple[int, int] | None = N
     short (``VideoGrid.seconds``), so each stream lasts exactly its range.
     ``frame`` asks for one still at that time instead of a clip. ``crop`` (x, y, width, height, in pixels
     of the frames the other options give) renders that window of them alone: a decode whose cost is its area.
+    ``between`` says what a frame between the fitted frames' times shows: ``blend``, the two fitted frames
+    around it blended by time (what measured best: the field's own in-between frames scored 1 dB below it,
+    ``benchmarks/interpolation.py``), or ``field``, the field's own picture at that time.
     """
+    if between not in BETWEEN:
+        raise NeofieldError(f"--between must be one of {', '.join(BETWEEN)}, not {between!r}")
     geo = meta["geometry"]
     if (size or fps or frame is not None or crop) and "video" not in geo:
         raise NeofieldError("--size, --fps, --frame and --crop apply to pictures; this bundle holds sound only")
@@ -242,6 +313,9 @@ def plan_decode(meta: dict, scale: float = 1.0, size: tuple[int, int] | None = N
             seconds = min(t1, extents["video"]) - t0
             # enough frames to cover the range; the last may be shown for less than 1 / rate
             video = VideoGrid(w, h, max(1, math.ceil(seconds * rate - 1e-6)), rate, t0, seconds, window)
+            blended = dataclasses.replace(video, fitted=(g["fps"], g["frames"]))
+            if between == "blend" and any(blended.blend(k)[2] for k in range(video.frames)):
+                video = blended  # some frames fall between the fitted frames' times
     if "audio" in geo and frame is None:
         g = geo["audio"]
         rate = sample_rate or max(1, round(g["sample_rate"] * (scale if scale_rate is None else scale_rate)))
@@ -314,6 +388,8 @@ def decode_cost(plan: DecodePlan, audio_channels: int, points_per_second: float,
     if plan.video is not None:
         frame = plan.video.width * plan.video.height * 3
         memory += FRAME_COPIES * frame + ROW_POINTS * 64  # the band's coordinates, values and activations
+        if plan.video.fitted:  # the two fitted frames blended from, float values
+            memory += 2 * 4 * frame
         output += frame * plan.video.frames
     if plan.audio is not None:
         sound = plan.audio.samples * audio_channels * 4
@@ -332,10 +408,8 @@ def probe_speed(field: nn.Module, chunks: int = 3) -> float:
     return run.chunk * chunks / max(time.perf_counter() - t, 1e-9)
 
 
-def should_compile(mode: str, device: torch.device, eager_seconds: float, field: nn.Module | None = None) -> bool:
-    """``on``; or ``auto`` on a CPU when eager rendering would take ``COMPILE_MIN_SECONDS`` or more, for a
-    field that compiles well (``decode_compiles``: a latent grid's reads run half as fast compiled)."""
+def should_compile(mode: str, device: torch.device, eager_seconds: float) -> bool:
+    """``on``; or ``auto`` on a CPU when eager rendering would take ``COMPILE_MIN_SECONDS`` or more."""
     if mode != "auto":
         return mode == "on"
-    return (device.type == "cpu" and eager_seconds >= COMPILE_MIN_SECONDS and compiler_available(device)
-            and getattr(field, "decode_compiles", True))
+    return device.type == "cpu" and eager_seconds >= COMPILE_MIN_SECONDS and compiler_available(device)

@@ -182,6 +182,7 @@ def test_bad_encode_numbers_fail_before_the_media_is_read(tmp_path, args, messag
     (["--crf", "-1"], "--crf must be >= 0"),
     (["--crop", "1,2,3"], "--crop '1,2,3' is not of the form X,Y,W,H"),
     (["--crop", "0,0,999,5"], "--crop 0,0,999,5 must lie inside the 32x14 frame"),
+    (["--between", "nearest"], "--between must be one of blend, field, not 'nearest'"),
 ])
 def test_bad_decode_numbers_are_one_line_errors(encoded, tmp_path, args, message):
     out, _ = encoded

@@ -255,7 +255,8 @@ def test_the_sound_axis_sigma_follows_the_spectrum_unless_given(tiny_av_clip, ti
 
 
 @pytest.mark.parametrize("limits,message", [
-    (Limits(decode_points=100), "would evaluate the field at 14,336 points, more than the 100 allowed"),
+    # scale 2: 32x14 pixels; twice the frame rate, whose frames are blends of the 16 fitted ones, each rendered once
+    (Limits(decode_points=100), "would evaluate the field at 7,168 points, more than the 100 allowed"),
     (Limits(decode_bytes=1000), "would hold 0.0 GiB at once"),
     (Limits(decode_seconds=1e-6), r"would take about \d+ s on this machine"),
 ])

@@ -175,3 +175,40 @@ def test_decode_cost_counts_points_memory_and_time():
     assert cost.output_bytes == 100 * 50 * 3 * 4 + 1000 * 2 * 4
     assert cost.memory_bytes >= FRAME_COPIES * 100 * 50 * 3 + 2 * 1000 * 2 * 4
     assert cost.seconds == pytest.approx(21.0)
+
+
+@pytest.mark.skipif(not __import__("neofield.runtime").runtime.compiler_available(torch.device("cpu")),
+                    reason="no C++ compiler for inductor")
+def test_a_latent_grid_field_decodes_compiled_as_eager_and_computes_only_the_outputs_asked():
+    from neofield.fields.neogrid import neogrid_for
+    from neofield.render import Evaluator
+
+    torch.manual_seed(0)
+    field = neogrid_for((-1.0, -1.0, -1.0), (1.0, 1.0, 1.0), (16, 10, 3), 5000, 5, 2, 20_000)
+    coords = torch.rand(300, 3) * 2 - 1
+    compiled, eager = Evaluator(field, chunk=256, compiled=True), Evaluator(field, chunk=256)
+    whole = eager(coords)
+    assert torch.allclose(compiled(coords, slice(0, 3)), whole[:, :3], atol=1e-5)
+    assert compiled.compiled and not compiled.notes
+    assert eager(coords, slice(3, 5)).shape == (300, 2) and eager(coords[:0], slice(3, 5)).shape == (0, 2)
+
+
+def test_frames_between_the_fitted_ones_are_their_blend_by_time():
+    from neofield.render import Evaluator
+
+    field = make_field(Signal(Media(video=noise_video(4, 6, 8), fps=10.0)), "tiny", segments=2)
+    meta = {"geometry": {"duration": 0.4, "video": {"width": 8, "height": 6, "frames": 4, "fps": 10.0}}}
+    cmap = Signal(Media(video=noise_video(4, 6, 8), fps=10.0)).coordinate_map
+    fitted = np.stack(list(render_video(field, cmap, plan_decode(meta).video, VIDEO_VALUES)))
+    plan = plan_decode(meta, scale_time=2.0)  # 8 frames at 20 fps: each a quarter from a fitted frame's time
+    assert plan.video.fitted == (10.0, 4) and plan.video.rendered == 4 and plan.points == 4 * 48
+    calls = []
+    doubled = np.stack(list(render_video(Evaluator(field, on_points=calls.append), cmap, plan.video, VIDEO_VALUES)))
+    assert len(doubled) == 8 and sum(calls) == 4 * 48  # each fitted frame rendered once
+    lerp = fitted[:-1].astype(np.float32) * 0.75 + fitted[1:].astype(np.float32) * 0.25  # frame 2m+1: m + 1/4
+    assert np.abs(doubled[1:-1:2].astype(np.float32) - lerp).max() <= 1.0  # blended before rounding
+    assert (doubled[0] == fitted[0]).all() and (doubled[-1] == fitted[-1]).all()  # held beyond the ends
+    own = plan_decode(meta, scale_time=2.0, between="field").video
+    assert own.fitted is None and own.rendered == 8
+    with pytest.raises(NeofieldError, match="--between"):
+        plan_decode(meta, between="nearest")

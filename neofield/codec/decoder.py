@@ -142,6 +142,7 @@ def decode(
     end: float | None = None,
     frame: float | None = None,
     crop: tuple[int, int, int, int] | None = None,
+    between: str = "blend",
     codec: str | None = None,
     crf: float | None = None,
     lossless: bool = False,
@@ -166,6 +167,7 @@ def decode(
     decodes compile the field (``compile_mode`` ``auto``, see
     :func:`neofield.render.should_compile`). ``item`` picks one signal of a set bundle (see :func:`load`).
     ``crop`` (x, y, width, height in pixels of the frames the other options give) renders that window alone.
+    ``between`` is what a frame between the fitted frames' times shows (:func:`neofield.render.plan_decode`).
     """
     check_decode_options(scale, scale_time, scale_rate, size, fps, sample_rate, start, end, frame, crf, crop)
     if compile_mode not in COMPILE_MODES:
@@ -179,7 +181,8 @@ def decode(
         raise NeofieldError(f"output folder {target.path.parent} does not exist")
     if target.kind != "sequence" and not target.stdout:
         check_output(target.path, force)  # before any rendering
-    plan = plan_decode(b.meta, scale, size, fps, sample_rate, start, end, scale_time, scale_rate, frame, crop)
+    plan = plan_decode(b.meta, scale, size, fps, sample_rate, start, end, scale_time, scale_rate, frame, crop,
+                       between)
     notes = []
     if target.kind in ("still", "sequence"):
         plan = DecodePlan(plan.video, None)
@@ -200,8 +203,7 @@ def decode(
     channels = (b.meta["geometry"].get("audio") or {}).get("channels", 0)
     cost = decode_cost(plan, channels, probe_speed(b.field))
     check_cost(cost, limits)
-    cost = dataclasses.replace(cost, compiled=should_compile(compile_mode, torch.device("cpu"), cost.seconds,
-                                                             b.field))
+    cost = dataclasses.replace(cost, compiled=should_compile(compile_mode, torch.device("cpu"), cost.seconds))
     if on_plan:
         on_plan(cost)
     done = 0
