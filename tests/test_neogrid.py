@@ -112,3 +112,14 @@ def test_the_folded_layer_stays_exact_when_its_keys_grow_large():
     general = net.readout(net.norm(x)).squeeze(-1)
     folded = net(levels)
     assert torch.isfinite(folded).all() and torch.allclose(folded, general, atol=1e-4)
+
+
+def test_a_decode_keeps_the_folded_weights_until_they_change():
+    torch.manual_seed(0)
+    field = neogrid_for(parameters=20_000, **VIDEO)
+    coords = torch.rand(64, 3) * 2 - 1
+    with torch.no_grad():
+        before = field(coords)
+        assert torch.equal(field(coords), before)  # from the kept fold
+        field.backbone.readout.bias += 1.0
+        assert torch.allclose(field(coords), before + 1.0, atol=1e-6)  # the fold follows the weights
