@@ -9,7 +9,8 @@ only), eagerly, and timed end to end. With ``--compiled`` it is decoded twice mo
 (what ``auto`` picks for a decode of 30 s or more): the first run's extra time over the second is the
 compiling, the second's speed the compiled decode's (inductor's kernels cached). With ``--chunks`` the
 field is also evaluated at several chunk sizes (points per forward pass), the knob that decides how a
-cheap field's small operations amortise.
+cheap field's small operations amortise, and a NeoGrid field's layer alone on one chunk by either path:
+point-major (training's) and feature-major (a decode's).
 The first bundle is the reference the others' speed is divided by; each row gives the field's
 multiply-adds per pixel as ``neofield info`` counts them. A crop of a quarter of the frame
 (``--crop``) is timed too, to show a decode's cost follows its area.
@@ -47,6 +48,27 @@ def chunk_speed(field, chunk: int, points: int = 1 << 18) -> float:
     return points / (time.perf_counter() - t)
 
 
+def layer_speeds(field, chunk: int, repeats: int = 7) -> tuple[float, float] | None:
+    """A NeoGrid layer's points/s on one chunk of reads, best of ``repeats``: training's point-major path
+    (``fast``) and a decode's feature-major one (``fast_by_feature``); None for other fields."""
+    backbone = getattr(field, "backbone", None)
+    if not hasattr(backbone, "fast_by_feature") or not backbone.folds:
+        return None
+    coords = torch.rand(chunk, field.config.in_features) * 2 - 1
+    with torch.no_grad():
+        levels = field.layout.gather(field.latents.table, coords).reshape(chunk, -1)
+        speeds = []
+        for path in (backbone.fast, backbone.fast_by_feature):
+            path(levels)  # warm-up, and the fold kept
+            best = float("inf")
+            for _ in range(repeats):
+                t = time.perf_counter()
+                path(levels)
+                best = min(best, time.perf_counter() - t)
+            speeds.append(chunk / best)
+    return speeds[0], speeds[1]
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("bundles", nargs="+", type=Path)
@@ -75,6 +97,11 @@ def main(argv: list[str] | None = None) -> None:
                          points / took, crop_took / took, crop_points / points, compiled))
             for chunk in args.chunks:
                 print(f"  {bundle.name}: chunk {chunk:,}: {chunk_speed(b.field, chunk):,.0f} points/s", flush=True)
+                layer = layer_speeds(b.field, chunk)
+                if layer:
+                    print(f"  {bundle.name}: its layer alone, chunk {chunk:,}: {layer[0]:,.0f} points/s point-major "
+                          f"(training's path), {layer[1]:,.0f} feature-major (a decode's): {layer[1] / layer[0]:.2f}x",
+                          flush=True)
     print(f"\n{torch.get_num_threads()} threads, torch {torch.__version__}; decode to H.264 at {w}x{h}\n")
     print("| bundle | field | MACs/pixel | frames | eager s | eager frames/s | vs first | points/s | "
           "quarter crop: time / area | compiled frames/s |")

@@ -34,6 +34,8 @@ def test_the_fast_path_computes_the_general_layer(heads, attention, ffn):
         x = tokens[:, -3:] + net.block.attn(net.block.norm1(tokens), queries=3)
         general = net.readout(net.norm(x)).squeeze(-1)
     assert torch.allclose(net(levels), general, atol=1e-5)
+    with torch.no_grad():  # a decode's path (feature-major when folded)
+        assert torch.allclose(net(levels), general, atol=1e-5)
     assert sum(p.numel() for p in net.parameters()) == parameter_count("neogrid", c, None)  # counted unbuilt
 
 
@@ -97,6 +99,22 @@ def test_the_outputs_asked_for_are_those_of_the_whole_field():
         assert torch.allclose(field(coords, part), whole[:, part], atol=1e-6)
 
 
+@pytest.mark.parametrize("outputs", [None, slice(0, 3), slice(3, 9)])
+def test_the_decode_path_computes_the_training_path_whatever_the_levels_memory(outputs):
+    """Feature-major (a decode) and point-major (training) compute the same layer, from levels laid either way."""
+    torch.manual_seed(0)
+    net = LeanNeoMLP(NeoGridConfig(3, 9, tokens=14, channels=2, hidden_tokens=3))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+        feature_major = torch.randn(14, 2, 300).permute(2, 0, 1).reshape(300, -1)  # as the layout reads them
+        point_major = feature_major.contiguous()
+        expected = net.fast(point_major, outputs)
+        for levels in (feature_major, point_major):
+            assert torch.allclose(net.fast_by_feature(levels, outputs), expected, atol=1e-5)
+        assert torch.allclose(net(point_major.view(300, 14, 2), outputs), expected, atol=1e-5)
+
+
 def test_the_folded_layer_stays_exact_when_its_keys_grow_large():
     """Its softmax over tokens has no per-point maximum: a shift from the weights keeps its exps in range."""
     torch.manual_seed(0)
@@ -112,6 +130,9 @@ def test_the_folded_layer_stays_exact_when_its_keys_grow_large():
     general = net.readout(net.norm(x)).squeeze(-1)
     folded = net(levels)
     assert torch.isfinite(folded).all() and torch.allclose(folded, general, atol=1e-4)
+    with torch.no_grad():
+        decoded = net(levels)
+    assert torch.isfinite(decoded).all() and torch.allclose(decoded, general, atol=1e-4)
 
 
 def test_a_decode_keeps_the_folded_weights_until_they_change():
