@@ -162,8 +162,8 @@ class LeanNeoMLP(nn.Module):
         """:meth:`fast` computed feature-major: every per-point tensor ``(features, B)``, the points innermost,
         so each element-wise operation runs over contiguous rows and the softmax's sum over tokens adds whole
         rows. The layout's reads are laid so in memory already (``levels.t()`` is contiguous). Decoding only:
-        its forward is 1.6-1.9x :meth:`fast`'s, but its backward, whose broadcasts reduce over the rows, is
-        slower on video (``docs/field-designs.md``)."""
+        on trained fields its forward ran 1.2-2.1x :meth:`fast`'s, but its backward, whose broadcasts
+        reduce over the rows, is no faster (``docs/field-designs.md``)."""
         f, c = self._folded(outputs), self.config
         b, d, k = len(levels), c.dim, c.hidden_tokens
         eps, dtype = self.norm.eps, levels.dtype
