@@ -101,12 +101,11 @@ class _FoldedLayer(torch.autograd.Function):
 
 
 SHAPES = {  # name: the signal's shape, as neogrid_for takes it
-    "sound": (dict(low=(-10.0,), high=(10.0,), picture=None, audio_samples=300_000, out_features=1,
-                   audio_outputs=1)),
-    "video": (dict(low=(-1.0,) * 3, high=(1.0,) * 3, picture=(320, 136, 50), audio_samples=None, out_features=3,
-                   audio_outputs=0)),
-    "video + 6 ch sound": (dict(low=(-1.0,) * 3, high=(1.0,) * 3, picture=(320, 180, 25), audio_samples=44_100,
-                                out_features=9, audio_outputs=6)),
+    "sound": dict(low=(-10.0,), high=(10.0,), picture=None, audio_samples=300_000, out_features=1, audio_outputs=1),
+    "video": dict(low=(-1.0,) * 3, high=(1.0,) * 3, picture=(320, 136, 50), audio_samples=None, out_features=3,
+                  audio_outputs=0),
+    "video + 6 ch sound": dict(low=(-1.0,) * 3, high=(1.0,) * 3, picture=(320, 180, 25), audio_samples=44_100,
+                               out_features=9, audio_outputs=6),
 }
 
 
@@ -136,14 +135,11 @@ def check() -> float:
     return worst
 
 
-def best(run, repeats: int, calls: int = 20) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        for _ in range(calls):
-            run()
-        times.append((time.perf_counter() - t) / calls)
-    return min(times)
+def seconds_per_call(run, calls: int = 20) -> float:
+    t = time.perf_counter()
+    for _ in range(calls):
+        run()
+    return (time.perf_counter() - t) / calls
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -158,8 +154,7 @@ def main(argv: list[str] | None = None) -> None:
         field = neogrid_for(parameters=65_000, **shape)
         net = field.backbone
         coords = torch.rand(args.batch, len(shape["low"])) * 2 - 1
-        levels = field.layout.gather(field.latents.table, coords).detach().reshape(args.batch, -1)
-        x = levels.clone().requires_grad_(True)
+        x = field.layout.gather(field.latents.table, coords).detach().reshape(args.batch, -1).requires_grad_(True)
         layer = {"autograd": lambda: net.fast(x).square().mean().backward(),
                  "by hand": lambda: by_hand(net, x).square().mean().backward()}
 
@@ -172,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
         for _ in range(args.repeats):  # interleaved, best of all
             for kind, runs in (("layer", layer), ("step", steps)):
                 for path, run in runs.items():
-                    timed[kind, path] = min(timed.get((kind, path), float("inf")), best(run, 1))
+                    timed[kind, path] = min(timed.get((kind, path), float("inf")), seconds_per_call(run))
         rows.append((name, timed))
     print(f"\n{torch.get_num_threads()} threads, torch {torch.__version__}, batch {args.batch:,}, ms per call, best of "
           f"{args.repeats}\n")
