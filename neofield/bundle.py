@@ -3,7 +3,7 @@
 field -> quantizer (:mod:`neofield.quantize`) -> entropy coder
 (:mod:`neofield.entropy`) -> **container**: a safetensors file (tensors +
 JSON metadata) compressed with zstandard. By default the weights are stored
-as range-coded quantized symbols (``weights_dtype`` ``quantized``, format v3);
+as range-coded quantized symbols (``weights_dtype`` ``quantized``, format v3 and v4);
 float16/bfloat16/float32 checkpoints remain an option. ``docs/format.md``
 describes it for readers in other languages. Writing is deterministic, so a
 bundle that is loaded and saved again is byte-for-byte the same file.
@@ -11,6 +11,7 @@ bundle that is loaded and saved again is byte-for-byte the same file.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import struct
 from collections.abc import Callable
@@ -27,13 +28,17 @@ from . import __version__, entropy
 from .errors import NeofieldError
 from .fields import layouts
 from .fields.neomlp import NeoMLPField
+from .fields.pyramid import PyramidLayout
 from .fields.registry import arch_of, build, config_from_dict
 from .files import atomic_output
 from .qat import QuantizationAware
 from .quantize import QUANTIZED, STORAGE_DTYPES, BitDepths, QuantizedTensor, levels_for, quantize, storage_bits  # noqa: F401
 from .schema import DEFAULT_LIMITS, Limits, validate
 
-FORMAT_VERSION = 3  # v3: range-coded quantized weights ("quantized"); v2 (q8) and v1 bundles still load
+# v4: a pyramid's latents coded level by level and channel by channel (``latents.models``); v3: range-coded
+# quantized weights ("quantized"); v3, v2 (q8) and v1 bundles still load
+FORMAT_VERSION = 4
+BLOCKS_SINCE = 4
 ZSTD_LEVEL = 19
 WEIGHT_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 GROUPS = ("backbone", "latents")  # each group of tensors is one coded stream, so its bytes are known exactly
@@ -99,26 +104,67 @@ def round_weights(field: NeoMLPField, dtype: str, bits: BitDepths | None = None)
     return None
 
 
+def latent_blocks(field: nn.Module) -> dict[str, tuple[tuple[int, int, int], ...]]:
+    """The blocks a field's latents are entropy coded in (format v4): a pyramid's table by level and channel,
+    whose symbols spread differently (the coarse levels wide, the fine ones narrow); other tensors whole."""
+    layout = getattr(field, "layout", None)
+    if not isinstance(layout, PyramidLayout):
+        return {}
+    return {"latents.table": tuple((a, b, c) for a, b in layout.spans() for c in range(layout.channels))}
+
+
 def quantize_state(field: NeoMLPField, bits: BitDepths) -> dict[str, QuantizedTensor]:
     """Every tensor of the field quantized per tensor at its group's depth."""
-    return {name: quantize(t.detach().cpu().float().numpy(), bits.for_group(group_of(name)))
+    blocks = latent_blocks(field)
+    return {name: dataclasses.replace(quantize(t.detach().cpu().float().numpy(), bits.for_group(group_of(name))),
+                                      blocks=blocks.get(name))
             for name, t in field.state_dict().items()}
 
 
-def code_groups(quantized: dict[str, QuantizedTensor]
-                ) -> dict[str, tuple[list[str], bytes, list[entropy.GaussianModel]]]:
-    """Each group's tensors, in coding order, range coded into one stream: (names, stream, models)."""
+@dataclass(frozen=True)
+class CodedGroup:
+    """One group's tensors range coded into one stream: a Gaussian per whole tensor (None for a tensor coded
+    in blocks), and a Laplace per block, in coding order."""
+
+    names: list[str]
+    stream: bytes
+    gaussians: list[entropy.GaussianModel | None]
+    blocks: list[entropy.LaplaceModel]
+
+
+def _block_symbols(q: QuantizedTensor) -> list[np.ndarray]:
+    flat = q.symbols.reshape(q.symbols.shape[0], -1)
+    return [flat[a:b, c] for a, b, c in q.blocks]
+
+
+def code_groups(quantized: dict[str, QuantizedTensor]) -> dict[str, CodedGroup]:
+    """Each group's tensors, in coding order (each tensor whole, or block by block), range coded into one
+    stream."""
     out = {}
     for group in GROUPS:
         names = group_names(quantized, group)
-        models = [entropy.GaussianModel.fit(quantized[n].symbols, quantized[n].levels) for n in names]
-        out[group] = (names, entropy.encode([quantized[n].symbols for n in names], models), models)
+        symbols, models, gaussians, blocks = [], [], [], []
+        for n in names:
+            q = quantized[n]
+            if q.blocks:
+                parts = _block_symbols(q)
+                laplace = [entropy.LaplaceModel.fit(part, q.levels) for part in parts]
+                symbols += parts
+                models += laplace
+                blocks += laplace
+                gaussians.append(None)
+            else:
+                gaussian = entropy.GaussianModel.fit(q.symbols, q.levels)
+                symbols.append(q.symbols)
+                models.append(gaussian)
+                gaussians.append(gaussian)
+        out[group] = CodedGroup(names, entropy.encode(symbols, models), gaussians, blocks)
     return out
 
 
 def coded_bytes(quantized: dict[str, QuantizedTensor]) -> dict[str, int]:
     """The bytes each group's stream takes: what rate control steers."""
-    return {group: len(stream) for group, (_, stream, _) in code_groups(quantized).items()}
+    return {group: len(coded.stream) for group, coded in code_groups(quantized).items()}
 
 
 def _load_quantized(field: NeoMLPField, quantized: dict[str, QuantizedTensor]) -> None:
@@ -135,14 +181,19 @@ def pack(field: NeoMLPField, meta: dict, quantized: dict[str, QuantizedTensor] |
         if quantized is None:
             quantized = quantize_state(field, BitDepths(**meta.get("quantization", {}).get("bits", {})))
         tensors = {}
-        for group, (names, stream, models) in code_groups(quantized).items():
+        for group, coded in code_groups(quantized).items():
+            names, stream = coded.names, coded.stream
             tensors[f"{group}.stream"] = torch.frombuffer(bytearray(stream), dtype=torch.uint8) if stream \
                 else torch.zeros(0, dtype=torch.uint8)
-            # per tensor: scale, offset (the dequantizer), mean, std (the entropy model); and the levels
+            # per tensor: scale, offset (the dequantizer), mean, std (its Gaussian; 0, 1 for a tensor coded in
+            # blocks); and the levels
             tensors[f"{group}.params"] = torch.tensor(
-                [[float(quantized[n].scale), float(quantized[n].offset), m.mean, m.std] for n, m in zip(names, models)],
-                dtype=torch.float32).reshape(len(names), 4)
+                [[float(quantized[n].scale), float(quantized[n].offset), m.mean if m else 0.0, m.std if m else 1.0]
+                 for n, m in zip(names, coded.gaussians)], dtype=torch.float32).reshape(len(names), 4)
             tensors[f"{group}.levels"] = torch.tensor([quantized[n].levels for n in names], dtype=torch.int32)
+            if coded.blocks:  # per block: its Laplace's centre and decay
+                tensors[f"{group}.models"] = torch.tensor([[m.centre, m.decay] for m in coded.blocks],
+                                                          dtype=torch.int32)
     else:
         dtype = WEIGHT_DTYPES[meta["weights_dtype"]]
         tensors = {name: t.detach().to("cpu", dtype).contiguous() for name, t in field.state_dict().items()}
@@ -199,7 +250,7 @@ def unpack(data: bytes, name: str = "bundle", limits: Limits = DEFAULT_LIMITS) -
         tensors = safetensors.torch.load(payload)
         quantized = None
         if meta.get("weights_dtype") == QUANTIZED:
-            quantized = _decode_groups(field, tensors)
+            quantized = _decode_groups(field, tensors, latent_blocks(field) if version >= BLOCKS_SINCE else {})
             _load_quantized(field, quantized)
         elif meta.get("weights_dtype") == LEGACY_Q8:
             quantized = {k: QuantizedTensor(v.numpy().astype(np.int32), np.float32(tensors[k + ":quant"][0]),
@@ -217,7 +268,8 @@ def unpack(data: bytes, name: str = "bundle", limits: Limits = DEFAULT_LIMITS) -
     return Bundle(field=field, meta=meta, quantized=quantized)
 
 
-def _decode_groups(field: NeoMLPField, tensors: dict[str, torch.Tensor]) -> dict[str, QuantizedTensor]:
+def _decode_groups(field: NeoMLPField, tensors: dict[str, torch.Tensor],
+                   blocks: dict[str, tuple[tuple[int, int, int], ...]]) -> dict[str, QuantizedTensor]:
     shapes = {name: tuple(t.shape) for name, t in field.state_dict().items()}
     quantized = {}
     for group in GROUPS:
@@ -232,11 +284,36 @@ def _decode_groups(field: NeoMLPField, tensors: dict[str, torch.Tensor]) -> dict
         if len(names) and (levels.min() < 2 or levels.max() > 1 << 16 or not np.isfinite(params).all()
                            or (params[:, 3] <= 0).any() or not (top < 3e38).all()):
             raise ValueError(f"{group}: invalid quantization parameters")
-        models = [entropy.GaussianModel(float(p[2]), float(p[3]), int(lv)) for p, lv in zip(params, levels)]
-        sizes = [int(np.prod(shapes[n], dtype=np.int64)) for n in names]
-        symbols = entropy.decode(tensors[f"{group}.stream"].numpy().tobytes(), models, sizes)
-        for n, s, p, lv in zip(names, symbols, params, levels):
-            quantized[n] = QuantizedTensor(s.reshape(shapes[n]), np.float32(p[0]), np.float32(p[1]), int(lv))
+        wanted = sum(len(blocks.get(n, ())) for n in names)
+        stored = tensors[f"{group}.models"].numpy() if f"{group}.models" in tensors else np.zeros((0, 2), np.int32)
+        if stored.shape != (wanted, 2):
+            raise ValueError(f"{group}: block models of shape {tuple(stored.shape)}, where the model's blocks "
+                             f"need ({wanted}, 2)")
+        entries = sum(len(blocks.get(n, ())) * int(lv) for n, lv in zip(names, levels))
+        if entries > entropy.MAX_TABLE_ENTRIES:
+            raise ValueError(f"{group}: block models with tables of {entries:,} symbols, more than the "
+                             f"{entropy.MAX_TABLE_ENTRIES:,} allowed")
+        models, sizes, first = [], [], 0
+        for n, p, lv in zip(names, params, levels):
+            if n in blocks:  # LaplaceModel checks each block's centre and decay
+                for (a, b, _), (centre, decay) in zip(blocks[n], stored[first:first + len(blocks[n])]):
+                    models.append(entropy.LaplaceModel(int(centre), int(decay), int(lv)))
+                    sizes.append(b - a)
+                first += len(blocks[n])
+            else:
+                models.append(entropy.GaussianModel(float(p[2]), float(p[3]), int(lv)))
+                sizes.append(int(np.prod(shapes[n], dtype=np.int64)))
+        decoded = iter(entropy.decode(tensors[f"{group}.stream"].numpy().tobytes(), models, sizes))
+        for n, p, lv in zip(names, params, levels):
+            if n in blocks:
+                flat = np.zeros((shapes[n][0], int(np.prod(shapes[n][1:], dtype=np.int64))), np.int32)
+                for a, b, c in blocks[n]:
+                    flat[a:b, c] = next(decoded)
+                s = flat
+            else:
+                s = next(decoded)
+            quantized[n] = QuantizedTensor(s.reshape(shapes[n]), np.float32(p[0]), np.float32(p[1]), int(lv),
+                                           blocks=blocks.get(n))
     return quantized
 
 

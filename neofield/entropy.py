@@ -4,7 +4,9 @@ field -> quantizer (:mod:`neofield.quantize`) -> **entropy coder** -> container
 (:mod:`neofield.bundle`). Each tensor's symbols are range coded with
 `constriction <https://bamler-lab.github.io/constriction/>`_ under a quantized
 Gaussian model whose mean and standard deviation (float32, 8 bytes) are the
-tensor's only side information.
+tensor's only side information; a pyramid's latents, level by level and
+channel by channel, under a discrete Laplace (:class:`LaplaceModel`) whose
+integer table every machine builds alike.
 
 Why this model (measured on the demo bundle's 8-bit symbols, 33,217 of them,
 ``benchmarks/quantize.py`` and docs/format.md): their order-0 empirical entropy
@@ -18,11 +20,15 @@ the model's cross-entropy.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
 MIN_STD = 0.05  # a constant tensor still gets a valid (very peaked) model
 WORD = np.dtype("<u4")  # constriction emits 32-bit words; stored little-endian
+PRECISION = 24  # bits of the Laplace models' integer frequency tables (constriction's queue coder's own)
+DECAY_ONE = 1 << 16  # a Laplace model's decay is stored in 1/65,536ths
+MAX_TABLE_ENTRIES = 1 << 22  # symbols of all a stream's Laplace tables together (~64 MB while decoding)
 
 
 @dataclass(frozen=True)
@@ -58,7 +64,92 @@ class GaussianModel:
         return float(-(counts * np.log2(p / p.sum())).sum())
 
 
-def encode(symbols: list[np.ndarray], models: list[GaussianModel]) -> bytes:
+def _decays() -> np.ndarray:
+    """The decays :meth:`LaplaceModel.fit` tries: 1 - r spaced evenly in log from 1/65,536 to 0.98."""
+    one_minus = np.geomspace(1.0 / DECAY_ONE, 0.98, 96)
+    return np.unique(np.clip(np.rint((1 - one_minus) * DECAY_ONE), 1, DECAY_ONE - 1).astype(np.int64))
+
+
+@dataclass(frozen=True)
+class LaplaceModel:
+    """A discrete Laplace over the symbols ``0 .. levels - 1``: ``p(k)`` proportional to ``r ** |k - centre|``,
+    with ``r = decay / 65536``. Both parameters are integers, and so is its frequency table
+    (:meth:`frequencies`), computed by integer arithmetic alone: every machine builds the very same table,
+    which a decoder needs to read the stream the encoder wrote.
+
+    Its use is the latents of a pyramid, one model per level and channel (``neofield.bundle``): fitted with
+    a rate term their symbols are mostly 0 with long tails, which one Gaussian per tensor fits badly.
+    """
+
+    centre: int
+    decay: int
+    levels: int
+
+    def __post_init__(self) -> None:
+        if not (2 <= self.levels <= 1 << 16 and 0 <= self.centre < self.levels and 1 <= self.decay < DECAY_ONE):
+            raise ValueError(f"invalid Laplace model {self}")
+
+    @cached_property
+    def _table(self) -> np.ndarray:
+        # weights r**d in 32-bit fixed point by binary powering, each product floored: unsigned 64-bit integer
+        # arithmetic only (no product reaches 2**64), so exact and the same everywhere
+        span = max(self.centre, self.levels - 1 - self.centre) + 1
+        d = np.arange(span, dtype=np.uint64)
+        w = np.full(span, 1 << 32, dtype=np.uint64)
+        base = np.uint64(self.decay << 16)
+        for bit in range(span.bit_length()):
+            odd = (d >> np.uint64(bit)) & np.uint64(1) == 1
+            w[odd] = (w[odd] * base) >> np.uint64(32)
+            base = (base * base) >> np.uint64(32)
+        k = np.arange(self.levels, dtype=np.int64)
+        weight = w.astype(np.int64)[np.abs(k - self.centre)]
+        # every symbol gets at least 1, the rest shared in proportion (floor), the remainder to the centre; no
+        # product passes 2**56
+        spare = (1 << PRECISION) - self.levels
+        freq = 1 + (weight * spare) // int(weight.sum())
+        freq[self.centre] += (1 << PRECISION) - int(freq.sum())
+        return freq
+
+    def frequencies(self) -> np.ndarray:
+        """The integer frequency table, int64, each at least 1, summing to ``2**PRECISION``."""
+        return self._table.copy()
+
+    @classmethod
+    def fit(cls, symbols: np.ndarray, levels: int) -> LaplaceModel:
+        """The centre at the median symbol and, of 96 decays, the one that codes ``symbols`` in the fewest bits
+        (searched around the maximum-likelihood estimate: what counts is the stream's size)."""
+        s = np.asarray(symbols, dtype=np.int64).ravel()
+        centre = int(np.median(s)) if s.size else 0
+        if not s.size:
+            return cls(centre, DECAY_ONE // 2, int(levels))
+        counts = np.bincount(s, minlength=levels)
+        # the maximum-likelihood r of a two-sided geometric, from the mean distance m: 2r / (1 - r**2) = m; then
+        # the nearest of the grid's decays and their neighbours, by what they would cost
+        m = float(np.abs(s - centre).mean())
+        r = (np.sqrt(1 + m * m) - 1) / m if m > 0 else 0.0
+        grid = _decays()
+        at = int(np.searchsorted(grid, r * DECAY_ONE))
+        nearby = grid[max(at - 3, 0):at + 3]
+        best = min(nearby, key=lambda d: cls(centre, int(d), int(levels)).bits_of(counts))
+        return cls(centre, int(best), int(levels))
+
+    def bits_of(self, counts: np.ndarray) -> float:
+        """Ideal cost, in bits, of symbols with these ``counts`` per symbol."""
+        return float(-(counts * (np.log2(self._table) - PRECISION)).sum())
+
+    def bits(self, symbols: np.ndarray) -> float:
+        """Ideal cost of ``symbols`` under this model (the coder's target), in bits."""
+        return self.bits_of(np.bincount(np.asarray(symbols).ravel().astype(np.int64), minlength=self.levels))
+
+    def constriction(self):
+        import constriction
+
+        # the integer table, as exact float64 values; constriction rescales it to its own fixed point with
+        # IEEE-754 basic arithmetic only (no library functions), which is the same on every machine
+        return constriction.stream.model.Categorical(self._table.astype(np.float64), perfect=False)
+
+
+def encode(symbols: list[np.ndarray], models: list[GaussianModel | LaplaceModel]) -> bytes:
     """Range code several tensors' symbols, in order, into one stream."""
     import constriction
 
@@ -72,7 +163,7 @@ def encode(symbols: list[np.ndarray], models: list[GaussianModel]) -> bytes:
     return encoder.get_compressed().astype(WORD).tobytes()
 
 
-def decode(data: bytes, models: list[GaussianModel], sizes: list[int]) -> list[np.ndarray]:
+def decode(data: bytes, models: list[GaussianModel | LaplaceModel], sizes: list[int]) -> list[np.ndarray]:
     """The inverse of :func:`encode`: flat int32 symbol arrays of the given sizes."""
     import constriction
 

@@ -67,6 +67,9 @@ class QuantizedTensor:
     offset: np.ndarray  # float32, same shape as ``scale``: the value of symbol 0
     levels: int
     axis: int | None = None  # the channel axis of scale/offset; None: one pair for the tensor
+    # blocks of the symbols, seen as (rows, channels), that the entropy coder models each on its own:
+    # (first row, end row, channel); None: the tensor is one block (a pyramid's levels are blocks)
+    blocks: tuple[tuple[int, int, int], ...] | None = None
 
     @property
     def bits(self) -> float:

@@ -187,3 +187,64 @@ def test_quantization_parameters_that_would_dequantize_past_float32_are_a_corrup
     evil = zstandard.ZstdCompressor().compress(safetensors.torch.save(tensors, stored))
     with pytest.raises(NeofieldError, match="evil.nf: bundle is corrupted .*invalid quantization parameters"):
         bundle.unpack(evil, "evil.nf")
+
+
+@pytest.fixture
+def neogrid_and_meta():
+    from neofield.codec.build import neogrid_field
+
+    signal = Signal(Media(video=noise_video(4, 16, 24), fps=10.0))
+    torch.manual_seed(0)
+    field = neogrid_field(signal, 3_000)
+    with torch.no_grad():  # coarse levels wide, fine ones narrow, as a fit leaves them
+        for i, (a, b) in enumerate(field.layout.spans()):
+            field.latents.table[a:b] = torch.randn(b - a, 1, 2) * 2.0 ** -i
+    meta = signal_metadata(signal, Path("noise.mp4"), Selection())
+    meta["weights_dtype"] = "quantized"
+    return field, meta
+
+
+def test_a_pyramids_latents_are_coded_level_by_level_and_channel_by_channel(neogrid_and_meta):
+    field, meta = neogrid_and_meta
+    quantized = bundle.round_weights(field, "quantized", BitDepths(6, 6))
+    data = bundle.pack(field, meta, quantized)
+    models = safetensors.torch.load(zstandard.ZstdDecompressor().decompress(data))["latents.models"]
+    assert models.shape == (len(field.layout.spans()) * field.layout.channels, 2)
+    loaded = bundle.unpack(data)
+    assert loaded.meta["format_version"] == bundle.FORMAT_VERSION
+    assert np.array_equal(loaded.quantized["latents.table"].symbols, quantized["latents.table"].symbols)
+    assert bundle.pack(loaded.field, loaded.meta, loaded.quantized) == data  # byte exact
+    whole = {k: dataclasses.replace(q, blocks=None) for k, q in quantized.items()}  # v3's one Gaussian
+    assert bundle.coded_bytes(quantized)["latents"] < 0.9 * bundle.coded_bytes(whole)["latents"]
+
+
+def test_damaged_block_models_are_a_clear_error(neogrid_and_meta):
+    field, meta = neogrid_and_meta
+    data = bundle.pack(field, meta, bundle.round_weights(field, "quantized", BitDepths(6, 6)))
+    tensors = safetensors.torch.load(zstandard.ZstdDecompressor().decompress(data))
+    stored_meta = json.loads(_header(data)["__metadata__"]["neofield"])
+    for bad in (tensors["latents.models"][:-1], tensors["latents.models"] * 0, tensors["latents.models"] + 70_000):
+        damaged = {**tensors, "latents.models": bad.contiguous()}
+        payload = safetensors.torch.save(damaged, {"neofield": json.dumps(stored_meta, sort_keys=True)})
+        with pytest.raises(NeofieldError, match="corrupted"):
+            bundle.unpack(zstandard.ZstdCompressor().compress(payload))
+
+
+def test_a_version_three_pyramid_bundle_with_one_gaussian_for_its_latents_still_loads(neogrid_and_meta, monkeypatch):
+    field, meta = neogrid_and_meta
+    quantized = bundle.round_weights(field, "quantized", BitDepths(6, 6))
+    monkeypatch.setattr(bundle, "FORMAT_VERSION", 3)
+    v3 = bundle.pack(field, meta, {k: dataclasses.replace(q, blocks=None) for k, q in quantized.items()})
+    monkeypatch.undo()
+    assert "latents.models" not in safetensors.torch.load(zstandard.ZstdDecompressor().decompress(v3))
+    loaded = bundle.unpack(v3)
+    assert loaded.meta["format_version"] == 3
+    assert np.array_equal(loaded.quantized["latents.table"].symbols, quantized["latents.table"].symbols)
+
+
+def test_block_models_whose_tables_would_take_too_much_memory_are_refused(neogrid_and_meta, monkeypatch):
+    field, meta = neogrid_and_meta
+    data = bundle.pack(field, meta, bundle.round_weights(field, "quantized", BitDepths(6, 6)))
+    monkeypatch.setattr(bundle.entropy, "MAX_TABLE_ENTRIES", 64)  # the real limit takes a huge model to reach
+    with pytest.raises(NeofieldError, match="corrupted .*more than the 64 allowed"):
+        bundle.unpack(data)

@@ -45,3 +45,50 @@ def test_symbols_outside_the_alphabet_are_refused():
 def test_model_parameters_are_what_a_decoder_reads_back():
     model = entropy.GaussianModel.fit(np.array([0, 1, 1, 2, 7]), 8)
     assert np.float32(model.mean) == model.mean and np.float32(model.std) == model.std
+
+
+def _laplace_symbols(n: int, centre: float, scale: float, levels: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.clip(np.rint(rng.laplace(centre, scale, n)), 0, levels - 1).astype(np.int32)
+
+
+def test_a_laplace_table_is_whole_numbers_summing_to_the_coders_precision_none_of_them_zero():
+    for model in (entropy.LaplaceModel(3, 40_000, 8), entropy.LaplaceModel(0, 1, 2),
+                  entropy.LaplaceModel(70, 65_535, 141), entropy.LaplaceModel(0, 65_535, 1 << 16)):
+        freq = model.frequencies()
+        assert freq.dtype == np.int64 and freq.min() >= 1 and freq.sum() == 1 << entropy.PRECISION
+
+
+def test_a_laplace_table_is_the_one_pinned_on_every_machine():
+    # integer arithmetic only, so these are the numbers any decoder builds; a change here breaks old bundles
+    freq = entropy.LaplaceModel(3, 40_000, 8).frequencies()
+    assert freq.tolist() == [1071759, 1755970, 2876980, 4713648, 2876980, 1755970, 1071759, 654150]
+
+
+def test_a_laplace_table_falls_away_evenly_on_both_sides_of_its_centre():
+    freq = entropy.LaplaceModel(10, 50_000, 21).frequencies()
+    assert np.array_equal(freq[:10], freq[11:][::-1])
+    assert (np.diff(freq[:11]) > 0).all()
+
+
+def test_laplace_coded_symbols_come_back_exactly_beside_gaussian_ones():
+    lap = _laplace_symbols(5_000, 20, 2.0, 41)
+    gauss, levels = _gaussian_symbols(1_000, 6)
+    models = [entropy.LaplaceModel.fit(lap, 41), entropy.GaussianModel.fit(gauss, levels)]
+    data = entropy.encode([lap, gauss], models)
+    back = entropy.decode(data, models, [lap.size, gauss.size])
+    assert np.array_equal(back[0], lap) and np.array_equal(back[1], gauss.ravel())
+    assert len(data) <= 1.01 * models[0].bits(lap) / 8 + models[1].bits(gauss) / 8 + 8
+
+
+def test_a_fitted_laplace_codes_peaked_symbols_in_fewer_bits_than_a_gaussian():
+    symbols = _laplace_symbols(20_000, 32, 0.5, 65)
+    laplace = entropy.LaplaceModel.fit(symbols, 65)
+    assert laplace.centre == 32
+    assert laplace.bits(symbols) < 0.98 * entropy.GaussianModel.fit(symbols, 65).bits(symbols)  # 0.96 measured
+
+
+@pytest.mark.parametrize("centre, decay, levels", [(-1, 100, 8), (8, 100, 8), (0, 0, 8), (0, 1 << 16, 8), (0, 5, 1)])
+def test_a_laplace_model_outside_its_ranges_is_refused(centre, decay, levels):
+    with pytest.raises(ValueError, match="invalid Laplace"):
+        entropy.LaplaceModel(centre, decay, levels)

@@ -97,6 +97,10 @@ class PyramidLayout:
                 yield p, first, size
                 first += math.prod(size)
 
+    def spans(self) -> list[tuple[int, int]]:
+        """Each level's rows of the table, ``(first, end)``, in table order."""
+        return [(first, first + math.prod(size)) for _, first, size in self._levels()]
+
     def gather(self, table: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
         """``(B, tokens, channels)``: every level read at every coordinate (:func:`~.grid.read_grids`: linear
         interpolation, clamped at the borders), laid level-major in memory so that ``reshape(B, -1)`` is a
