@@ -1,7 +1,8 @@
 """Rate–distortion of neofield against FFmpeg's codecs on one clip, in one run.
 
     python benchmarks/rd.py CLIP [--start S] [--duration S] [--resize WxH] [--max-frames N]
-                                 [--budget SECONDS] [--points N] [--out DIR] [--skip-neofield] [--force]
+                                 [--budget SECONDS] [--points N | --sizes S,S | --lambdas L,L [--preset P]]
+                                 [--out DIR] [--skip-neofield] [--force]
 
 Cuts the piece once with ``read_media``, encodes exactly those decoded samples
 with each classical codec into a real file in its real container (the files
@@ -100,13 +101,30 @@ def parse_sizes(text: str) -> list[int]:
     return [parse_bytes(t, "--sizes") for t in text.split(",")]
 
 
+def parse_lambdas(text: str) -> list[float]:
+    """``--lambdas 0.3,0.08,0.02``: rate-term weights (``neofield encode --lambda``)."""
+    try:
+        values = [float(t) for t in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--lambdas takes numbers separated by commas, not {text!r}") from None
+    if not all(math.isfinite(v) and v >= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"--lambdas must be >= 0, not {text!r}")
+    return values
+
+
 def run_neofield(clip: Path, sel: Selection, budget: float, points: int, folder: Path, media: Media,
-                 sizes: list[int] | None = None) -> list[dict]:
-    """Encode the piece at each rung of :func:`neofield_ladder` and score it as ``neofield psnr`` does."""
+                 sizes: list[int] | None = None, lambdas: list[float] | None = None,
+                 preset: str | None = None) -> list[dict]:
+    """Encode the piece at each rung of :func:`neofield_ladder` (or each size target, or each rate-term weight
+    with the field of ``preset``) and score it as ``neofield psnr`` does."""
     import neofield  # torch: only when neofield points are asked for
 
     rows = []
-    for kwargs in [{"size": n} for n in sizes] if sizes else neofield_ladder(media.kind, points):
+    if lambdas:
+        settings = [{"rate_lambda": v, **({"preset": preset} if preset else {})} for v in lambdas]
+    else:
+        settings = [{"size": n} for n in sizes] if sizes else neofield_ladder(media.kind, points)
+    for kwargs in settings:
         setting = " ".join(f"{k} {v}" for k, v in kwargs.items())
         path = folder / f"neofield_{'_'.join(str(v) for v in kwargs.values())}.nf"
         log(f"neofield {setting}: fitting for {budget:g} s")
@@ -529,6 +547,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--points", type=int, default=4, help="neofield rate points")
     ap.add_argument("--sizes", type=parse_sizes,
                     help="neofield's size targets instead of the ladder, e.g. 8KB,12KB,16KB,24KB")
+    ap.add_argument("--lambdas", type=parse_lambdas,
+                    help="neofield's rate-term weights instead of size targets (encode --lambda), e.g. 0.3,0.08,0.02")
+    ap.add_argument("--preset", help="with --lambdas: the field's size, as encode --preset sets it "
+                                     "(e.g. audio: ~200 k parameters on 2 s of bikes at 320x136)")
     ap.add_argument("--out", type=Path, help="folder for rd.csv, rd.png and the encoded files (rd_out/<clip stem>)")
     ap.add_argument("--skip-neofield", action="store_true", help="classical codecs only")
     ap.add_argument("--force", action="store_true", help="overwrite an earlier run's results in --out")
@@ -565,7 +587,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             classical += found_rows
             notes.update(found_notes)
     nf_rows = [] if args.skip_neofield else run_neofield(args.clip, sel, args.budget, args.points, encoded, media,
-                                                                args.sizes)
+                                                                args.sizes, args.lambdas, args.preset)
     av_clip = media.video is not None and media.audio is not None
     anchors = av_anchor_rows(nf_rows, classical, media) if av_clip and nf_rows else []
     rows = classical + nf_rows + anchors

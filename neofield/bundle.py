@@ -32,7 +32,8 @@ from .fields.pyramid import PyramidLayout
 from .fields.registry import arch_of, build, config_from_dict
 from .files import atomic_output
 from .qat import QuantizationAware
-from .quantize import QUANTIZED, STORAGE_DTYPES, BitDepths, QuantizedTensor, levels_for, quantize, storage_bits  # noqa: F401
+from .quantize import (QUANTIZED, STORAGE_DTYPES, BitDepths, QuantizedTensor, levels_for, quantize,  # noqa: F401
+                       quantize_step, storage_bits)
 from .schema import DEFAULT_LIMITS, Limits, validate
 
 # v4: a pyramid's latents coded level by level and channel by channel (``latents.models``); v3: range-coded
@@ -86,15 +87,17 @@ class Bundle:
         return self.meta["modality"]
 
 
-def round_weights(field: NeoMLPField, dtype: str, bits: BitDepths | None = None) -> dict[str, QuantizedTensor] | None:
+def round_weights(field: NeoMLPField, dtype: str, bits: BitDepths | None = None,
+                  latent_step: float | None = None) -> dict[str, QuantizedTensor] | None:
     """Round the field's parameters to the bundle's storage precision, in place.
 
     Done right after fitting, so that what the encoder measures is exactly
     what any decoder of the file will compute. For ``quantized`` the symbols
-    are returned: :func:`pack` stores exactly those.
+    are returned: :func:`pack` stores exactly those; ``latent_step``: a
+    pyramid's latents at that step (a fit with a rate term).
     """
     if dtype == QUANTIZED:
-        quantized = quantize_state(field, bits or BitDepths())
+        quantized = quantize_state(field, bits or BitDepths(), latent_step)
         _load_quantized(field, quantized)
         return quantized
     target = WEIGHT_DTYPES[dtype]
@@ -108,16 +111,21 @@ def latent_blocks(field: nn.Module) -> dict[str, tuple[tuple[int, int, int], ...
     """The blocks a field's latents are entropy coded in (format v4): a pyramid's table by level and channel,
     whose symbols spread differently (the coarse levels wide, the fine ones narrow); other tensors whole."""
     layout = getattr(field, "layout", None)
-    if not isinstance(layout, PyramidLayout):
-        return {}
-    return {"latents.table": tuple((a, b, c) for a, b in layout.spans() for c in range(layout.channels))}
+    return {"latents.table": layout.blocks()} if isinstance(layout, PyramidLayout) else {}
 
 
-def quantize_state(field: NeoMLPField, bits: BitDepths) -> dict[str, QuantizedTensor]:
-    """Every tensor of the field quantized per tensor at its group's depth."""
+def quantize_state(field: NeoMLPField, bits: BitDepths, latent_step: float | None = None
+                   ) -> dict[str, QuantizedTensor]:
+    """Every tensor of the field quantized per tensor at its group's depth; with ``latent_step``, a pyramid's
+    latents at that step instead."""
     blocks = latent_blocks(field)
-    return {name: dataclasses.replace(quantize(t.detach().cpu().float().numpy(), bits.for_group(group_of(name))),
-                                      blocks=blocks.get(name))
+
+    def one(name: str, values: np.ndarray) -> QuantizedTensor:
+        if latent_step is not None and name in blocks:
+            return quantize_step(values, latent_step)
+        return quantize(values, bits.for_group(group_of(name)))
+
+    return {name: dataclasses.replace(one(name, t.detach().cpu().float().numpy()), blocks=blocks.get(name))
             for name, t in field.state_dict().items()}
 
 

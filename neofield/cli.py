@@ -297,9 +297,15 @@ def info(
         say(line)
     split = meta["stored_bytes"]
     if meta["weights_dtype"] == "quantized":
-        bits = (meta.get("quantization") or {}).get("bits") or {}
-        how = (f"quantized to {bits['backbone']:g} bits (backbone) and {bits['latents']:g} bits (latents), "
-               "range coded") if {"backbone", "latents"} <= set(bits) else "quantized, range coded"
+        q = meta.get("quantization") or {}
+        bits = q.get("bits") or {}
+        if {"latent_step", "lambda"} <= set(q) and "backbone" in bits:
+            how = (f"quantized to {bits['backbone']:g} bits (backbone) and at a step of {q['latent_step']:g} "
+                   f"(latents, fitted for their rate at lambda {q['lambda']:g}), range coded")
+        elif {"backbone", "latents"} <= set(bits):
+            how = f"quantized to {bits['backbone']:g} bits (backbone) and {bits['latents']:g} bits (latents), range coded"
+        else:
+            how = "quantized, range coded"
     else:
         how = f"{meta['weights_dtype']}, zstd (shares estimated)"
     say(f"  bytes  {split['backbone']:,} backbone + {split['latents']:,} latents + {split['side']:,} metadata "

@@ -24,6 +24,7 @@ from torch import nn
 from . import distributed
 from .checkpoint import FitState
 from .errors import NeofieldError
+from .latent_rate import RateTerm, latent_bits, perturb_latents, rated
 from .options import check_device
 from .qat import QuantizationAware, perturb
 from .runtime import COMPILE_MODES, autocast, compiler_available, flush_denormals
@@ -65,17 +66,20 @@ class FitConfig:
     precision: str = "auto"  # float32 | bfloat16 matmuls; auto: bfloat16 where native (runtime.resolve_precision)
     compile: str = "auto"  # torch.compile the training step: on | off | auto (CPU fits with minutes left)
     quantization: QuantizationAware | None = None
+    rate: RateTerm | None = None  # a rate term on the latents (--lambda): MSE + lambda * their bits per point
     checkpoint_every: float | None = None  # seconds between checkpoints handed to fit's on_checkpoint
     checkpoint_min_seconds: float = 0.0  # ... only once the plan says the fit takes at least this long
 
     def to_dict(self) -> dict:
-        out = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "quantization"}
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__ if k not in ("quantization", "rate")}
         if self.quantization is not None:
             out["quantization_aware"] = {"fraction": self.quantization.fraction, "mode": self.quantization.mode}
+        if self.rate is not None:
+            out["rate"] = self.rate.to_dict()
         return out
 
     RECORD = ("lr", "warmup_steps", "batch_size", "steps", "epochs", "time_budget", "seed", "device", "precision",
-              "quantization_aware")
+              "quantization_aware", "rate")
 
     def record(self) -> dict:
         """The settings a bundle keeps of its fit: the ones a user sets (every byte of metadata counts
@@ -181,6 +185,15 @@ def fit(field: nn.Module, signal: Signal, config: FitConfig,
     if config.compile == "on" and not compiler_available(resolve_device(config.device)):
         raise NeofieldError("--compile on needs a C++ compiler (g++ or clang++; Triton on CUDA); "
                             "use --compile off or auto")
+    if config.rate is not None:
+        if not (math.isfinite(config.rate.lam) and config.rate.lam >= 0 and config.rate.step > 0):
+            raise NeofieldError(f"--lambda must be a number >= 0, not {config.rate.lam!r}")
+        if config.quantization is None:
+            raise NeofieldError("a rate term needs quantized weights (--dtype quantized): it prices their symbols")
+        try:
+            rated(field)
+        except ValueError as e:
+            raise NeofieldError(f"--lambda: {e}") from None
     if config.checkpoint_every is not None and not config.checkpoint_every > 0:
         raise NeofieldError(f"checkpoint_every must be > 0 seconds, not {config.checkpoint_every!r}")
     previous = torch.are_deterministic_algorithms_enabled()
@@ -207,6 +220,14 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
     make = getattr(field, "make_optimizer", None)
     opt = make(config.lr) if make else torch.optim.Adam(field.parameters(), lr=config.lr)
     mixed = autocast(device, config.precision)
+    penalty, priced = None, ""  # the rate term (the latents' bits per point of the signal, weighted); its table
+    if config.rate is not None:
+        table, blocks = rated(field)
+        priced = next(name for name, p in field.named_parameters() if p is table)  # rounded by the term, not QAT
+        scale = config.rate.lam / signal.n_points
+
+        def penalty() -> torch.Tensor:
+            return scale * latent_bits(table, blocks, config.rate.step)
 
     total = planned_steps(config, signal.n_points)  # None when only a time budget is given
     final = config.time_budget is None  # a budget revises the step count after the speed probe
@@ -340,10 +361,13 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
                 group["lr"] = lr * group.get("lr_scale", 1.0)
             coords, target, mask = (t.to(device, non_blocking=True)
                                     for t in signal.sample(batch, sample_gen))
-            saved = perturb(field, levels, q.mode, sample_gen) if levels is not None else None
+            saved = perturb(field, {k: v for k, v in levels.items() if k != priced}, q.mode, sample_gen) \
+                if levels is not None else None
+            if penalty is not None:  # the latents a step's noise from their values, or rounded once finetuning
+                saved = [*(saved or []), perturb_latents(table, config.rate.step, levels is not None, sample_gen)]
             opt.zero_grad(set_to_none=True)
             try:
-                loss = _forward_backward(forward, coords, target, mask, mixed)
+                loss = _forward_backward(forward, coords, target, mask, mixed, penalty)
             except Exception as e:  # inductor failed to build its kernels (compiler, headers): go on eagerly
                 if step != compiled_at:
                     raise
@@ -351,7 +375,7 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
                 opt.zero_grad(set_to_none=True)
                 _report(callback, step, total if final else None, ema, config, time.perf_counter() - t_start,
                         lr=lr, note=f"torch.compile failed ({type(e).__name__}); fitting without it")
-                loss = _forward_backward(forward, coords, target, mask, mixed)
+                loss = _forward_backward(forward, coords, target, mask, mixed, penalty)
             for p in sparse.values():  # none in one process
                 if p.grad is not None:
                     distributed.all_reduce_rows(p.grad, world.size, min(len(p), batch))
@@ -407,11 +431,12 @@ def _finite(field: nn.Module) -> bool:
 
 
 def _forward_backward(forward: Callable, coords: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
-                      mixed) -> torch.Tensor:
+                      mixed, penalty: Callable[[], torch.Tensor] | None = None) -> torch.Tensor:
+    """The batch's MSE, after the backward pass of it and of ``penalty`` (the rate term) added to it."""
     with mixed:
         pred = forward(coords)
     loss = masked_mse(pred, target, mask)
-    loss.backward()
+    (loss + penalty() if penalty is not None else loss).backward()
     return loss
 
 

@@ -108,6 +108,17 @@ def quantize(values: np.ndarray, bits: float, axis: int | None = None) -> Quanti
     return QuantizedTensor(symbols, scale, lo.astype(np.float32), levels, keep.get("axis"))
 
 
+def quantize_step(values: np.ndarray, step: float) -> QuantizedTensor:
+    """Quantize ``values`` to multiples of ``step``, symbols centred on 0: what a fit with a rate term trained
+    its latents for (:mod:`neofield.latent_rate`). The levels are as many as the largest magnitude needs (at
+    least 3, at most 65,535)."""
+    x = np.asarray(values, dtype=np.float32)
+    k = np.rint(x / np.float32(step)).astype(np.int64) if x.size else np.zeros(0, np.int64)
+    half = min(max(int(np.abs(k).max()) if k.size else 0, 1), ((1 << MAX_BITS) - 2) // 2)
+    symbols = (np.clip(k, -half, half) + half).astype(np.int32)
+    return QuantizedTensor(symbols, np.float32(step), np.float32(-half * np.float32(step)), 2 * half + 1)
+
+
 def fake_quantize(t: torch.Tensor, levels: int) -> torch.Tensor:
     """What :func:`quantize` per tensor would give back, computed in torch (for
     quantization-aware finetuning: the loss is taken at these values)."""

@@ -343,6 +343,8 @@ def _records(c: Checker, meta: dict) -> None:
             bits = c.obj(q, "bits", "quantization.bits")
             for key in ("backbone", "latents"):
                 c.number(bits, key, f"quantization.bits.{key}", 1, 16, required=False)
+            c.number(q, "lambda", "quantization.lambda", 0, 1e9, required=False)
+            c.number(q, "latent_step", "quantization.latent_step", 1e-9, 1e9, required=False)
     fit = c.obj(meta, "fit", "fit", required=False)
     if fit is not None:
         for key in ("steps",):

@@ -286,3 +286,14 @@ def test_encode_arch_siren_writes_a_bundle_that_info_describes(tiny_clip, tmp_pa
     assert info.returncode == 0 and re.search(r"model  SIREN: 5 layers of width \d+, w0 30", info.stdout), info.stdout
     assert_one_line_error(neofield("encode", tiny_clip, "-o", tmp_path / "x.nf", "--arch", "mlp"),
                           "--arch must be one of neomlp, siren, spder, rffnet, grid, neogrid, not 'mlp'")
+
+
+def test_encode_with_a_rate_term_writes_a_bundle_that_info_describes(tiny_clip, tmp_path):
+    out = tmp_path / "rated.nf"
+    r = neofield("encode", tiny_clip, "-o", out, "--lambda", "0.05", *FAST)
+    assert r.returncode == 0, r.stderr
+    info = neofield("info", out)
+    assert info.returncode == 0 and "at a step of 0.2 (latents, fitted for their rate at lambda 0.05)" in info.stdout
+    assert_one_line_error(neofield("encode", tiny_clip, "-o", tmp_path / "x.nf", "--lambda", "0.05", "--size", "9KB"),
+                          "give --lambda or --size, not both")
+    assert not (tmp_path / "x.nf").exists()

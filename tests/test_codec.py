@@ -3,6 +3,7 @@
 import av
 import numpy as np
 import pytest
+import torch
 
 import neofield
 from neofield.codec import check_cost
@@ -393,3 +394,17 @@ def test_a_crop_outside_the_frame_is_one_clear_error(video_bundle, tmp_path, cro
     with pytest.raises(NeofieldError, match=message):
         neofield.decode(video_bundle[1], tmp_path / "x.mp4", crop=crop)
     assert not (tmp_path / "x.mp4").exists()
+
+
+def test_a_rate_term_writes_latents_at_its_step_and_says_so(tiny_clip, tmp_path):
+    from neofield.latent_rate import LATENT_STEP
+
+    out = tmp_path / "rated.nf"
+    report = neofield.encode(tiny_clip, out, rate_lambda=0.05, **{**FAST, "batch_size": 512})
+    loaded = neofield.load(out)
+    assert loaded.meta["format_version"] == 4
+    assert loaded.meta["quantization"] == {"bits": {"backbone": 6.0}, "lambda": 0.05, "latent_step": LATENT_STEP}
+    assert loaded.meta["fit"]["config"]["rate"] == {"lambda": 0.05, "step": LATENT_STEP}
+    steps = loaded.field.latents.table.detach() / LATENT_STEP
+    assert torch.allclose(steps, steps.round(), atol=1e-3)
+    assert neofield.psnr(tiny_clip, out)["video_psnr_db"] == pytest.approx(report.quality["video_psnr_db"], abs=0.01)

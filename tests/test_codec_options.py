@@ -23,6 +23,11 @@ from neofield.quantize import BitDepths
     ({"size": "20KB", "target_psnr": 30.0}, "give one target, not --size and --psnr"),
     ({"size": "20KB", "latent_bits": 5.0}, "--size chooses the bit depths itself"),
     ({"bitrate": "fast"}, "--bitrate 'fast' is not a rate"),
+    ({"rate_lambda": -0.1}, "--lambda must be >= 0"),
+    ({"rate_lambda": 0.02, "size": "20KB"}, "give --lambda or --size, not both"),
+    ({"rate_lambda": 0.02, "arch": "grid"}, "--lambda prices the latent pyramids of --arch neogrid, not --arch grid"),
+    ({"rate_lambda": 0.02, "weights_dtype": "float16"}, "--lambda needs --dtype quantized"),
+    ({"rate_lambda": 0.02, "latent_bits": 4.0}, "--lambda stores the latents at a fixed step"),
     ({"rff_sigma": (1.0, -2.0)}, "--rff-sigma must be > 0"),
     ({"device": "tpu"}, "--device must be auto, cpu, cuda, cuda:N or mps"),
 ])

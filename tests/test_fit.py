@@ -202,3 +202,43 @@ def test_a_sixth_divergence_ends_the_fit_in_one_line(tiny_clip):
     message = str(failure.value)
     assert "\n" not in message and message.startswith("the fit diverged at step 1 (the loss was nan)"), message
     assert "after 5 rollbacks" in message and message.endswith("try a lower --lr")
+
+
+def _rated_fit(clip, lam: float | None, steps: int = 300):
+    from neofield.codec.build import neogrid_field
+    from neofield.latent_rate import RateTerm
+
+    signal = Signal(read_media(clip))
+    torch.manual_seed(0)
+    field = neogrid_field(signal, 3_000)
+    levels = {n: 64 for n, _ in field.named_parameters()}
+    config = FitConfig(lr=1e-2, warmup_steps=20, steps=steps, batch_size=512, device="cpu",
+                       quantization=QuantizationAware(levels, 0.1), rate=RateTerm(lam) if lam is not None else None)
+    first = float(measure(field, signal)["video_psnr_db"])
+    fit(field, signal, config)
+    return field, first, float(measure(field, signal)["video_psnr_db"])
+
+
+def test_a_rate_term_fits_latents_that_cost_fewer_bits_and_still_fits_the_signal(tiny_clip):
+    from neofield.latent_rate import LATENT_STEP, latent_bits, rated
+
+    plain, _, plain_psnr = _rated_fit(tiny_clip, None)
+    priced, before, priced_psnr = _rated_fit(tiny_clip, 0.5)
+    with torch.no_grad():
+        bits = {name: float(latent_bits(*rated(f), LATENT_STEP)) for name, f in (("plain", plain), ("priced", priced))}
+    assert bits["priced"] < 0.7 * bits["plain"], bits
+    assert priced_psnr > before + 3 and plain_psnr > before + 3, (before, priced_psnr, plain_psnr)
+
+
+def test_a_rate_term_needs_quantized_weights_and_a_pyramid():
+    from neofield.latent_rate import RateTerm
+    from neofield.media import Media
+    from tests.conftest import noise_video
+
+    signal = Signal(Media(video=noise_video(2, 4, 6), fps=10.0))
+    with pytest.raises(NeofieldError, match="quantized"):
+        fit(make_field(signal, "tiny", segments=2), signal, FitConfig(steps=2, rate=RateTerm(0.1), device="cpu"))
+    levels = QuantizationAware({}, 0.1)
+    with pytest.raises(NeofieldError, match="neogrid"):
+        fit(make_field(signal, "tiny", segments=2), signal,
+            FitConfig(steps=2, rate=RateTerm(0.1), quantization=levels, device="cpu"))

@@ -65,3 +65,14 @@ def test_entropy_of_known_distributions():
     assert entropy_bytes(uniform4) == pytest.approx(1000 * 2 / 8)
     assert entropy_bytes(np.zeros(100, np.uint16)) == 0.0
     assert entropy_bytes(np.zeros(0, np.uint16)) == 0.0
+
+
+def test_a_fixed_step_gives_symbols_centred_on_zero_within_half_a_step():
+    from neofield.quantize import quantize_step
+
+    values = np.random.default_rng(0).laplace(0, 0.3, 1000).astype(np.float32)
+    q = quantize_step(values, 0.2)
+    assert q.levels % 2 == 1 and q.levels >= 3 and float(q.scale) == np.float32(0.2)
+    assert q.symbols[np.abs(values) < 0.09].tolist() == [(q.levels - 1) // 2] * int((np.abs(values) < 0.09).sum())
+    assert np.abs(q.dequantize() - values).max() <= 0.1 + 1e-6
+    assert quantize_step(np.zeros(5, np.float32), 0.2).levels == 3  # all 0 still has a valid alphabet

@@ -25,6 +25,7 @@ from ..fields.neomlp import PRESETS
 from ..fields.registry import AUTO_PRECISION, BATCHES, GRID_AUDIO_SHARE, RATES
 from ..files import check_output
 from ..fit import DEFAULT_BATCH, FitConfig, FitInterrupted, FitProgress, FitResult, fit
+from ..latent_rate import LATENT_STEP, RateTerm
 from ..media import Selection, fingerprint, read_media
 from ..render import plan_decode
 from ..signal import Signal
@@ -108,7 +109,8 @@ def encode(source: str | Path, output: str | Path | None = None, options: Encode
         ckpt.check_fingerprint(saved, fingerprint_, ckpt.path_for(output))
     field_, width, control = build_field(signal, run, meta, saved, ckpt.path_for(output))
     config = fit_config(run, quantization=bundle_io.quantization_aware(field_, control.choose if control else run.bits)
-                        if run.weights_dtype == bundle_io.QUANTIZED else None)
+                        if run.weights_dtype == bundle_io.QUANTIZED else None,
+                        rate=RateTerm(run.rate_lambda) if run.rate_lambda is not None else None)
     if on_signal:
         on_signal(signal, field_, {**options.budget(), "batch_size": run.batch_size})
     result = fit_and_keep(field_, signal, config, run, meta, output, fingerprint_, width, control, saved, callback)
@@ -259,14 +261,17 @@ def store(field_: nn.Module, run: EncodeOptions, control: rate.RateControl | Non
     """Round the weights, in place, to what the bundle stores (rate control's final depths, if it ran):
     what the encoder then measures is what every decoder computes. Returns the symbols and the depths."""
     bits = control.finish(field_) if control else run.bits
-    return bundle_io.round_weights(field_, run.weights_dtype, bits), bits
+    step = LATENT_STEP if run.rate_lambda is not None else None  # what the rate term trained the latents for
+    return bundle_io.round_weights(field_, run.weights_dtype, bits, latent_step=step), bits
 
 
 def write(output: Path, field_: nn.Module, meta: dict, symbols, bits, force: bool,
           keep_checkpoint: bool = False) -> int:
     """The bundle, atomically; then the checkpoint has nothing left to resume (unless interrupted)."""
     if meta["weights_dtype"] == bundle_io.QUANTIZED:
-        meta["quantization"] = {"bits": bits.to_dict()}
+        rated = meta.get("fit", {}).get("config", {}).get("rate")
+        meta["quantization"] = {"bits": bits.to_dict()} if rated is None else {
+            "bits": {"backbone": bits.backbone}, "lambda": rated["lambda"], "latent_step": rated["step"]}
     nbytes = bundle_io.save(output, field_, meta, force=force, quantized=symbols)
     if not keep_checkpoint:
         ckpt.path_for(output).unlink(missing_ok=True)

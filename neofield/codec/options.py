@@ -112,6 +112,10 @@ class EncodeOptions:
                                                                "size target of bitrate x duration.")
     target_psnr: float | None = flag(None, "--psnr", float, "Target PSNR in dB (video PSNR, or audio PSNR for "
                                                             "sound): the lowest bit depth that meets it.")
+    rate_lambda: float | None = flag(None, "--lambda", float, "Fit the latents for their own rate: the loss is MSE + "
+                                                              "lambda x their bits per point (e.g. 0.02; larger "
+                                                              "is smaller and coarser). neogrid only; the latents "
+                                                              "are then stored at a fixed step, not --bits.")
     # the piece of the source (neofield.media.Selection): the command line's --start, --duration, --max-frames
     # and --resize, which `psnr` shares (neofield.console.PIECE_FLAGS); part of the source's fingerprint
     selection: Any = None
@@ -205,6 +209,16 @@ class EncodeOptions:
         else:
             opt.positive_float("--bitrate", self.bitrate)
         opt.positive_float("--psnr", self.target_psnr, maximum=200.0)
+        if opt.non_negative_float("--lambda", self.rate_lambda) is not None:
+            if targets:
+                raise NeofieldError(f"give --lambda or {targets[0]}, not both (a size target does not search "
+                                    "lambda yet)")
+            if self.arch != "neogrid":
+                raise NeofieldError(f"--lambda prices the latent pyramids of --arch neogrid, not --arch {self.arch}")
+            if self.weights_dtype != QUANTIZED:
+                raise NeofieldError(f"--lambda needs --dtype {QUANTIZED}: it prices the latents' symbols")
+            if self.latent_bits is not None or (isinstance(self.bits, BitDepths) and self.bits.latents != self.bits.backbone):
+                raise NeofieldError("--lambda stores the latents at a fixed step: leave out --latent-bits")
         for v in (self.rff_sigma if isinstance(self.rff_sigma, tuple) else (self.rff_sigma,)):
             opt.positive_float("--rff-sigma", v)
         if self.arch in ("neogrid", "grid"):  # options of the paper's field that a latent grid has no use for

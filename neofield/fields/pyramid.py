@@ -101,6 +101,12 @@ class PyramidLayout:
         """Each level's rows of the table, ``(first, end)``, in table order."""
         return [(first, first + math.prod(size)) for _, first, size in self._levels()]
 
+    def blocks(self) -> tuple[tuple[int, int, int], ...]:
+        """The table's blocks, ``(first row, end row, channel)``: each level's rows, one channel at a time.
+        A fit leaves each level's values spread differently (the coarse ones wide, the fine ones narrow), so
+        the rate term prices them, and the bundle codes them, block by block."""
+        return tuple((a, b, c) for a, b in self.spans() for c in range(self.channels))
+
     def gather(self, table: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
         """``(B, tokens, channels)``: every level read at every coordinate (:func:`~.grid.read_grids`: linear
         interpolation, clamped at the borders), laid level-major in memory so that ``reshape(B, -1)`` is a
