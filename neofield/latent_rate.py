@@ -10,18 +10,17 @@ While fitting, the latents are taken a uniform step's noise away from their floa
 would do to them, on average, with a gradient); in the finetuning phase at the end, rounded to the step
 (straight-through), as the bundle stores them. The bundle codes their symbols under Laplace models fitted
 to them (:class:`neofield.entropy.LaplaceModel`), so the bits here are an estimate of those bytes, not
-the bytes themselves. This module knows nothing of the bundle; the bundle imports the step from here.
+the bytes themselves. This module knows nothing of the bundle; the encoder hands the bundle the step.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-LATENT_STEP = 0.2  # the latents' quantization step under a rate term (see docs/rd.md)
+LATENT_STEP = 0.2  # the latents' quantization step under a rate term (docs/rate-term.md)
 MIN_SCALE = 0.05  # a block's Laplace scale, in steps, never below this (a block all 0 still has a model)
 
 

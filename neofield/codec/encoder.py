@@ -25,7 +25,7 @@ from ..fields.neomlp import PRESETS
 from ..fields.registry import AUTO_PRECISION, BATCHES, GRID_AUDIO_SHARE, RATES
 from ..files import check_output
 from ..fit import DEFAULT_BATCH, FitConfig, FitInterrupted, FitProgress, FitResult, fit
-from ..latent_rate import LATENT_STEP, RateTerm
+from ..latent_rate import RateTerm
 from ..media import Selection, fingerprint, read_media
 from ..render import plan_decode
 from ..signal import Signal
@@ -110,7 +110,7 @@ def encode(source: str | Path, output: str | Path | None = None, options: Encode
     field_, width, control = build_field(signal, run, meta, saved, ckpt.path_for(output))
     config = fit_config(run, quantization=bundle_io.quantization_aware(field_, control.choose if control else run.bits)
                         if run.weights_dtype == bundle_io.QUANTIZED else None,
-                        rate=RateTerm(run.rate_lambda) if run.rate_lambda is not None else None)
+                        rate=rate_term(run))
     if on_signal:
         on_signal(signal, field_, {**options.budget(), "batch_size": run.batch_size})
     result = fit_and_keep(field_, signal, config, run, meta, output, fingerprint_, width, control, saved, callback)
@@ -261,8 +261,13 @@ def store(field_: nn.Module, run: EncodeOptions, control: rate.RateControl | Non
     """Round the weights, in place, to what the bundle stores (rate control's final depths, if it ran):
     what the encoder then measures is what every decoder computes. Returns the symbols and the depths."""
     bits = control.finish(field_) if control else run.bits
-    step = LATENT_STEP if run.rate_lambda is not None else None  # what the rate term trained the latents for
-    return bundle_io.round_weights(field_, run.weights_dtype, bits, latent_step=step), bits
+    term = rate_term(run)  # the step it trained the latents for
+    return bundle_io.round_weights(field_, run.weights_dtype, bits, latent_step=term.step if term else None), bits
+
+
+def rate_term(run: EncodeOptions) -> RateTerm | None:
+    """The fit's rate term on the latents (``--lambda``), or None."""
+    return RateTerm(run.rate_lambda) if run.rate_lambda is not None else None
 
 
 def write(output: Path, field_: nn.Module, meta: dict, symbols, bits, force: bool,
