@@ -54,6 +54,8 @@ class FitState:
     replans: list[float] = dataclass_field(default_factory=list)  # shares of a time budget still to replan at
     compiled: bool = False  # the training step was being compiled (torch.compile)
     periodic: bool = False  # periodic checkpoints were on
+    lam: float | None = None  # the rate term's lambda, as a size target has steered it so far
+    scales: torch.Tensor | None = None  # ... and its blocks' Laplace scales, as last refreshed
 
 
 @dataclass
@@ -120,6 +122,9 @@ def from_payload(payload: dict) -> FitState:
         "sampler": isinstance(state.sampler, torch.Tensor) and state.sampler.dtype == torch.uint8,
         "levels": state.levels is None or (isinstance(state.levels, dict) and all(
             isinstance(k, str) and isinstance(v, int) for k, v in state.levels.items())),
+        "lam": state.lam is None or (isinstance(state.lam, (int, float)) and state.lam >= 0),
+        "scales": state.scales is None or (isinstance(state.scales, torch.Tensor) and state.scales.ndim == 1
+                                           and state.scales.is_floating_point()),
     }
     wrong = [name for name, ok in checks.items() if not ok]
     if wrong:

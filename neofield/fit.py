@@ -24,7 +24,8 @@ from torch import nn
 from . import distributed
 from .checkpoint import FitState
 from .errors import NeofieldError
-from .latent_rate import RateTerm, latent_bits, perturb_latents, rated
+from .latent_rate import (STEER_EVERY, RateTerm, fit_scales, latent_bits, perturb_latents, rated, rounded_bits,
+                          steer)
 from .options import check_device
 from .qat import QuantizationAware, perturb
 from .runtime import COMPILE_MODES, autocast, compiler_available, flush_denormals
@@ -110,10 +111,14 @@ class FitResult:
     seconds: float
     final_loss: float
     points_per_second: float
+    lam: float | None = None  # the rate term's lambda at the end (where a size target steered it)
 
     def to_dict(self) -> dict:
-        return {"steps": self.steps, "seconds": round(self.seconds, 3), "final_loss": self.final_loss,
-                "points_per_second": round(self.points_per_second, 1)}
+        out = {"steps": self.steps, "seconds": round(self.seconds, 3), "final_loss": self.final_loss,
+               "points_per_second": round(self.points_per_second, 1)}
+        if self.lam is not None:
+            out["lambda"] = float(f"{self.lam:.4g}")
+        return out
 
 
 class FitInterrupted(KeyboardInterrupt):
@@ -220,14 +225,17 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
     make = getattr(field, "make_optimizer", None)
     opt = make(config.lr) if make else torch.optim.Adam(field.parameters(), lr=config.lr)
     mixed = autocast(device, config.precision)
-    penalty, priced = None, ""  # the rate term (the latents' bits per point of the signal, weighted); its table
+    # the rate term: the latents' bits per point of the signal under each block's scale, weighted by lambda
+    # (both refreshed every few steps, lambda when it is steered to a size target); the table it prices, which
+    # it rounds rather than QAT
+    penalty, priced, lam, scales = None, "", None, None
     if config.rate is not None:
         table, blocks = rated(field)
-        priced = next(name for name, p in field.named_parameters() if p is table)  # rounded by the term, not QAT
-        scale = config.rate.lam / signal.n_points
+        priced = next(name for name, p in field.named_parameters() if p is table)
+        lam = config.rate.lam
 
         def penalty() -> torch.Tensor:
-            return scale * latent_bits(table, blocks, config.rate.step)
+            return lam / signal.n_points * latent_bits(table, blocks, config.rate.step, scales)
 
     total = planned_steps(config, signal.n_points)  # None when only a time budget is given
     final = config.time_budget is None  # a budget revises the step count after the speed probe
@@ -245,6 +253,8 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
         step, total, final, announced, ema, spent = (resume.step, resume.total, resume.final, resume.announced,
                                                      resume.ema, resume.elapsed)
         replans, levels, q_start = list(resume.replans), resume.levels, resume.q_start
+        lam = resume.lam if resume.lam is not None else lam
+        scales = resume.scales
         lr_scale, rollbacks = resume.lr_scale, resume.rollbacks
         periodic = config.checkpoint_every is not None and (periodic or resume.periodic)
     t_start = time.perf_counter() - spent
@@ -281,16 +291,17 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
                         optimizer=copy.deepcopy(opt.state_dict()), sampler=sample_gen.get_state(),
                         levels=dict(levels) if levels is not None else None, q_start=q_start, lr_scale=lr_scale,
                         rollbacks=rollbacks, replans=list(replans), compiled=compiled_at is not None,
-                        periodic=periodic)
+                        periodic=periodic, lam=lam, scales=scales)
 
     def roll_back(what: str, at: int) -> None:
-        nonlocal step, ema, levels, q_start, lr_scale, rollbacks, snapshot
+        nonlocal step, ema, levels, q_start, lr_scale, rollbacks, snapshot, lam, scales
         if snapshot is None or rollbacks >= MAX_ROLLBACKS:
             again = f", again after {rollbacks} rollbacks that halved the learning rate" if rollbacks else ""
             raise NeofieldError(f"the fit diverged at step {at} ({what}){again}; try a lower --lr")
         field.load_state_dict(snapshot.field)
         opt.load_state_dict(copy.deepcopy(snapshot.optimizer))  # loading would share the snapshot's tensors
         step, ema, levels, q_start = snapshot.step, snapshot.ema, snapshot.levels, snapshot.q_start
+        lam, scales = snapshot.lam, snapshot.scales
         lr_scale, rollbacks = lr_scale * 0.5, rollbacks + 1
         snapshot = None  # taken again at once, with the new rate
         _report(callback, step, total if final else None, ema, config, time.perf_counter() - t_start,
@@ -305,7 +316,8 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
         field.eval()
         result = FitResult(steps=state.step, seconds=state.elapsed,
                            final_loss=state.ema if state.ema is not None else float("nan"),
-                           points_per_second=state.step * config.batch_size / max(state.elapsed, 1e-9))
+                           points_per_second=state.step * config.batch_size / max(state.elapsed, 1e-9),
+                           lam=state.lam)
         return FitInterrupted(state, result, written)
 
     try:
@@ -359,6 +371,11 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
             lr *= lr_scale  # 1 unless a divergence was rolled back
             for group in opt.param_groups:
                 group["lr"] = lr * group.get("lr_scale", 1.0)
+            if penalty is not None and (scales is None or step % STEER_EVERY == 0):  # the weights are whole here
+                scales = fit_scales(table, blocks, config.rate.step)
+                if config.rate.target_bits is not None:
+                    bits = rounded_bits(table, blocks, config.rate.step, scales)
+                    lam = sync.from_main(steer(lam, bits, config.rate.target_bits))
             coords, target, mask = (t.to(device, non_blocking=True)
                                     for t in signal.sample(batch, sample_gen))
             saved = perturb(field, {k: v for k, v in levels.items() if k != priced}, q.mode, sample_gen) \
@@ -407,7 +424,7 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
     seconds = time.perf_counter() - t_start
     field.eval()
     return FitResult(steps=step, seconds=seconds, final_loss=ema if ema is not None else float("nan"),
-                     points_per_second=step * config.batch_size / max(seconds, 1e-9))
+                     points_per_second=step * config.batch_size / max(seconds, 1e-9), lam=lam)
 
 
 def _restore(field: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator, state: FitState,

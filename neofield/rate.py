@@ -1,6 +1,10 @@
-"""Rate control: a size or a quality target turned into a model width and bit depths.
+"""Rate control: a size or a quality target turned into a model width and bit depths, or a rate term.
 
-Two knobs, set at two moments:
+A size target on the default field (``neogrid``, quantized) is met by the rate term
+(:mod:`neofield.latent_rate`, issue 24): :class:`SteeredRate` gives the field as many parameters as
+the target asks (:data:`PARAMETERS_PER_BYTE`), the fit steers lambda until the latents cost their share of
+the bytes, and if the written streams still miss, the latents' step is searched to land within
+:data:`SIZE_TOLERANCE`. Every other target (``--psnr``, other fields) sets two knobs, at two moments:
 
 * **before the fit**, the model's width ``D`` is picked from :data:`WIDTHS` so
   that its parameters, at the ~5 coded bits each that 6-bit quantization
@@ -29,6 +33,7 @@ from . import bundle as bundle_io
 from .errors import NeofieldError
 from .fields.neomlp import NeoMLPField
 from .fit import masked_mse, mse_to_psnr
+from .latent_rate import LATENT_STEP, RateTerm
 from .options import parse_bitrate, parse_bytes  # noqa: F401  (re-exported)
 from .quantize import BitDepths, levels_for
 from .signal import Signal
@@ -139,6 +144,7 @@ def bits_for_psnr(field: NeoMLPField, probe: PsnrProbe, target_psnr: float) -> f
 # ------------------------------------------------------- during a fit ----
 PSNR_MARGIN = 0.1  # dB: what a PSNR target out of the fit's reach lets quantization cost
 SIDE_BYTES = 1_400  # metadata, quantization parameters and headers of a quantized bundle (~1.4 KB measured)
+SIDE_MARGIN = 400  # bytes of the fit and quality record a trial bundle does not hold yet
 
 
 class RateControl:
@@ -182,7 +188,7 @@ class RateControl:
         """Everything but the coded streams, from a trial bundle (plus room for the fit and quality record)."""
         meta = {**self.meta, "quantization": {"bits": BitDepths().to_dict()}}
         draft = bundle_io.pack(field_, meta, bundle_io.quantize_state(field_, BitDepths()))
-        return bundle_io.stored_bytes(draft)["side"] + 400
+        return bundle_io.stored_bytes(draft)["side"] + SIDE_MARGIN
 
     def finish(self, field_: NeoMLPField) -> BitDepths:
         """The depths to store: the finetuned ones, unless the size drifted past tolerance."""
@@ -217,4 +223,95 @@ class RateControl:
                        and self.float_psnr < self.target.psnr + PSNR_MARGIN else
                        f"quantizing to {self.bits.backbone:g} bits cost more than the search expected")
                 out["notes"].append(f"missed the PSNR target by {self.target.psnr - reached:.2f} dB: {why}")
+        return out
+
+
+# ---------------------------------------------- a size target met by the rate term (neogrid) ----
+PARAMETERS_PER_BYTE = 12  # a steered field's parameters per byte of the target (docs/rate-term.md)
+MIN_STEERED_PARAMETERS = 32_000  # ... never fewer: below this a field runs out of detail, not of bits
+MAX_PARAMETERS_PER_POINT = 0.5  # ... nor more than this per point of the signal (it would store it raw)
+# where a steered fit starts lambda: a power law through the 60 s fits of docs/rate-term.md, bits per point of
+# the latents -> lambda (bikes: 0.059 bits a point at 0.08, Bach: 0.12; the slope between -1.8 and -2.4)
+LAMBDA_AT, LAMBDA_SLOPE = (0.08, 0.08), -2.0
+# the latents' step may move by these factors to land the size after the fit: a short fit's latents, still
+# near their start, fill a size only at a fine step
+STEP_SEARCH = (1 / 64, 8.0)
+
+
+def steered_parameters(target_bytes: int, n_points: int) -> int:
+    """The rung of :data:`PARAMETERS` a field fitted for ``target_bytes`` under a rate term gets, for a signal of
+    ``n_points`` points."""
+    want = min(max(PARAMETERS_PER_BYTE * target_bytes, MIN_STEERED_PARAMETERS), MAX_PARAMETERS_PER_POINT * n_points)
+    return min(PARAMETERS, key=lambda p: abs(math.log(p / want)))
+
+
+def lambda_for(bits_per_point: float) -> float:
+    """The rate term's lambda expected to spend ``bits_per_point`` on the latents (a start: the fit steers it)."""
+    at_bits, at_lambda = LAMBDA_AT
+    return at_lambda * (max(bits_per_point, 1e-4) / at_bits) ** LAMBDA_SLOPE
+
+
+class SteeredRate:
+    """A size target met by the rate term: the latents' share of the bytes becomes the bits the fit steers
+    lambda to (:meth:`term`); after the fit, the latents' step is searched if the coded streams still miss
+    (:meth:`finish`). The backbone keeps the default depth."""
+
+    def __init__(self, target: Target, meta: dict, n_points: int, bits: BitDepths):
+        self.target, self.meta, self.n_points, self.bits = target, meta, n_points, bits
+        self.step: float = LATENT_STEP
+        self.lam: float | None = None  # where the fit left lambda
+        self.floor = 0  # the bytes of all but the latents, from a trial bundle
+        self.notes: list[str] = []
+
+    def term(self, field_: NeoMLPField) -> RateTerm:
+        """The rate term of the fit: the target less the side information and the backbone's stream (both
+        from a trial bundle of the fresh field), as the latents' bits."""
+        quantized = bundle_io.quantize_state(field_, self.bits, LATENT_STEP)
+        meta = {**self.meta, "quantization": {"bits": {"backbone": self.bits.backbone}, "lambda": 1.0,
+                                              "latent_step": LATENT_STEP}}
+        side = bundle_io.stored_bytes(bundle_io.pack(field_, meta, quantized))["side"] + SIDE_MARGIN
+        self.floor = side + bundle_io.coded_bytes(quantized).get("backbone", 0)
+        latent_bits = max(8.0 * (self.target.bytes - self.floor), 8.0)
+        return RateTerm(lambda_for(latent_bits / self.n_points), LATENT_STEP, target_bits=latent_bits)
+
+    def to_dict(self) -> dict:
+        """What a checkpoint records of it. Nothing needs restoring: the term comes again from the fresh
+        field, and lambda and the scales travel in the fit's state."""
+        return {"bits": {"backbone": self.bits.backbone}, "floor": self.floor, "steered": True}
+
+    def coded(self, field_: NeoMLPField, step: float) -> int:
+        """The bundle's bytes with the latents at ``step``, but for the fit and quality record (its margin)."""
+        quantized = bundle_io.quantize_state(field_, self.bits, step)
+        meta = {**self.meta, "quantization": {"bits": {"backbone": self.bits.backbone}, "lambda": 1.0,
+                                              "latent_step": step}}
+        return len(bundle_io.pack(field_, meta, quantized)) + SIDE_MARGIN
+
+    def finish(self, field_: NeoMLPField, lam: float | None) -> float:
+        """The step to store the latents at: the one they were fitted for, unless that misses the size by
+        more than half the tolerance; then the step whose bytes come nearest the target from below (the bytes
+        fall as the step grows), a bisection on its log."""
+        self.lam = lam
+        size = self.coded(field_, LATENT_STEP)
+        if abs(size / self.target.bytes - 1) <= SIZE_TOLERANCE / 2:
+            return LATENT_STEP
+        lo, hi = (LATENT_STEP * f for f in STEP_SEARCH)  # coded(lo) is over the target, coded(hi) under
+        for _ in range(16):
+            mid = math.sqrt(lo * hi)
+            lo, hi = (mid, hi) if self.coded(field_, mid) > self.target.bytes else (lo, mid)
+        self.step = float(f"{hi:.4g}")
+        self.notes.append(f"the fit left the latents at {size:,} bytes: stored at step {self.step:g}, not "
+                          f"{LATENT_STEP:g}")
+        return self.step
+
+    def outcome(self, nbytes: int, quality: dict, width: int | None) -> dict:
+        off = nbytes / self.target.bytes - 1
+        out = {"asked": self.target.describe(), "bytes": nbytes, "bits": {"backbone": self.bits.backbone},
+               "width": width, "lambda": float(f"{self.lam:.4g}") if self.lam is not None else None,
+               "latent_step": self.step, "size_error": round(off, 4), "notes": list(self.notes)}
+        if abs(off) > SIZE_TOLERANCE:
+            why = (f"the metadata and the backbone alone take ~{self.floor:,} bytes" if off > 0 and
+                   self.floor >= self.target.bytes * (1 - SIZE_TOLERANCE) else
+                   f"the latents' step may move {STEP_SEARCH[0]:g}-{STEP_SEARCH[1]:g}x from {LATENT_STEP:g}; a "
+                   "longer --time-budget lets the fit steer lambda closer")
+            out["notes"].append(f"missed the size by {off:+.0%}: {why}")
         return out

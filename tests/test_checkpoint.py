@@ -159,6 +159,19 @@ def test_a_corrupt_checkpoint_is_one_line(interrupted, tmp_path):
         assert "\n" not in str(failure.value) and "checkpoint" in str(failure.value)
 
 
+def test_a_checkpoint_with_a_steered_lambda_of_the_wrong_type_is_refused(interrupted, tmp_path):
+    path = copy_checkpoint(interrupted, tmp_path).with_name("clip.nf.ckpt")
+    payload = torch.load(path, weights_only=True)
+    for lam, scales in ((-1.0, None), ("0.1", None), (0.1, torch.ones(2, 2)), (0.1, [1.0])):
+        payload["state"].update(lam=lam, scales=scales)
+        torch.save(payload, path)
+        with pytest.raises(NeofieldError, match="damaged|wrong type"):
+            checkpoint.load(path)
+    payload["state"].update(lam=0.1, scales=torch.ones(3))
+    torch.save(payload, path)
+    assert checkpoint.load(path).state.lam == 0.1
+
+
 def test_a_checkpoint_never_unpickles_objects(tmp_path):
     path = tmp_path / "evil.nf.ckpt"
     torch.save({"format": checkpoint.FORMAT, "version": checkpoint.VERSION, "payload": Exploding()}, path)

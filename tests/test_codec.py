@@ -357,15 +357,15 @@ def test_neogrid_fits_sound_and_video_with_sound_through_the_same_paths(tiny_sou
     assert both.quality["audio_psnr_db"] > 0 and both.quality["video_psnr_db"] > 10
 
 
-def test_a_size_target_sizes_a_neogrid_field_by_its_parameters(tmp_path):
+def test_a_size_target_sizes_a_grid_field_by_its_parameters(tmp_path):  # neogrid steers lambda (test_rate.py)
     from neofield.media import Selection
     from neofield.rate import PARAMETERS
 
     clip = tmp_path / "clip.mp4"
     media = read_media(BIKES, Selection(max_frames=8, resize=(80, 34)))
     neofield.media.write_video(clip, iter(media.video), media.fps, lossless=True)
-    small = neofield.encode(clip, tmp_path / "s.nf", arch="neogrid", size="4KB", steps=60, device="cpu")
-    large = neofield.encode(clip, tmp_path / "l.nf", arch="neogrid", size="16KB", steps=60, device="cpu")
+    small = neofield.encode(clip, tmp_path / "s.nf", arch="grid", size="4KB", steps=60, device="cpu")
+    large = neofield.encode(clip, tmp_path / "l.nf", arch="grid", size="16KB", steps=60, device="cpu")
     assert small.target["width"] in PARAMETERS and small.target["width"] < large.target["width"]
     assert abs(small.bytes / 4_000 - 1) <= 0.10 and abs(large.bytes / 16_000 - 1) <= 0.10, (small.target, large.target)
 

@@ -6,7 +6,8 @@ import torch
 
 from neofield.codec.build import neogrid_field
 from neofield.codec import make_field
-from neofield.latent_rate import LATENT_STEP, latent_bits, laplace_bits, perturb_latents, rated
+from neofield.latent_rate import (CONTINUOUS_FLOOR, LATENT_STEP, MIN_SCALE, STEER_CLAMP, STEER_GAIN, fit_scales,
+                                  latent_bits, laplace_bits, perturb_latents, rated, rounded_bits, steer)
 from neofield.media import Media
 from neofield.signal import Signal
 from tests.conftest import noise_video
@@ -68,3 +69,34 @@ def test_a_field_without_pyramids_has_nothing_to_price():
     signal = Signal(Media(video=noise_video(2, 4, 6), fps=10.0))
     with pytest.raises(ValueError, match="neogrid"):
         rated(make_field(signal, "tiny", segments=2))
+
+
+def test_the_fitted_scales_price_sparse_latents_near_their_entropy_where_the_mean_overprices_them():
+    g = torch.Generator().manual_seed(0)
+    n = 20_000  # one channel of nine latents in ten at 0, the rest a step away: a fine level under a rate term;
+    sign = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0)  # the other channel spread wide
+    sparse = torch.where(torch.rand(n, generator=g) < 0.1, sign, 0.0)
+    table = torch.stack([sparse, torch.randn(n, generator=g) * 3], dim=1).round()[:, None, :] * LATENT_STEP
+    blocks = ((0, n, 0), (0, n, 1))
+    entropy = 0.0
+    for column in (sparse, table[:, 0, 1] / LATENT_STEP):
+        _, counts = torch.unique(column.round(), return_counts=True)
+        entropy -= float((counts * torch.log2(counts / counts.sum())).sum())
+    fitted = rounded_bits(table, blocks, LATENT_STEP, fit_scales(table, blocks, LATENT_STEP))
+    mean_scale = rounded_bits(table, blocks, LATENT_STEP)
+    assert entropy <= fitted < 1.05 * entropy < mean_scale
+
+
+def test_a_block_that_still_rounds_to_zero_is_priced_by_its_float_values_so_it_can_grow():
+    n = 5_000
+    for spread in (0.02, 0.3):  # latents, in steps, that all round to 0: a fresh table, and one about to grow
+        table = (torch.rand(n, generator=torch.Generator().manual_seed(0)) * 2 - 1) * spread * LATENT_STEP
+        (scale,) = fit_scales(table[:, None, None], ((0, n, 0),), LATENT_STEP)
+        assert float(scale) == pytest.approx(max(CONTINUOUS_FLOOR * spread / 2, MIN_SCALE), rel=0.05)
+
+
+def test_steering_raises_lambda_over_the_target_lowers_it_under_and_moves_it_a_bounded_step():
+    assert steer(0.1, 120.0, 100.0) > 0.1 > steer(0.1, 80.0, 100.0)
+    assert steer(0.1, 100.0, 100.0) == pytest.approx(0.1)
+    assert steer(0.1, 1e9, 100.0) == pytest.approx(0.1 * STEER_CLAMP ** STEER_GAIN)
+    assert steer(0.1, 0.0, 100.0) == pytest.approx(0.1 / STEER_CLAMP ** STEER_GAIN)

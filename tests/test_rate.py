@@ -3,7 +3,7 @@
 import pytest
 
 import neofield
-from neofield import rate
+from neofield import bundle as bundle_io, rate
 from neofield.codec import make_field
 from neofield.errors import NeofieldError
 from neofield.media import read_media
@@ -59,10 +59,52 @@ def test_the_psnr_search_takes_the_lowest_depth_that_meets_the_target(signal):
     assert probe(field) == best  # the search leaves the field as it was
 
 
-def test_a_size_target_lands_within_ten_percent(tiny_clip, tmp_path):
-    report = neofield.encode(tiny_clip, tmp_path / "s.nf", steps=40, batch_size=256, device="cpu", size="9KB")
+def test_a_size_target_on_a_grid_field_lands_within_ten_percent_by_its_depth(tiny_clip, tmp_path):
+    report = neofield.encode(tiny_clip, tmp_path / "s.nf", steps=40, batch_size=256, device="cpu", size="9KB",
+                             arch="grid")
     assert abs(report.bytes / 9_000 - 1) <= 0.10, report.target
     assert report.target["size_error"] == pytest.approx(report.bytes / 9_000 - 1, abs=1e-4)
+
+
+@pytest.fixture(scope="module")
+def small_clip(tmp_path_factory):
+    """8 frames of bikes at 64x28 (14,336 points): big enough for a rate term to find its level in 300 steps."""
+    from neofield.media import Selection, write_video
+    from tests.conftest import BIKES
+
+    media = read_media(BIKES, Selection(max_frames=8, resize=(64, 28)))
+    path = tmp_path_factory.mktemp("media") / "small.mp4"
+    write_video(path, iter(media.video), media.fps, lossless=True)
+    return path
+
+
+def test_a_size_target_on_neogrid_is_met_by_steering_lambda_during_the_fit(small_clip, tmp_path):
+    report = neofield.encode(small_clip, tmp_path / "s.nf", steps=300, device="cpu", size="3KB")
+    t = report.target
+    assert abs(report.bytes / 3_000 - 1) <= rate.SIZE_TOLERANCE, t
+    assert t["latent_step"] == rate.LATENT_STEP and t["lambda"] > 0 and not t["notes"]  # the fit itself got there
+    assert report.quality["video_psnr_db"] > 28
+    q = bundle_io.load(tmp_path / "s.nf").meta["quantization"]
+    assert q["lambda"] == t["lambda"] and q["latent_step"] == t["latent_step"]
+
+
+def test_a_size_the_fit_cannot_fill_is_met_by_a_finer_latent_step(small_clip, tmp_path):
+    report = neofield.encode(small_clip, tmp_path / "s.nf", steps=300, device="cpu", size="6KB")
+    t = report.target
+    assert abs(report.bytes / 6_000 - 1) <= rate.SIZE_TOLERANCE, t
+    assert t["latent_step"] < rate.LATENT_STEP and "stored at step" in t["notes"][0]
+
+
+def test_a_size_under_the_side_information_says_so(tiny_clip, tmp_path):
+    report = neofield.encode(tiny_clip, tmp_path / "s.nf", steps=10, batch_size=256, device="cpu", size="1KB")
+    assert "the metadata and the backbone alone take" in report.target["notes"][-1]
+
+
+def test_a_steered_field_grows_with_the_target_but_never_past_half_a_parameter_a_point():
+    assert rate.steered_parameters(4_000, 10**7) < rate.steered_parameters(40_000, 10**7) < \
+        rate.steered_parameters(400_000, 10**7)
+    assert rate.steered_parameters(400_000, 100_000) <= 1.5 * 0.5 * 100_000  # the nearest rung to the cap
+    assert rate.lambda_for(0.02) > rate.lambda_for(0.2) > 0
 
 
 def test_an_unreachable_psnr_says_by_how_much_and_why(tiny_clip, tmp_path):

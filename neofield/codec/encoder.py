@@ -3,8 +3,9 @@
     check options -> read media -> resolve defaults -> build the field -> fit -> store -> measure -> write
 
 Every stage is a function of its own below :func:`encode`; rate control (:mod:`neofield.rate`) steps in
-at two of them, choosing the model's width when the field is built and the bit depths when the fit's
-quantization-aware finetuning starts.
+at three of them: it sizes the field when it is built; during the fit it steers the rate term's lambda (a
+size target on the default field) or chooses the bit depths when quantization-aware finetuning starts; and
+it checks the size once more when the weights are stored.
 """
 
 from __future__ import annotations
@@ -108,9 +109,11 @@ def encode(source: str | Path, output: str | Path | None = None, options: Encode
     if saved is not None:
         ckpt.check_fingerprint(saved, fingerprint_, ckpt.path_for(output))
     field_, width, control = build_field(signal, run, meta, saved, ckpt.path_for(output))
-    config = fit_config(run, quantization=bundle_io.quantization_aware(field_, control.choose if control else run.bits)
+    steered = isinstance(control, rate.SteeredRate)
+    depths = control.choose if control and not steered else run.bits
+    config = fit_config(run, quantization=bundle_io.quantization_aware(field_, depths)
                         if run.weights_dtype == bundle_io.QUANTIZED else None,
-                        rate=rate_term(run))
+                        rate=control.term(field_) if steered else rate_term(run))
     if on_signal:
         on_signal(signal, field_, {**options.budget(), "batch_size": run.batch_size})
     result = fit_and_keep(field_, signal, config, run, meta, output, fingerprint_, width, control, saved, callback)
@@ -118,10 +121,10 @@ def encode(source: str | Path, output: str | Path | None = None, options: Encode
     if not distributed.is_main():  # a data-parallel fit's other processes: rank 0 has the same weights, and writes
         return EncodeReport(path=output, bytes=0, kind=signal.kind, parameters=field_.num_parameters(),
                             fit=result, budget=options.budget(), quality={})
-    symbols, bits = store(field_, run, control)
+    symbols, bits, latents = store(field_, run, control, config.rate, result.lam)
     quality = measure(field_, signal, result.points_per_second) if run.evaluate else {}
     meta.update(fit={**result.to_dict(), "config": config.record()}, quality=quality)
-    nbytes = write(output, field_, meta, symbols, bits, run.force)
+    nbytes = write(output, field_, meta, symbols, bits, latents, run.force)
     report = EncodeReport(path=output, bytes=nbytes, kind=signal.kind, parameters=field_.num_parameters(),
                           fit=result, budget=options.budget(), quality=quality)
     if control:
@@ -200,18 +203,24 @@ def resolve(options: EncodeOptions, signal: Signal) -> EncodeOptions:
 
 
 def build_field(signal: Signal, run: EncodeOptions, meta: dict, saved: ckpt.Checkpoint | None, ckpt_path: Path
-                ) -> tuple[nn.Module, int | None, rate.RateControl | None]:
-    """The fresh field, the width rate control chose for it (None: the preset's), and the rate control."""
+                ) -> tuple[nn.Module, int | None, rate.RateControl | rate.SteeredRate | None]:
+    """The fresh field, the size rate control chose for it (None: the preset's), and the rate control: a
+    size target on a quantized neogrid field is met by steering the rate term (:class:`rate.SteeredRate`)."""
     build = field_builder(signal, run)
     target = rate.Target(run.size, run.target_psnr) if run.targets() else None
+    steered = target is not None and target.bytes is not None and steers(run)
     if saved is not None:
         width = saved.extra.get("width")  # what rate control chose before the fit, not searched again
         if width is not None and width not in rate.ladder(run.arch):
             raise NeofieldError(f"{ckpt_path} is a damaged neofield checkpoint (model size {width!r})")
+    elif steered:
+        width = rate.steered_parameters(target.bytes, signal.n_points)
     else:
         width = (rate.width_for_size(build, target.bytes, rate.SIDE_BYTES, rate.ladder(run.arch))
                  if target and target.bytes else None)
     field_ = build(width)
+    if steered:
+        return field_, width, rate.SteeredRate(target, meta, signal.n_points, run.bits)
     control = rate.RateControl(target, signal, meta) if target else None
     if saved is not None and control is not None and saved.extra.get("rate_control"):
         control.restore(saved.extra["rate_control"])  # the depths the finetuning already trains for
@@ -248,35 +257,45 @@ def fit_and_keep(field_: nn.Module, signal: Signal, config: FitConfig, run: Enco
         written = None
         if run.save_on_interrupt and distributed.is_main():  # the field as it is, through the usual rounding
             field_.cpu()
-            symbols, bits = store(field_, run, control)
+            symbols, bits, latents = store(field_, run, control, config.rate, stop.result.lam)
             meta.update(fit={**stop.result.to_dict(), "interrupted": True, "config": config.record()}, quality={})
             written = output
-            write(output, field_, meta, symbols, bits, run.force, keep_checkpoint=True)
+            write(output, field_, meta, symbols, bits, latents, run.force, keep_checkpoint=True)
         state = stop.state
         raise EncodeInterrupted(state.step, state.total if state.final else None,
                                 ckpt_path if stop.checkpointed else None, written) from None
 
 
-def store(field_: nn.Module, run: EncodeOptions, control: rate.RateControl | None):
-    """Round the weights, in place, to what the bundle stores (rate control's final depths, if it ran):
-    what the encoder then measures is what every decoder computes. Returns the symbols and the depths."""
-    bits = control.finish(field_) if control else run.bits
-    term = rate_term(run)  # the step it trained the latents for
-    return bundle_io.round_weights(field_, run.weights_dtype, bits, latent_step=term.step if term else None), bits
+def store(field_: nn.Module, run: EncodeOptions, control, term: RateTerm | None, lam: float | None):
+    """Round the weights, in place, to what the bundle stores (rate control's final depths or latent step, if
+    it ran): what the encoder then measures is what every decoder computes. Returns the symbols, the depths,
+    and for a fit with a rate term its lambda (where it ended) and the latents' step (or None)."""
+    if isinstance(control, rate.SteeredRate):
+        bits, step = run.bits, control.finish(field_, lam)
+    else:
+        bits, step = (control.finish(field_) if control else run.bits), term.step if term else None
+    latents = {"lambda": float(f"{lam if lam is not None else term.lam:.4g}"), "latent_step": step} \
+        if term is not None else None
+    return bundle_io.round_weights(field_, run.weights_dtype, bits, latent_step=step), bits, latents
+
+
+def steers(run: EncodeOptions) -> bool:
+    """Whether a size target is met by steering the rate term: on a quantized neogrid field."""
+    return run.arch == "neogrid" and run.weights_dtype == bundle_io.QUANTIZED
 
 
 def rate_term(run: EncodeOptions) -> RateTerm | None:
-    """The fit's rate term on the latents (``--lambda``), or None."""
+    """The fit's rate term on the latents at a fixed lambda (``--lambda``), or None."""
     return RateTerm(run.rate_lambda) if run.rate_lambda is not None else None
 
 
-def write(output: Path, field_: nn.Module, meta: dict, symbols, bits, force: bool,
+def write(output: Path, field_: nn.Module, meta: dict, symbols, bits, latents: dict | None, force: bool,
           keep_checkpoint: bool = False) -> int:
-    """The bundle, atomically; then the checkpoint has nothing left to resume (unless interrupted)."""
+    """The bundle, atomically; then the checkpoint has nothing left to resume (unless interrupted).
+    ``latents``: the rate term's lambda and the latents' step, for a fit with one."""
     if meta["weights_dtype"] == bundle_io.QUANTIZED:
-        rated = meta.get("fit", {}).get("config", {}).get("rate")
-        meta["quantization"] = {"bits": bits.to_dict()} if rated is None else {
-            "bits": {"backbone": bits.backbone}, "lambda": rated["lambda"], "latent_step": rated["step"]}
+        meta["quantization"] = {"bits": bits.to_dict()} if latents is None else {
+            "bits": {"backbone": bits.backbone}, **latents}
     nbytes = bundle_io.save(output, field_, meta, force=force, quantized=symbols)
     if not keep_checkpoint:
         ckpt.path_for(output).unlink(missing_ok=True)

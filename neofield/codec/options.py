@@ -107,7 +107,8 @@ class EncodeOptions:
     latent_bits: float | None = flag(None, "--latent-bits", float, "Bit depth of the latents \\[default: --bits].",
                                      fit=False)  # resolved into ``bits``, which the fingerprint holds
     size: int | str | None = flag(None, "--size", str, "Target bundle size, e.g. 20KB, 1.5MB (KB = 1000 bytes): "
-                                                       "rate control picks the model width and bit depths.")
+                                                       "neogrid steers its rate term (lambda) to it, other fields "
+                                                       "pick their width and bit depths.")
     bitrate: float | str | None = flag(None, "--bitrate", str, "Target bits per second of the piece, e.g. 300k: a "
                                                                "size target of bitrate x duration.")
     target_psnr: float | None = flag(None, "--psnr", float, "Target PSNR in dB (video PSNR, or audio PSNR for "
@@ -211,8 +212,8 @@ class EncodeOptions:
         opt.positive_float("--psnr", self.target_psnr, maximum=200.0)
         if opt.non_negative_float("--lambda", self.rate_lambda) is not None:
             if targets:
-                raise NeofieldError(f"give --lambda or {targets[0]}, not both (a size target does not search "
-                                    "lambda yet)")
+                raise NeofieldError(f"give --lambda or {targets[0]}, not both (a size target on neogrid steers "
+                                    "lambda itself)")
             if self.arch != "neogrid":
                 raise NeofieldError(f"--lambda prices the latent pyramids of --arch neogrid, not --arch {self.arch}")
             if self.weights_dtype != QUANTIZED:

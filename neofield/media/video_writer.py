@@ -115,9 +115,10 @@ def video_codec(suffix: str, codec: str | None, lossless: bool) -> VideoCodec | 
     return chosen
 
 
-def write_video(path: Path, frames: Iterable[np.ndarray], *args, **kwargs) -> None:
+def write_video(path: str | Path, frames: Iterable[np.ndarray], *args, **kwargs) -> None:
     """Encode RGB frames (and optional sound) into ``path``: see :func:`_write_video`. What the codec
     or container refuses (a size, a rate, a channel layout it cannot hold) is one line."""
+    path = Path(path)
     with writer_errors(path):
         _write_video(path, frames, *args, **kwargs)
 
