@@ -230,6 +230,12 @@ class RateControl:
 PARAMETERS_PER_BYTE = 12  # a steered field's parameters per byte of the target (docs/rate-term.md)
 MIN_STEERED_PARAMETERS = 32_000  # ... never fewer: below this a field runs out of detail, not of bits
 MAX_PARAMETERS_PER_POINT = 0.5  # ... nor more than this per point of the signal (it would store it raw)
+# ... nor more than a time budget trains: in 60 s on 2 s of bikes 181-207 k parameters fit best, 384 k lost
+# 1.1 dB at 32 KB and 724 k 1.2 dB at 64 KB (docs/rate-term.md)
+PARAMETERS_PER_SECOND = 3_500
+# the latents are fitted at LATENT_STEP while they get up to this many bits each; each bit more halves the
+# step (at high rates a uniform quantizer's entropy grows by a bit as its step halves), down to a 16th
+BITS_PER_LATENT_AT_STEP = 1.0
 # where a steered fit starts lambda: a power law through the 60 s fits of docs/rate-term.md, bits per point of
 # the latents -> lambda (bikes: 0.059 bits a point at 0.08, Bach: 0.12; the slope between -1.8 and -2.4)
 LAMBDA_AT, LAMBDA_SLOPE = (0.08, 0.08), -2.0
@@ -238,10 +244,12 @@ LAMBDA_AT, LAMBDA_SLOPE = (0.08, 0.08), -2.0
 STEP_SEARCH = (1 / 64, 8.0)
 
 
-def steered_parameters(target_bytes: int, n_points: int) -> int:
+def steered_parameters(target_bytes: int, n_points: int, seconds: float | None = None) -> int:
     """The rung of :data:`PARAMETERS` a field fitted for ``target_bytes`` under a rate term gets, for a signal of
-    ``n_points`` points."""
+    ``n_points`` points and a fit of ``seconds`` (None: a fit by steps or epochs, not capped by time)."""
     want = min(max(PARAMETERS_PER_BYTE * target_bytes, MIN_STEERED_PARAMETERS), MAX_PARAMETERS_PER_POINT * n_points)
+    if seconds is not None:
+        want = min(want, max(PARAMETERS_PER_SECOND * seconds, MIN_STEERED_PARAMETERS))
     return min(PARAMETERS, key=lambda p: abs(math.log(p / want)))
 
 
@@ -251,6 +259,12 @@ def lambda_for(bits_per_point: float) -> float:
     return at_lambda * (max(bits_per_point, 1e-4) / at_bits) ** LAMBDA_SLOPE
 
 
+def latent_step_for(bits_per_latent: float) -> float:
+    """The quantization step the latents are fitted at when they may spend ``bits_per_latent`` each."""
+    step = LATENT_STEP * 2.0 ** -min(max(bits_per_latent - BITS_PER_LATENT_AT_STEP, 0.0), 4.0)
+    return float(f"{step:.4g}")  # as the bundle's metadata will hold it
+
+
 class SteeredRate:
     """A size target met by the rate term: the latents' share of the bytes becomes the bits the fit steers
     lambda to (:meth:`term`); after the fit, the latents' step is searched if the coded streams still miss
@@ -258,7 +272,8 @@ class SteeredRate:
 
     def __init__(self, target: Target, meta: dict, n_points: int, bits: BitDepths):
         self.target, self.meta, self.n_points, self.bits = target, meta, n_points, bits
-        self.step: float = LATENT_STEP
+        self.fitted_step: float = LATENT_STEP  # the step the latents are fitted at (:meth:`term`)
+        self.step: float = LATENT_STEP  # ... and stored at (:meth:`finish`)
         self.lam: float | None = None  # where the fit left lambda
         self.floor = 0  # the bytes of all but the latents, from a trial bundle
         self.notes: list[str] = []
@@ -272,7 +287,8 @@ class SteeredRate:
         side = bundle_io.stored_bytes(bundle_io.pack(field_, meta, quantized))["side"] + SIDE_MARGIN
         self.floor = side + bundle_io.coded_bytes(quantized).get("backbone", 0)
         latent_bits = max(8.0 * (self.target.bytes - self.floor), 8.0)
-        return RateTerm(lambda_for(latent_bits / self.n_points), LATENT_STEP, target_bits=latent_bits)
+        self.fitted_step = self.step = latent_step_for(latent_bits / field_.latents.table.numel())
+        return RateTerm(lambda_for(latent_bits / self.n_points), self.fitted_step, target_bits=latent_bits)
 
     def to_dict(self) -> dict:
         """What a checkpoint records of it. Nothing needs restoring: the term comes again from the fresh
@@ -291,27 +307,28 @@ class SteeredRate:
         more than half the tolerance; then the step whose bytes come nearest the target from below (the bytes
         fall as the step grows), a bisection on its log."""
         self.lam = lam
-        size = self.coded(field_, LATENT_STEP)
+        size = self.coded(field_, self.fitted_step)
         if abs(size / self.target.bytes - 1) <= SIZE_TOLERANCE / 2:
-            return LATENT_STEP
-        lo, hi = (LATENT_STEP * f for f in STEP_SEARCH)  # coded(lo) is over the target, coded(hi) under
+            return self.fitted_step
+        lo, hi = (self.fitted_step * f for f in STEP_SEARCH)  # coded(lo) is over the target, coded(hi) under
         for _ in range(16):
             mid = math.sqrt(lo * hi)
             lo, hi = (mid, hi) if self.coded(field_, mid) > self.target.bytes else (lo, mid)
         self.step = float(f"{hi:.4g}")
         self.notes.append(f"the fit left the latents at {size:,} bytes: stored at step {self.step:g}, not "
-                          f"{LATENT_STEP:g}")
+                          f"{self.fitted_step:g}")
         return self.step
 
     def outcome(self, nbytes: int, quality: dict, width: int | None) -> dict:
         off = nbytes / self.target.bytes - 1
         out = {"asked": self.target.describe(), "bytes": nbytes, "bits": {"backbone": self.bits.backbone},
                "width": width, "lambda": float(f"{self.lam:.4g}") if self.lam is not None else None,
-               "latent_step": self.step, "size_error": round(off, 4), "notes": list(self.notes)}
+               "latent_step": self.step, "fitted_step": self.fitted_step, "size_error": round(off, 4),
+               "notes": list(self.notes)}
         if abs(off) > SIZE_TOLERANCE:
             why = (f"the metadata and the backbone alone take ~{self.floor:,} bytes" if off > 0 and
                    self.floor >= self.target.bytes * (1 - SIZE_TOLERANCE) else
-                   f"the latents' step may move {STEP_SEARCH[0]:g}-{STEP_SEARCH[1]:g}x from {LATENT_STEP:g}; a "
+                   f"the latents' step may move {STEP_SEARCH[0]:g}-{STEP_SEARCH[1]:g}x from {self.fitted_step:g}; a "
                    "longer --time-budget lets the fit steer lambda closer")
             out["notes"].append(f"missed the size by {off:+.0%}: {why}")
         return out

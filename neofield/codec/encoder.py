@@ -214,7 +214,7 @@ def build_field(signal: Signal, run: EncodeOptions, meta: dict, saved: ckpt.Chec
         if width is not None and width not in rate.ladder(run.arch):
             raise NeofieldError(f"{ckpt_path} is a damaged neofield checkpoint (model size {width!r})")
     elif steered:
-        width = rate.steered_parameters(target.bytes, signal.n_points)
+        width = rate.steered_parameters(target.bytes, signal.n_points, run.time_budget)
     else:
         width = (rate.width_for_size(build, target.bytes, rate.SIDE_BYTES, rate.ladder(run.arch))
                  if target and target.bytes else None)
