@@ -5,6 +5,7 @@ benchmarks/ is not a package, so the script is loaded from its path. No media, n
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import math
 import re
@@ -76,11 +77,16 @@ def test_rate_at_interpolates_log_rate(rd):
     assert rd.rate_at(PSNRS[-1] + 0.01, RATES, PSNRS) is None
 
 
-def test_pchip_passes_through_the_points_and_keeps_monotone(rd):
-    x, y = np.array(PSNRS), np.log(RATES)
-    assert rd.pchip(x, y, x) == pytest.approx(y)
-    dense = rd.pchip(x, y, np.linspace(x[0], x[-1], 500))
-    assert np.all(np.diff(dense) >= 0)
+def test_the_published_bd_rates_come_back_from_their_csvs(rd):
+    """docs/rate-term.md's figures, from the CSVs beside them: the rate term against the size ladder and x264."""
+    def curve(name, codec):
+        with (Path(__file__).resolve().parent.parent / "docs" / "rd" / name).open() as f:
+            rows = [r for r in csv.DictReader(f) if r["codec"] == codec]
+        return [float(r["bytes"]) for r in rows], [float(r["video_psnr_db"]) for r in rows]
+
+    lam = curve("bikes_2s_320x136_lambda_60s.csv", "neofield")
+    assert rd.bd_rate(*lam, *curve("bikes_2s_320x136_size_60s.csv", "neofield")) == pytest.approx(-43.4, abs=0.1)
+    assert rd.bd_rate(*lam, *curve("bikes_2s_320x136_lambda_60s.csv", "x264")) == pytest.approx(81.8, abs=0.1)
 
 
 def test_neofield_ladder_is_rising_size_targets(rd):
