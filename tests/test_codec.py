@@ -1,5 +1,9 @@
 """The Python API end to end: encode -> bundle -> decode/psnr, on real media pieces."""
 
+import os
+import subprocess
+import sys
+
 import av
 import numpy as np
 import pytest
@@ -96,6 +100,21 @@ def test_video_with_sound_is_one_field_decoded_to_both_streams(tiny_av_clip, tmp
     assert set(scores) >= {"video_psnr_db", "audio_psnr_db", "bytes", "compression_ratio"}
     sound = read_media(neofield.decode(tmp_path / "av.nf", tmp_path / "av.wav").path)
     assert sound.kind == "audio" and sound.audio.shape[1] == 6
+
+
+def test_a_bundle_decodes_to_the_same_bytes_whatever_the_thread_count(tiny_av_clip, tmp_path):
+    """Lossless pictures with FLAC in Matroska, and float WAV: two processes, 1 and 2 threads, one file."""
+    neofield.encode(tiny_av_clip, tmp_path / "av.nf", steps=30, batch_size=1024, device="cpu")
+    outputs = {}
+    for threads in ("1", "2"):
+        for suffix, extra in ((".mkv", ["--lossless"]), (".wav", [])):
+            out = tmp_path / f"t{threads}{suffix}"
+            done = subprocess.run([sys.executable, "-m", "neofield", "decode", str(tmp_path / "av.nf"), "-o", str(out),
+                                   "--scale", "2", *extra], capture_output=True, text=True, timeout=300,
+                                  env={**os.environ, "OMP_NUM_THREADS": threads})
+            assert done.returncode == 0, done.stderr
+            outputs.setdefault(suffix, []).append(out.read_bytes())
+    assert all(a == b for a, b in outputs.values())
 
 
 def test_psnr_refuses_an_original_the_bundle_was_not_made_from(video_bundle, tiny_av_clip):

@@ -109,6 +109,7 @@ class _AudioWriter:
             self.out.mux(packet)
 
 
+SFC_SET_ADD_PEAK_CHUNK = 0x1050  # libsndfile's sf_command, which soundfile does not wrap
 SOUNDFILE_FORMATS = {".wav": ("WAV", "FLOAT"), ".flac": ("FLAC", "PCM_24"), ".ogg": ("OGG", "VORBIS")}
 # Vorbis I's channel order (its spec, section 4.3.9) as indices into FFmpeg's / WAV's order, by channel
 # count: libsndfile writes channels as given, so they are put in Vorbis order for other players to read right
@@ -136,6 +137,8 @@ def _write_audio(path: Path, audio: np.ndarray, sample_rate: int, metadata: dict
         return
     fmt, subtype = SOUNDFILE_FORMATS[suffix]
     with sf.SoundFile(str(path), "w", sample_rate, audio.shape[1], subtype=subtype, format=fmt) as f:
+        if subtype == "FLOAT":  # libsndfile's PEAK chunk holds the time of writing: the same sound, other bytes
+            sf._snd.sf_command(f._file, SFC_SET_ADD_PEAK_CHUNK, sf._ffi.NULL, 0)
         for key, value in (metadata or {}).items():
             if key in ("comment", "title"):
                 setattr(f, key, value)

@@ -167,7 +167,9 @@ def _write_video(
     if audio is not None and suffix != ".gif" and not sample_rate:
         raise NeofieldError("sound needs a sample rate")
     rate = Fraction(fps).limit_denominator(1001000)
-    options = {"movflags": "+faststart"} if suffix in (".mp4", ".mov") else {}
+    # bitexact: no random segment id, date or library version in the container, so that the same frames
+    # make the same file (x264's own output still varies from run to run: docs/format.md, "Decoding")
+    options = {"fflags": "+bitexact", **({"movflags": "+faststart"} if suffix in (".mp4", ".mov") else {})}
     with av.open(str(path), "w", format=CONTAINER_FORMATS[suffix], options=options) as out:
         out.metadata.update(metadata or {})
         sound = None
