@@ -1,0 +1,92 @@
+"""The latents' entropy model against the coder before it, on the same symbols: bytes, and time to decode.
+
+    .venv/bin/python benchmarks/entropy_models.py BUNDLE.nf [BUNDLE.nf ...]
+
+For each bundle fitted with a rate term (a ``neogrid`` field whose latents are stored at a step), the
+latent symbols the bundle holds are range coded twice with ``neofield/entropy.py``:
+
+* **one Gaussian per tensor**: the coder of format v3, before issue 24 (the reference);
+* **a Laplace per block** (a pyramid level and channel, integer tables): what format v4 writes.
+
+Both streams are decoded again (checked against the symbols) and timed, best of five; the table gives
+the bytes, the bits per latent, the ratio of the two, and the decode time beside the time the field
+takes to render its whole signal once (``render_media``, eager), so the entropy decoder's share of a
+decode is in view. The same symbols go into both coders, so the quality is the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from neofield import bundle as bundle_io, entropy  # noqa: E402
+from neofield.quantize import BitDepths  # noqa: E402
+from neofield.render import render_media  # noqa: E402
+
+REPEATS = 5
+
+
+def best_of(run: Callable[[], object], repeats: int = REPEATS) -> tuple[float, object]:
+    """The fastest of ``repeats`` runs, in seconds, and the last result."""
+    times, out = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = run()
+        times.append(time.perf_counter() - t0)
+    return min(times), out
+
+
+def latent_symbols(path: Path):
+    """The bundle's field, its latent tensor's symbols as the bundle holds them, and their blocks."""
+    loaded = bundle_io.load(path)
+    step = loaded.meta.get("quantization", {}).get("latent_step")
+    if step is None:
+        raise SystemExit(f"{path}: no latent step (a bundle fitted with --lambda or a size target on neogrid)")
+    q = bundle_io.quantize_state(loaded.field, BitDepths(), step)["latents.table"]
+    return loaded, q
+
+
+def measure(path: Path) -> dict:
+    loaded, q = latent_symbols(path)
+    flat = q.symbols.reshape(q.symbols.shape[0], -1)
+    blocks = [flat[a:b, c] for a, b, c in q.blocks]
+    coders = {
+        "gaussian per tensor": ([q.symbols], [entropy.GaussianModel.fit(q.symbols, q.levels)]),
+        "laplace per block": (blocks, [entropy.LaplaceModel.fit(part, q.levels) for part in blocks]),
+    }
+    out = {"bundle": str(path), "latents": int(q.symbols.size), "levels": q.levels}
+    for name, (symbols, models) in coders.items():
+        stream = entropy.encode(symbols, models)
+        seconds, decoded = best_of(lambda: entropy.decode(stream, models, [s.size for s in symbols]))
+        assert all(np.array_equal(d, s.ravel()) for d, s in zip(decoded, symbols, strict=True)), name
+        out[name] = {"bytes": len(stream), "seconds": seconds}
+    field = loaded.field.eval()
+    out["render_seconds"], _ = best_of(lambda: render_media(field, loaded.meta), repeats=1)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("bundles", type=Path, nargs="+", metavar="BUNDLE")
+    args = ap.parse_args(argv)
+    print("| bundle | latents | Gaussian per tensor: bytes (bits/latent) | Laplace per block: bytes (bits/latent) "
+          "| ratio | decode ms, Gaussian / Laplace | render of the whole signal, s |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for path in args.bundles:
+        r = measure(path)
+        g, lp = r["gaussian per tensor"], r["laplace per block"]
+        n = r["latents"]
+        print(f"| {r['bundle']} | {n:,} | {g['bytes']:,} ({8 * g['bytes'] / n:.3f}) | {lp['bytes']:,} "
+              f"({8 * lp['bytes'] / n:.3f}) | {g['bytes'] / lp['bytes']:.2f}x | {1e3 * g['seconds']:.1f} / "
+              f"{1e3 * lp['seconds']:.1f} | {r['render_seconds']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
