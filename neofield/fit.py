@@ -25,7 +25,7 @@ from . import distributed
 from .checkpoint import FitState
 from .errors import NeofieldError
 from .latent_rate import (STEER_EVERY, RateTerm, fit_scales, latent_bits, perturb_latents, rated, rounded_bits,
-                          steer)
+                          steer, steer_to_psnr)
 from .options import check_device
 from .qat import QuantizationAware, perturb
 from .runtime import COMPILE_MODES, autocast, compiler_available, flush_denormals
@@ -150,6 +150,30 @@ def mse_to_psnr(mse: float) -> float:
     return 10 * math.log10(4.0 / mse) if mse > 0 else float("inf")
 
 
+PSNR_POINTS = 65_536  # points of the fixed sample a PSNR search scores
+STEER_PSNR_POINTS = 8_192  # ... and a fit steering lambda to a PSNR, every STEER_EVERY steps (~6 % of its time)
+STEER_PSNR_FROM = 0.2  # ... from this share of the steps on: before, the field is still far from any PSNR
+
+
+class PsnrProbe:
+    """PSNR of a field on one fixed sample of the signal's points: cheap enough to
+    call a dozen times in a search, and in the units ``neofield psnr`` reports
+    (8-bit video and [-1, 1] audio both map to a peak-to-peak of 2)."""
+
+    def __init__(self, signal: Signal, points: int = PSNR_POINTS, seed: int = 0):
+        coords, target, mask = signal.sample(min(points, signal.n_points), torch.Generator().manual_seed(seed))
+        if signal.kind == "audiovisual":  # the target is the picture's
+            keep = mask[:, :3].any(dim=1)
+            coords, target, mask = coords[keep], target[keep], mask[keep]
+        self.coords, self.target, self.mask = coords, target, mask
+
+    @torch.no_grad()
+    def __call__(self, field: nn.Module) -> float:
+        device = next(field.parameters()).device
+        pred = torch.cat([field(c.to(device)).float().cpu() for c in self.coords.split(8192)])
+        return mse_to_psnr(masked_mse(pred, self.target, self.mask).item())
+
+
 SNAPSHOT_EVERY = 100  # steps between in-memory snapshots that a divergence rolls back to
 MAX_ROLLBACKS = 5  # divergences survived (each halving the learning rate); the next one ends the fit
 ROW_SPARSE_RATIO = 4
@@ -226,9 +250,9 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
     opt = make(config.lr) if make else torch.optim.Adam(field.parameters(), lr=config.lr)
     mixed = autocast(device, config.precision)
     # the rate term: the latents' bits per point of the signal under each block's scale, weighted by lambda
-    # (both refreshed every few steps, lambda when it is steered to a size target); the table it prices, which
-    # it rounds rather than QAT
-    penalty, priced, lam, scales = None, "", None, None
+    # (both refreshed every few steps, lambda when it is steered to a size or, by a probe, to a PSNR); the table
+    # it prices, which it rounds rather than QAT
+    penalty, priced, lam, scales, probe = None, "", None, None, None
     if config.rate is not None:
         table, blocks = rated(field)
         priced = next(name for name, p in field.named_parameters() if p is table)
@@ -236,6 +260,8 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
 
         def penalty() -> torch.Tensor:
             return lam / signal.n_points * latent_bits(table, blocks, config.rate.step, scales)
+
+        probe = PsnrProbe(signal, STEER_PSNR_POINTS) if config.rate.target_psnr is not None else None
 
     total = planned_steps(config, signal.n_points)  # None when only a time budget is given
     final = config.time_budget is None  # a budget revises the step count after the speed probe
@@ -376,6 +402,9 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
                 if config.rate.target_bits is not None:
                     bits = rounded_bits(table, blocks, config.rate.step, scales)
                     lam = sync.from_main(steer(lam, bits, config.rate.target_bits))
+                elif probe is not None and final and step >= STEER_PSNR_FROM * total:
+                    psnr = _rounded_psnr(field, probe, table, config.rate.step)
+                    lam = sync.from_main(steer_to_psnr(lam, psnr, config.rate.target_psnr))
             coords, target, mask = (t.to(device, non_blocking=True)
                                     for t in signal.sample(batch, sample_gen))
             saved = perturb(field, {k: v for k, v in levels.items() if k != priced}, q.mode, sample_gen) \
@@ -425,6 +454,16 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
     field.eval()
     return FitResult(steps=step, seconds=seconds, final_loss=ema if ema is not None else float("nan"),
                      points_per_second=step * config.batch_size / max(seconds, 1e-9), lam=lam)
+
+
+def _rounded_psnr(field: nn.Module, probe: PsnrProbe, table: nn.Parameter, step: float) -> float:
+    """The probe's PSNR of the field with its latents rounded to ``step``, as the bundle will hold them."""
+    _, values = perturb_latents(table, step, True, None)
+    try:
+        return probe(field)
+    finally:
+        with torch.no_grad():
+            table.copy_(values)
 
 
 def _restore(field: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator, state: FitState,

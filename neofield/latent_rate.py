@@ -49,11 +49,14 @@ class RateTerm:
     lam: float
     step: float = LATENT_STEP
     target_bits: float | None = None
+    target_psnr: float | None = None  # or the PSNR (dB) the fit steers ``lam`` to: the fewest bits that keep it
 
     def to_dict(self) -> dict:
         out = {"lambda": self.lam, "step": self.step}
         if self.target_bits is not None:
             out["target_bits"] = round(self.target_bits)
+        if self.target_psnr is not None:
+            out["target_psnr"] = self.target_psnr
         return out
 
 
@@ -64,6 +67,12 @@ def steer(lam: float, bits: float, target_bits: float, gain: float = STEER_GAIN)
     ratio = min(max(bits / max(target_bits, 1.0), 1 / STEER_CLAMP), STEER_CLAMP)
     low, high = STEER_RANGE
     return min(max(lam * ratio ** gain, low), high)
+
+
+def steer_to_psnr(lam: float, psnr: float, target_psnr: float) -> float:
+    """:func:`steer` for a PSNR target: lambda rises while the field scores above ``target_psnr`` (it can
+    afford fewer bits) and falls while below, by the ratio of the MSEs the two PSNRs stand for."""
+    return steer(lam, 10.0 ** ((psnr - target_psnr) / 10.0), 1.0)
 
 
 def rated(field: nn.Module) -> tuple[nn.Parameter, tuple[tuple[int, int, int], ...]]:

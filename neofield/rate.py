@@ -1,10 +1,11 @@
 """Rate control: a size or a quality target turned into a model width and bit depths, or a rate term.
 
-A size target on the default field (``neogrid``, quantized) is met by the rate term
-(:mod:`neofield.latent_rate`, issue 24): :class:`SteeredRate` gives the field as many parameters as
-the target asks (:data:`PARAMETERS_PER_BYTE`), the fit steers lambda until the latents cost their share of
-the bytes, and if the written streams still miss, the latents' step is searched to land within
-:data:`SIZE_TOLERANCE`. Every other target (``--psnr``, other fields) sets two knobs, at two moments:
+A size or PSNR target on the default field (``neogrid``, quantized) is met by the rate term
+(:mod:`neofield.latent_rate`, issue 24). For a size, :class:`SteeredRate` gives the field as many parameters
+as the target asks (:data:`PARAMETERS_PER_BYTE`), the fit steers lambda until the latents cost their share
+of the bytes, and if the written streams still miss, the latents' step is searched to land within
+:data:`SIZE_TOLERANCE`; for a PSNR, the fit steers lambda by a probe's PSNR of the field with its latents
+rounded. A target on the other fields sets two knobs, at two moments:
 
 * **before the fit**, the model's width ``D`` is picked from :data:`WIDTHS` so
   that its parameters, at the ~5 coded bits each that 6-bit quantization
@@ -32,7 +33,7 @@ import torch
 from . import bundle as bundle_io
 from .errors import NeofieldError
 from .fields.neomlp import NeoMLPField
-from .fit import masked_mse, mse_to_psnr
+from .fit import PSNR_POINTS, PsnrProbe, masked_mse, mse_to_psnr  # noqa: F401  (re-exported)
 from .latent_rate import LATENT_STEP, RateTerm
 from .options import parse_bitrate, parse_bytes  # noqa: F401  (re-exported)
 from .quantize import BitDepths, levels_for
@@ -50,7 +51,6 @@ def ladder(arch: str) -> tuple[int, ...]:
     """The sizes rate control picks from: NeoMLP's widths, or the grids' parameter counts."""
     return PARAMETERS if arch in ("neogrid", "grid") else WIDTHS
 SEARCH_BITS = (2.0, 12.0)  # depths the search may choose
-PSNR_POINTS = 65_536  # points of the fixed sample the PSNR search scores
 SIZE_TOLERANCE = 0.10  # a size target lands within +-10 %
 
 
@@ -99,25 +99,6 @@ def bits_for_size(field: NeoMLPField, stream_bytes: int) -> float:
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if coded_bytes(field, math.log2(mid)) <= stream_bytes else (lo, mid)
     return math.log2(lo)
-
-
-class PsnrProbe:
-    """PSNR of a field on one fixed sample of the signal's points: cheap enough to
-    call a dozen times in a search, and in the units ``neofield psnr`` reports
-    (8-bit video and [-1, 1] audio both map to a peak-to-peak of 2)."""
-
-    def __init__(self, signal: Signal, points: int = PSNR_POINTS, seed: int = 0):
-        coords, target, mask = signal.sample(min(points, signal.n_points), torch.Generator().manual_seed(seed))
-        if signal.kind == "audiovisual":  # the target is the picture's
-            keep = mask[:, :3].any(dim=1)
-            coords, target, mask = coords[keep], target[keep], mask[keep]
-        self.coords, self.target, self.mask = coords, target, mask
-
-    @torch.no_grad()
-    def __call__(self, field: NeoMLPField) -> float:
-        device = next(field.parameters()).device
-        pred = torch.cat([field(c.to(device)).float().cpu() for c in self.coords.split(8192)])
-        return mse_to_psnr(masked_mse(pred, self.target, self.mask).item())
 
 
 def bits_for_psnr(field: NeoMLPField, probe: PsnrProbe, target_psnr: float) -> float:
@@ -244,10 +225,13 @@ LAMBDA_AT, LAMBDA_SLOPE = (0.08, 0.08), -2.0
 STEP_SEARCH = (1 / 64, 8.0)
 
 
-def steered_parameters(target_bytes: int, n_points: int, seconds: float | None = None) -> int:
-    """The rung of :data:`PARAMETERS` a field fitted for ``target_bytes`` under a rate term gets, for a signal of
-    ``n_points`` points and a fit of ``seconds`` (None: a fit by steps or epochs, not capped by time)."""
-    want = min(max(PARAMETERS_PER_BYTE * target_bytes, MIN_STEERED_PARAMETERS), MAX_PARAMETERS_PER_POINT * n_points)
+def steered_parameters(target_bytes: int | None, n_points: int, seconds: float | None = None) -> int:
+    """The rung of :data:`PARAMETERS` a field fitted for ``target_bytes`` (None: for a PSNR, as large as the caps
+    allow) under a rate term gets, for a signal of ``n_points`` points and a fit of ``seconds`` (None: a fit by
+    steps or epochs, not capped by time)."""
+    want = MAX_PARAMETERS_PER_POINT * n_points
+    if target_bytes is not None:
+        want = min(max(PARAMETERS_PER_BYTE * target_bytes, MIN_STEERED_PARAMETERS), want)
     if seconds is not None:
         want = min(want, max(PARAMETERS_PER_SECOND * seconds, MIN_STEERED_PARAMETERS))
     return min(PARAMETERS, key=lambda p: abs(math.log(p / want)))
@@ -265,10 +249,22 @@ def latent_step_for(bits_per_latent: float) -> float:
     return float(f"{step:.4g}")  # as the bundle's metadata will hold it
 
 
+# a PSNR target: lambda starts here (bikes' 29 dB took ~0.05, Bach's 41 dB ~0.001), and the latents are fitted
+# at LATENT_STEP up to PSNR_AT_STEP dB, halved for every 6 dB more (down to a 16th)
+PSNR_LAMBDA_START, PSNR_AT_STEP = 0.01, 35.0
+
+
+def latent_step_for_psnr(psnr: float) -> float:
+    """The quantization step the latents are fitted at for a target of ``psnr`` dB."""
+    step = LATENT_STEP * 2.0 ** -min(max(psnr - PSNR_AT_STEP, 0.0) / 6.0, 4.0)
+    return float(f"{step:.4g}")
+
+
 class SteeredRate:
-    """A size target met by the rate term: the latents' share of the bytes becomes the bits the fit steers
-    lambda to (:meth:`term`); after the fit, the latents' step is searched if the coded streams still miss
-    (:meth:`finish`). The backbone keeps the default depth."""
+    """A size or PSNR target met by the rate term. For a size, the latents' share of the bytes becomes the
+    bits the fit steers lambda to (:meth:`term`), and after the fit the latents' step is searched if the coded
+    streams still miss (:meth:`finish`); for a PSNR, the fit steers lambda by a probe's PSNR of the field with
+    its latents rounded. The backbone keeps the default depth."""
 
     def __init__(self, target: Target, meta: dict, n_points: int, bits: BitDepths):
         self.target, self.meta, self.n_points, self.bits = target, meta, n_points, bits
@@ -286,6 +282,9 @@ class SteeredRate:
                                               "latent_step": LATENT_STEP}}
         side = bundle_io.stored_bytes(bundle_io.pack(field_, meta, quantized))["side"] + SIDE_MARGIN
         self.floor = side + bundle_io.coded_bytes(quantized).get("backbone", 0)
+        if self.target.psnr is not None:
+            self.fitted_step = self.step = latent_step_for_psnr(self.target.psnr)
+            return RateTerm(PSNR_LAMBDA_START, self.fitted_step, target_psnr=self.target.psnr)
         latent_bits = max(8.0 * (self.target.bytes - self.floor), 8.0)
         self.fitted_step = self.step = latent_step_for(latent_bits / field_.latents.table.numel())
         return RateTerm(lambda_for(latent_bits / self.n_points), self.fitted_step, target_bits=latent_bits)
@@ -307,6 +306,8 @@ class SteeredRate:
         more than half the tolerance; then the step whose bytes come nearest the target from below (the bytes
         fall as the step grows), a bisection on its log."""
         self.lam = lam
+        if self.target.bytes is None:  # a PSNR: the latents were fitted, rounded, at their step
+            return self.fitted_step
         size = self.coded(field_, self.fitted_step)
         if abs(size / self.target.bytes - 1) <= SIZE_TOLERANCE / 2:
             return self.fitted_step
@@ -320,11 +321,19 @@ class SteeredRate:
         return self.step
 
     def outcome(self, nbytes: int, quality: dict, width: int | None) -> dict:
-        off = nbytes / self.target.bytes - 1
         out = {"asked": self.target.describe(), "bytes": nbytes, "bits": {"backbone": self.bits.backbone},
                "width": width, "lambda": float(f"{self.lam:.4g}") if self.lam is not None else None,
-               "latent_step": self.step, "fitted_step": self.fitted_step, "size_error": round(off, 4),
-               "notes": list(self.notes)}
+               "latent_step": self.step, "fitted_step": self.fitted_step, "notes": list(self.notes)}
+        if self.target.bytes is None:
+            reached = quality.get("video_psnr_db", quality.get("audio_psnr_db"))
+            out["psnr"] = reached
+            if reached is not None and reached < self.target.psnr:
+                out["notes"].append(f"missed the PSNR target by {self.target.psnr - reached:.2f} dB: the fit "
+                                    f"reached no more in this budget (lambda ended at {self.lam:.3g}): give it more "
+                                    "--time-budget")
+            return out
+        off = nbytes / self.target.bytes - 1
+        out["size_error"] = round(off, 4)
         if abs(off) > SIZE_TOLERANCE:
             why = (f"the metadata and the backbone alone take ~{self.floor:,} bytes" if off > 0 and
                    self.floor >= self.target.bytes * (1 - SIZE_TOLERANCE) else

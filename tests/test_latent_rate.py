@@ -7,7 +7,8 @@ import torch
 from neofield.codec.build import neogrid_field
 from neofield.codec import make_field
 from neofield.latent_rate import (CONTINUOUS_FLOOR, LATENT_STEP, MIN_SCALE, STEER_CLAMP, STEER_GAIN, fit_scales,
-                                  latent_bits, laplace_bits, perturb_latents, rated, rounded_bits, steer)
+                                  latent_bits, laplace_bits, perturb_latents, rated, rounded_bits, steer,
+                                  steer_to_psnr)
 from neofield.media import Media
 from neofield.signal import Signal
 from tests.conftest import noise_video
@@ -93,6 +94,12 @@ def test_a_block_that_still_rounds_to_zero_is_priced_by_its_float_values_so_it_c
         table = (torch.rand(n, generator=torch.Generator().manual_seed(0)) * 2 - 1) * spread * LATENT_STEP
         (scale,) = fit_scales(table[:, None, None], ((0, n, 0),), LATENT_STEP)
         assert float(scale) == pytest.approx(max(CONTINUOUS_FLOOR * spread / 2, MIN_SCALE), rel=0.05)
+
+
+def test_steering_to_a_psnr_raises_lambda_above_it_and_lowers_it_below():
+    assert steer_to_psnr(0.1, 31.0, 30.0) > 0.1 > steer_to_psnr(0.1, 29.0, 30.0)
+    assert steer_to_psnr(0.1, 30.0, 30.0) == pytest.approx(0.1)
+    assert steer_to_psnr(0.1, 60.0, 30.0) == pytest.approx(0.1 * STEER_CLAMP ** STEER_GAIN)  # a bounded step
 
 
 def test_steering_raises_lambda_over_the_target_lowers_it_under_and_moves_it_a_bounded_step():

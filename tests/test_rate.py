@@ -115,9 +115,25 @@ def test_latents_with_more_bits_each_are_fitted_at_a_finer_step():
     assert steps[3] == rate.LATENT_STEP / 4 and steps[4] == rate.LATENT_STEP / 16  # no finer than a 16th
 
 
-def test_an_unreachable_psnr_says_by_how_much_and_why(tiny_clip, tmp_path):
+def test_a_psnr_target_on_neogrid_is_met_by_steering_lambda_and_a_lower_one_costs_fewer_bytes(small_clip, tmp_path):
+    low, high = (neofield.encode(small_clip, tmp_path / f"p{p}.nf", steps=300, device="cpu", target_psnr=p)
+                 for p in (28.0, 31.0))
+    for report, asked in ((low, 28.0), (high, 31.0)):
+        assert report.target["psnr"] == report.quality["video_psnr_db"] >= asked and not report.target["notes"]
+    assert low.bytes < high.bytes and low.target["lambda"] > high.target["lambda"]
+    assert bundle_io.load(tmp_path / "p28.0.nf").meta["fit"]["config"]["rate"]["target_psnr"] == 28.0
+
+
+def test_an_unreachable_psnr_on_neogrid_says_the_fit_reached_no_more(tiny_clip, tmp_path):
     report = neofield.encode(tiny_clip, tmp_path / "p.nf", steps=20, batch_size=256, device="cpu",
                              target_psnr=60.0)
+    assert report.quality["video_psnr_db"] < 60 and "missed the PSNR target by" in report.target["notes"][-1]
+    assert "give it more --time-budget" in report.target["notes"][-1]
+
+
+def test_an_unreachable_psnr_says_by_how_much_and_why(tiny_clip, tmp_path):  # the depth search (--arch grid)
+    report = neofield.encode(tiny_clip, tmp_path / "p.nf", steps=20, batch_size=256, device="cpu",
+                             target_psnr=60.0, arch="grid")
     assert report.quality["video_psnr_db"] < 60
     assert "missed the PSNR target by" in report.target["notes"][-1]
     assert "the fit itself reached" in report.target["notes"][-1]

@@ -205,10 +205,10 @@ def resolve(options: EncodeOptions, signal: Signal) -> EncodeOptions:
 def build_field(signal: Signal, run: EncodeOptions, meta: dict, saved: ckpt.Checkpoint | None, ckpt_path: Path
                 ) -> tuple[nn.Module, int | None, rate.RateControl | rate.SteeredRate | None]:
     """The fresh field, the size rate control chose for it (None: the preset's), and the rate control: a
-    size target on a quantized neogrid field is met by steering the rate term (:class:`rate.SteeredRate`)."""
+    target on a quantized neogrid field is met by steering the rate term (:class:`rate.SteeredRate`)."""
     build = field_builder(signal, run)
     target = rate.Target(run.size, run.target_psnr) if run.targets() else None
-    steered = target is not None and target.bytes is not None and steers(run)
+    steered = target is not None and steers(run)
     if saved is not None:
         width = saved.extra.get("width")  # what rate control chose before the fit, not searched again
         if width is not None and width not in rate.ladder(run.arch):
@@ -280,7 +280,7 @@ def store(field_: nn.Module, run: EncodeOptions, control, term: RateTerm | None,
 
 
 def steers(run: EncodeOptions) -> bool:
-    """Whether a size target is met by steering the rate term: on a quantized neogrid field."""
+    """Whether a size or PSNR target is met by steering the rate term: on a quantized neogrid field."""
     return run.arch == "neogrid" and run.weights_dtype == bundle_io.QUANTIZED
 
 

@@ -112,7 +112,8 @@ class EncodeOptions:
     bitrate: float | str | None = flag(None, "--bitrate", str, "Target bits per second of the piece, e.g. 300k: a "
                                                                "size target of bitrate x duration.")
     target_psnr: float | None = flag(None, "--psnr", float, "Target PSNR in dB (video PSNR, or audio PSNR for "
-                                                            "sound): the lowest bit depth that meets it.")
+                                                            "sound): neogrid steers its rate term to keep it, "
+                                                            "other fields take the lowest bit depth that does.")
     rate_lambda: float | None = flag(None, "--lambda", float, "Fit the latents for their own rate: the loss is MSE + "
                                                               "lambda x their bits per point (e.g. 0.02; larger "
                                                               "is smaller and coarser). neogrid only; the latents "
