@@ -252,6 +252,8 @@ def latent_step_for(bits_per_latent: float) -> float:
 # a PSNR target: lambda starts here (bikes' 29 dB took ~0.05, Bach's 41 dB ~0.001), and the latents are fitted
 # at LATENT_STEP up to PSNR_AT_STEP dB, halved for every 6 dB more (down to a 16th)
 PSNR_LAMBDA_START, PSNR_AT_STEP = 0.01, 35.0
+PSNR_STEP_MARGIN = 0.15  # dB over the target the probe must score at the stored step: it is a sample (2 s of
+# bikes: 0.05 dB over on the probe was 0.05 under on the whole clip)
 
 
 def latent_step_for_psnr(psnr: float) -> float:
@@ -264,10 +266,11 @@ class SteeredRate:
     """A size or PSNR target met by the rate term. For a size, the latents' share of the bytes becomes the
     bits the fit steers lambda to (:meth:`term`), and after the fit the latents' step is searched if the coded
     streams still miss (:meth:`finish`); for a PSNR, the fit steers lambda by a probe's PSNR of the field with
-    its latents rounded. The backbone keeps the default depth."""
+    its latents rounded, and after it the coarsest step that still keeps the target is searched on ``probe``.
+    The backbone keeps the default depth."""
 
-    def __init__(self, target: Target, meta: dict, n_points: int, bits: BitDepths):
-        self.target, self.meta, self.n_points, self.bits = target, meta, n_points, bits
+    def __init__(self, target: Target, meta: dict, n_points: int, bits: BitDepths, probe: PsnrProbe | None = None):
+        self.target, self.meta, self.n_points, self.bits, self.probe = target, meta, n_points, bits, probe
         self.fitted_step: float = LATENT_STEP  # the step the latents are fitted at (:meth:`term`)
         self.step: float = LATENT_STEP  # ... and stored at (:meth:`finish`)
         self.lam: float | None = None  # where the fit left lambda
@@ -306,8 +309,8 @@ class SteeredRate:
         more than half the tolerance; then the step whose bytes come nearest the target from below (the bytes
         fall as the step grows), a bisection on its log."""
         self.lam = lam
-        if self.target.bytes is None:  # a PSNR: the latents were fitted, rounded, at their step
-            return self.fitted_step
+        if self.target.bytes is None:
+            return self.finish_psnr(field_)
         size = self.coded(field_, self.fitted_step)
         if abs(size / self.target.bytes - 1) <= SIZE_TOLERANCE / 2:
             return self.fitted_step
@@ -318,6 +321,37 @@ class SteeredRate:
         self.step = float(f"{hi:.4g}")
         self.notes.append(f"the fit left the latents at {size:,} bytes: stored at step {self.step:g}, not "
                           f"{self.fitted_step:g}")
+        return self.step
+
+    def scored(self, field_: NeoMLPField, step: float) -> float:
+        """The probe's PSNR of the field as the bundle would hold it with the latents at ``step``."""
+        state = {k: v.clone() for k, v in field_.state_dict().items()}
+        bundle_io.round_weights(field_, bundle_io.QUANTIZED, self.bits, latent_step=step)
+        value = self.probe(field_)
+        field_.load_state_dict(state)
+        return value
+
+    def finish_psnr(self, field_: NeoMLPField) -> float:
+        """The coarsest step (up to :data:`STEP_SEARCH`'s 8x) whose field still scores the target plus
+        :data:`PSNR_STEP_MARGIN` on the probe: the fit ends over its target, because its finetuning phase
+        adapts the field to rounded latents after lambda last had time to act (2 s of bikes: +0.5 dB), and a
+        coarser step spends that on bytes."""
+        goal = self.target.psnr + PSNR_STEP_MARGIN
+        if self.probe is None or self.scored(field_, self.fitted_step) < goal:
+            return self.fitted_step
+        lo, hi = self.fitted_step, self.fitted_step * STEP_SEARCH[1]  # scored(lo) meets the goal
+        if self.scored(field_, hi) >= goal:
+            lo = hi
+        else:
+            for _ in range(12):
+                mid = math.sqrt(lo * hi)
+                lo, hi = (mid, hi) if self.scored(field_, mid) >= goal else (lo, mid)
+        self.step = float(f"{lo:.4g}")
+        if self.scored(field_, self.step) < goal:  # its 4 digits rounded it up past the goal
+            self.step = self.fitted_step
+        if self.step != self.fitted_step:
+            self.notes.append(f"the fit ended over the target: latents stored at step {self.step:g}, not "
+                              f"{self.fitted_step:g}")
         return self.step
 
     def outcome(self, nbytes: int, quality: dict, width: int | None) -> dict:

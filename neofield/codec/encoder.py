@@ -220,7 +220,8 @@ def build_field(signal: Signal, run: EncodeOptions, meta: dict, saved: ckpt.Chec
                  if target and target.bytes else None)
     field_ = build(width)
     if steered:
-        return field_, width, rate.SteeredRate(target, meta, signal.n_points, run.bits)
+        probe = rate.PsnrProbe(signal) if target.psnr is not None else None
+        return field_, width, rate.SteeredRate(target, meta, signal.n_points, run.bits, probe)
     control = rate.RateControl(target, signal, meta) if target else None
     if saved is not None and control is not None and saved.extra.get("rate_control"):
         control.restore(saved.extra["rate_control"])  # the depths the finetuning already trains for
