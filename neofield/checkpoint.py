@@ -54,7 +54,7 @@ class FitState:
     replans: list[float] = dataclass_field(default_factory=list)  # shares of a time budget still to replan at
     compiled: bool = False  # the training step was being compiled (torch.compile)
     periodic: bool = False  # periodic checkpoints were on
-    lam: float | None = None  # the rate term's lambda, as a size target has steered it so far
+    lam: float | None = None  # the rate term's lambda, as a size or PSNR target has steered it so far
     scales: torch.Tensor | None = None  # ... and its blocks' Laplace scales, as last refreshed
 
 

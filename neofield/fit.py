@@ -111,7 +111,7 @@ class FitResult:
     seconds: float
     final_loss: float
     points_per_second: float
-    lam: float | None = None  # the rate term's lambda at the end (where a size target steered it)
+    lam: float | None = None  # the rate term's lambda at the end (where a size or PSNR target steered it)
 
     def to_dict(self) -> dict:
         out = {"steps": self.steps, "seconds": round(self.seconds, 3), "final_loss": self.final_loss,
@@ -151,7 +151,7 @@ def mse_to_psnr(mse: float) -> float:
 
 
 PSNR_POINTS = 65_536  # points of the fixed sample a PSNR search scores
-STEER_PSNR_POINTS = 8_192  # ... and a fit steering lambda to a PSNR, every STEER_EVERY steps (~6 % of its time)
+STEER_PSNR_POINTS = 8_192  # ... and a fit steering lambda to a PSNR, every STEER_EVERY steps
 STEER_PSNR_FROM = 0.2  # ... from this share of the steps on: before, the field is still far from any PSNR
 
 

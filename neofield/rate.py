@@ -101,6 +101,16 @@ def bits_for_size(field: NeoMLPField, stream_bytes: int) -> float:
     return math.log2(lo)
 
 
+def quantized_psnr(field: NeoMLPField, probe: PsnrProbe, bits: BitDepths, latent_step: float | None,
+                   state: dict[str, torch.Tensor]) -> float:
+    """The probe's PSNR of ``field`` as a bundle would hold it at ``bits`` (its latents at ``latent_step``, if
+    given); then the field is put back to ``state``, its weights as they were."""
+    bundle_io.round_weights(field, bundle_io.QUANTIZED, bits, latent_step=latent_step)
+    value = probe(field)
+    field.load_state_dict(state)
+    return value
+
+
 def bits_for_psnr(field: NeoMLPField, probe: PsnrProbe, target_psnr: float) -> float:
     """The lowest depth whose quantized field still scores ``target_psnr`` on the
     probe (bisection). Chosen before the finetuning, which then recovers part of
@@ -108,10 +118,7 @@ def bits_for_psnr(field: NeoMLPField, probe: PsnrProbe, target_psnr: float) -> f
     state = {k: v.clone() for k, v in field.state_dict().items()}
 
     def score(bits: float) -> float:
-        bundle_io.round_weights(field, bundle_io.QUANTIZED, BitDepths(bits, bits))
-        value = probe(field)
-        field.load_state_dict(state)
-        return value
+        return quantized_psnr(field, probe, BitDepths(bits, bits), None, state)
 
     lo, hi = (levels_for(b) for b in SEARCH_BITS)
     if score(math.log2(hi)) < target_psnr:
@@ -285,10 +292,8 @@ class SteeredRate:
     def term(self, field_: NeoMLPField) -> RateTerm:
         """The rate term of the fit: the target less the side information and the backbone's stream (both
         from a trial bundle of the fresh field), as the latents' bits."""
-        quantized = bundle_io.quantize_state(field_, self.bits, LATENT_STEP)
-        meta = {**self.meta, "quantization": {"bits": {"backbone": self.bits.backbone}, "lambda": 1.0,
-                                              "latent_step": LATENT_STEP}}
-        side = bundle_io.stored_bytes(bundle_io.pack(field_, meta, quantized))["side"] + SIDE_MARGIN
+        quantized, draft = self.trial(field_, LATENT_STEP)
+        side = bundle_io.stored_bytes(draft)["side"] + SIDE_MARGIN
         self.floor = side + bundle_io.coded_bytes(quantized).get("backbone", 0)
         if self.target.psnr is not None:
             self.fitted_step = self.step = latent_step_for_psnr(self.target.psnr)
@@ -302,12 +307,17 @@ class SteeredRate:
         field, and lambda and the scales travel in the fit's state."""
         return {"bits": {"backbone": self.bits.backbone}, "floor": self.floor, "steered": True}
 
-    def coded(self, field_: NeoMLPField, step: float) -> int:
-        """The bundle's bytes with the latents at ``step``, but for the fit and quality record (its margin)."""
+    def trial(self, field_: NeoMLPField, step: float) -> tuple[dict, bytes]:
+        """The field's symbols with the latents at ``step``, and the bundle of them (but for the fit and
+        quality record, which come later)."""
         quantized = bundle_io.quantize_state(field_, self.bits, step)
         meta = {**self.meta, "quantization": {"bits": {"backbone": self.bits.backbone}, "lambda": 1.0,
                                               "latent_step": step}}
-        return len(bundle_io.pack(field_, meta, quantized)) + SIDE_MARGIN
+        return quantized, bundle_io.pack(field_, meta, quantized)
+
+    def coded(self, field_: NeoMLPField, step: float) -> int:
+        """The bundle's bytes with the latents at ``step``, the fit and quality record at its margin."""
+        return len(self.trial(field_, step)[1]) + SIDE_MARGIN
 
     def finish(self, field_: NeoMLPField, lam: float | None) -> float:
         """The step to store the latents at: the one they were fitted for, unless that misses the size by
@@ -328,31 +338,30 @@ class SteeredRate:
                           f"{self.fitted_step:g}")
         return self.step
 
-    def scored(self, field_: NeoMLPField, step: float) -> float:
-        """The probe's PSNR of the field as the bundle would hold it with the latents at ``step``."""
-        state = {k: v.clone() for k, v in field_.state_dict().items()}
-        bundle_io.round_weights(field_, bundle_io.QUANTIZED, self.bits, latent_step=step)
-        value = self.probe(field_)
-        field_.load_state_dict(state)
-        return value
-
     def finish_psnr(self, field_: NeoMLPField) -> float:
         """The coarsest step (up to :data:`STEP_SEARCH`'s 8x) whose field still scores the target plus
         :data:`PSNR_STEP_MARGIN` on the probe: the fit ends over its target, because its finetuning phase
         adapts the field to rounded latents after lambda last had time to act (2 s of bikes: +0.5 dB), and a
         coarser step spends that on bytes."""
+        if self.probe is None:
+            return self.fitted_step
         goal = self.target.psnr + PSNR_STEP_MARGIN
-        if self.probe is None or self.scored(field_, self.fitted_step) < goal:
+        state = {k: v.clone() for k, v in field_.state_dict().items()}
+
+        def scored(step: float) -> float:
+            return quantized_psnr(field_, self.probe, self.bits, step, state)
+
+        if scored(self.fitted_step) < goal:
             return self.fitted_step
         lo, hi = self.fitted_step, self.fitted_step * STEP_SEARCH[1]  # scored(lo) meets the goal
-        if self.scored(field_, hi) >= goal:
+        if scored(hi) >= goal:
             lo = hi
         else:
             for _ in range(12):
                 mid = math.sqrt(lo * hi)
-                lo, hi = (mid, hi) if self.scored(field_, mid) >= goal else (lo, mid)
+                lo, hi = (mid, hi) if scored(mid) >= goal else (lo, mid)
         self.step = float(f"{lo:.4g}")
-        if self.scored(field_, self.step) < goal:  # its 4 digits rounded it up past the goal
+        if scored(self.step) < goal:  # its 4 digits rounded it up past the goal
             self.step = self.fitted_step
         if self.step != self.fitted_step:
             self.notes.append(f"the fit ended over the target: latents stored at step {self.step:g}, not "
