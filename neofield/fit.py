@@ -25,7 +25,7 @@ from . import distributed
 from .checkpoint import FitState
 from .errors import NeofieldError
 from .latent_rate import (STEER_EVERY, RateTerm, fit_scales, latent_bits, perturb_latents, rated, rounded_bits,
-                          steer, steer_to_psnr)
+                          scale_map, steer, steer_to_psnr)
 from .options import check_device
 from .qat import QuantizationAware, perturb
 from .runtime import COMPILE_MODES, autocast, compiler_available, flush_denormals
@@ -258,8 +258,12 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
         priced = next(name for name, p in field.named_parameters() if p is table)
         lam = config.rate.lam
 
+        laid = {}  # the scales laid over the table, (re)made when fit_scales refreshes them
+
         def penalty() -> torch.Tensor:
-            return lam / signal.n_points * latent_bits(table, blocks, config.rate.step, scales)
+            if laid.get("scales") is not scales:
+                laid.update(scales=scales, map=scale_map(table, blocks, scales))
+            return lam / signal.n_points * latent_bits(table, blocks, config.rate.step, per_latent=laid["map"])
 
         probe = PsnrProbe(signal, STEER_PSNR_POINTS) if config.rate.target_psnr is not None else None
 

@@ -1,14 +1,16 @@
 """The rate term's bits: a probability model that sums to one, prices what the bundle codes, and pushes the
 latents towards 0."""
 
+import math
+
 import pytest
 import torch
 
 from neofield.codec.build import neogrid_field
 from neofield.codec import make_field
-from neofield.latent_rate import (CONTINUOUS_FLOOR, LATENT_STEP, MIN_SCALE, STEER_CLAMP, STEER_GAIN, fit_scales,
-                                  latent_bits, laplace_bits, perturb_latents, rated, rounded_bits, steer,
-                                  steer_to_psnr)
+from neofield.latent_rate import (CONTINUOUS_FLOOR, LATENT_STEP, MIN_SCALE, SCALE_GRID, STEER_CLAMP, STEER_GAIN,
+                                  fit_scales, latent_bits, laplace_bits, perturb_latents, rated, rounded_bits,
+                                  scale_map, steer, steer_to_psnr)
 from neofield.media import Media
 from neofield.signal import Signal
 from tests.conftest import noise_video
@@ -31,6 +33,45 @@ def test_a_value_costs_more_the_further_it_lies_from_zero_and_the_narrower_the_m
     bits = laplace_bits(torch.tensor([0.0, 1.0, 2.0, 5.0]), torch.tensor(1.0))
     assert (bits.diff() > 0).all()
     assert laplace_bits(torch.tensor([0.0]), torch.tensor(0.3)) < laplace_bits(torch.tensor([0.0]), torch.tensor(2.0))
+
+
+def test_a_value_far_out_costs_bits_that_grow_linearly_and_stay_finite():
+    scale = torch.tensor(0.3, dtype=torch.float64)
+    bits = laplace_bits(torch.tensor([40.0, 41.0, 1e4], dtype=torch.float64), scale)
+    assert torch.isfinite(bits).all()
+    assert float(bits[1] - bits[0]) == pytest.approx(1 / (0.3 * math.log(2)), rel=1e-9)
+
+
+def test_the_closed_form_gradient_of_the_bits_is_their_derivative():
+    g = torch.Generator().manual_seed(0)
+    y = (torch.randn(200, 2, generator=g, dtype=torch.float64) * 2).requires_grad_()
+    scales = torch.tensor([0.4, 1.7], dtype=torch.float64).expand(200, 2).contiguous()
+    assert torch.autograd.gradcheck(lambda v: latent_bits(v[:, None, :], ((0, 200, 0), (0, 200, 1)), 1.0,
+                                                          per_latent=scales), (y,))
+
+
+def test_laid_scales_price_the_table_as_its_blocks_do(field):
+    table, blocks = rated(field)
+    with torch.no_grad():
+        table.normal_(0, 0.5)
+    scales = fit_scales(table, blocks, LATENT_STEP)
+    by_block = sum(float(laplace_bits(table.detach().reshape(len(table), -1)[a:b, c] / LATENT_STEP, scales[i]).sum())
+                   for i, (a, b, c) in enumerate(blocks))
+    laid = scale_map(table, blocks, scales)
+    with torch.no_grad():
+        assert float(latent_bits(table, blocks, LATENT_STEP, per_latent=laid)) == pytest.approx(by_block, rel=1e-5)
+        assert float(latent_bits(table, blocks, LATENT_STEP, scales)) == pytest.approx(by_block, rel=1e-5)
+
+
+def test_the_fitted_scale_is_the_candidate_that_prices_the_rounded_latents_cheapest():
+    g = torch.Generator().manual_seed(1)
+    for spread in (0.5, 2.0, 9.0):  # in steps
+        table = torch.randn(3_000, generator=g) * spread * LATENT_STEP
+        (scale,) = fit_scales(table[:, None, None], ((0, 3_000, 0),), LATENT_STEP)
+        symbols = torch.round(table / LATENT_STEP)
+        candidates = symbols.abs().mean() * torch.tensor(SCALE_GRID)
+        every = torch.stack([laplace_bits(symbols, c).sum() for c in candidates])
+        assert float(scale) == pytest.approx(float(candidates[every.argmin()]), rel=1e-6)
 
 
 def test_the_gradient_of_the_bits_pulls_every_latent_towards_zero(field):
