@@ -256,6 +256,16 @@ def latent_step_for(bits_per_latent: float) -> float:
     return float(f"{step:.4g}")  # as the bundle's metadata will hold it
 
 
+# the latents' step at a fixed lambda, per kind (else LATENT_STEP): Bach at lambda 0.001, 60 s, kept 39.2 dB of its
+# float field's 43.1 at 0.2 and 42.3 at 0.05 in fewer bytes; 2 s of bikes at 0.06 gained 0.08-0.19 dB at 0.1-0.05
+# for 5-13 % more bytes (docs/rate-term.md, "A fixed λ as the default, measured")
+FIXED_STEPS = {"audio": 0.05}
+
+
+def fixed_step(kind: str) -> float:
+    """The latents' quantization step under a rate term at a fixed lambda, for a signal of ``kind``."""
+    return FIXED_STEPS.get(kind, LATENT_STEP)
+
 # a PSNR target: lambda starts here (bikes' 29 dB took ~0.05, Bach's 41 dB ~0.001), and the latents are fitted
 # at LATENT_STEP up to PSNR_AT_STEP dB, halved for every 6 dB more (down to a 16th)
 PSNR_LAMBDA_START, PSNR_AT_STEP = 0.01, 35.0

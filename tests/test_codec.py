@@ -427,3 +427,25 @@ def test_a_rate_term_writes_latents_at_its_step_and_says_so(tiny_clip, tmp_path)
     steps = loaded.field.latents.table.detach() / LATENT_STEP
     assert torch.allclose(steps, steps.round(), atol=1e-3)
     assert neofield.psnr(tiny_clip, out)["video_psnr_db"] == pytest.approx(report.quality["video_psnr_db"], abs=0.01)
+
+
+def test_a_fixed_lambda_fits_a_field_its_budget_sizes_unless_a_preset_is_asked_for(tiny_clip, tmp_path):
+    from neofield import rate
+    from neofield.codec.build import neogrid_field
+    from neofield.signal import Signal
+
+    sized = neofield.encode(tiny_clip, tmp_path / "sized.nf", rate_lambda=0.05, **FAST)
+    signal = Signal(read_media(tiny_clip))
+    rung = rate.steered_parameters(None, signal.n_points)  # half a parameter a point, as the ladder has it
+    assert sized.parameters["total"] == neogrid_field(signal, rung).num_parameters()["total"]
+    preset = neofield.encode(tiny_clip, tmp_path / "preset.nf", rate_lambda=0.05, preset="tiny", **FAST)
+    plain = neofield.encode(tiny_clip, tmp_path / "plain.nf", **FAST)  # no rate term: the preset's size
+    assert preset.parameters["total"] == plain.parameters["total"] != sized.parameters["total"]
+
+
+def test_a_sound_at_a_fixed_lambda_stores_its_latents_at_sounds_finer_step(tiny_sound, tmp_path):
+    from neofield import rate
+
+    neofield.encode(tiny_sound, tmp_path / "s.nf", rate_lambda=0.001, steps=60, batch_size=512, device="cpu")
+    q = neofield.load(tmp_path / "s.nf").meta["quantization"]
+    assert (q["lambda"], q["latent_step"]) == (0.001, rate.FIXED_STEPS["audio"]) and q["latent_step"] < 0.2

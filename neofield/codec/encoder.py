@@ -108,12 +108,13 @@ def encode(source: str | Path, output: str | Path | None = None, options: Encode
                     **run.fingerprint()}
     if saved is not None:
         ckpt.check_fingerprint(saved, fingerprint_, ckpt.path_for(output))
-    field_, width, control = build_field(signal, run, meta, saved, ckpt.path_for(output))
+    field_, width, control = build_field(signal, run, meta, saved, ckpt.path_for(output),
+                                         by_budget=options.preset is None)
     steered = isinstance(control, rate.SteeredRate)
     depths = control.choose if control and not steered else run.bits
     config = fit_config(run, quantization=bundle_io.quantization_aware(field_, depths)
                         if run.weights_dtype == bundle_io.QUANTIZED else None,
-                        rate=control.term(field_) if steered else rate_term(run))
+                        rate=control.term(field_) if steered else rate_term(run, signal.kind))
     if on_signal:
         on_signal(signal, field_, {**options.budget(), "batch_size": run.batch_size})
     result = fit_and_keep(field_, signal, config, run, meta, output, fingerprint_, width, control, saved, callback)
@@ -202,10 +203,12 @@ def resolve(options: EncodeOptions, signal: Signal) -> EncodeOptions:
         precision=precision, batch_size=options.batch_size or BATCHES.get(options.arch, DEFAULT_BATCH))
 
 
-def build_field(signal: Signal, run: EncodeOptions, meta: dict, saved: ckpt.Checkpoint | None, ckpt_path: Path
-                ) -> tuple[nn.Module, int | None, rate.RateControl | rate.SteeredRate | None]:
+def build_field(signal: Signal, run: EncodeOptions, meta: dict, saved: ckpt.Checkpoint | None, ckpt_path: Path,
+                by_budget: bool = True) -> tuple[nn.Module, int | None, rate.RateControl | rate.SteeredRate | None]:
     """The fresh field, the size rate control chose for it (None: the preset's), and the rate control: a
-    target on a quantized neogrid field is met by steering the rate term (:class:`rate.SteeredRate`)."""
+    target on a quantized neogrid field is met by steering the rate term (:class:`rate.SteeredRate`). A rate
+    term at a fixed lambda decides the bytes itself, so its field gets as many parameters as the signal and
+    the time budget train (:func:`rate.steered_parameters`) unless a preset was asked for (``by_budget``)."""
     build = field_builder(signal, run)
     target = rate.Target(run.size, run.target_psnr) if run.targets() else None
     steered = target is not None and steers(run)
@@ -215,6 +218,8 @@ def build_field(signal: Signal, run: EncodeOptions, meta: dict, saved: ckpt.Chec
             raise NeofieldError(f"{ckpt_path} is a damaged neofield checkpoint (model size {width!r})")
     elif steered:
         width = rate.steered_parameters(target.bytes, signal.n_points, run.time_budget)
+    elif run.rate_lambda is not None and by_budget:
+        width = rate.steered_parameters(None, signal.n_points, run.time_budget)
     else:
         width = (rate.width_for_size(build, target.bytes, rate.SIDE_BYTES, rate.ladder(run.arch))
                  if target and target.bytes else None)
@@ -285,9 +290,10 @@ def steers(run: EncodeOptions) -> bool:
     return run.arch == "neogrid" and run.weights_dtype == bundle_io.QUANTIZED
 
 
-def rate_term(run: EncodeOptions) -> RateTerm | None:
-    """The fit's rate term on the latents at a fixed lambda (``--lambda``), or None."""
-    return RateTerm(run.rate_lambda) if run.rate_lambda is not None else None
+def rate_term(run: EncodeOptions, kind: str) -> RateTerm | None:
+    """The fit's rate term on the latents at a fixed lambda (``--lambda``), at the latents' step for this
+    kind of signal (:func:`rate.fixed_step`); or None."""
+    return RateTerm(run.rate_lambda, rate.fixed_step(kind)) if run.rate_lambda is not None else None
 
 
 def write(output: Path, field_: nn.Module, meta: dict, symbols, bits, latents: dict | None, force: bool,

@@ -115,9 +115,11 @@ class EncodeOptions:
                                                             "sound): neogrid steers its rate term to keep it, "
                                                             "other fields take the lowest bit depth that does.")
     rate_lambda: float | None = flag(None, "--lambda", float, "Fit the latents for their own rate: the loss is MSE + "
-                                                              "lambda x their bits per point (e.g. 0.02; larger "
-                                                              "is smaller and coarser). neogrid only; the latents "
-                                                              "are then stored at a fixed step, not --bits.")
+                                                              "lambda x their bits per point (e.g. 0.06 for pictures, "
+                                                              "0.001 for sound; larger is smaller and coarser), on a "
+                                                              "field as large as the time budget trains. neogrid "
+                                                              "only; the latents are then stored at a fixed step, "
+                                                              "not --bits.")
     # the piece of the source (neofield.media.Selection): the command line's --start, --duration, --max-frames
     # and --resize, which `psnr` shares (neofield.console.PIECE_FLAGS); part of the source's fingerprint
     selection: Any = None
