@@ -481,6 +481,9 @@ def plot(path: Path, rows: list[dict], title: str) -> None:
         return
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib import ticker
+
+    plain = ticker.FuncFormatter(lambda v, _=None: f"{v:g}")
 
     axes_keys = [k for k in ("video_psnr_db", "audio_psnr_db") if any(r[k] is not None for r in rows)]
     codecs = dict.fromkeys(r["codec"] for r in rows if r["codec"] != "neofield")
@@ -494,6 +497,8 @@ def plot(path: Path, rows: list[dict], title: str) -> None:
                 {"marker": "s" if anchor else ".", "ls": "--" if anchor else "-", "color": colours[name]}
             ax.plot(*zip(*pts), label=name, **style)
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(plain)  # 20, 50, 100, 200: not 2 x 10^1
+        ax.xaxis.set_minor_formatter(ticker.FuncFormatter(lambda v, _: plain(v) if f"{v:.0e}"[0] in "25" else ""))
         both = any(r["video_psnr_db"] is not None and r["audio_psnr_db"] is not None for r in rows)
         ax.set_xlabel("kbps, whole files" + (" (neofield and the + anchors: pictures and sound)" if both else ""))
         ax.set_ylabel(f"{key.split('_')[0]} PSNR (dB)")
@@ -503,6 +508,26 @@ def plot(path: Path, rows: list[dict], title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def read_csv(path: Path) -> list[dict]:
+    """The rows :func:`write_csv` wrote, their numbers as numbers again (empty cells None)."""
+    def value(key: str, v: str):
+        if key in ("codec", "setting"):
+            return v
+        return None if not v else int(v) if key == "bytes" else float(v)
+
+    with open(path, newline="") as f:
+        return [{k: value(k, v) for k, v in r.items()} for r in csv.DictReader(f)]
+
+
+def replot(csv_path: Path, png: Path, title: str) -> None:
+    """``--replot``: the plot and table of an earlier run's CSV, without encoding anything again."""
+    rows = read_csv(csv_path)
+    plot(png, rows, title)
+    print("\n".join(markdown_table(rows)))
+    if png.exists():
+        print(f"\nwrote {png}")
 
 
 def log(message: str) -> None:
@@ -528,7 +553,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, help="folder for rd.csv, rd.png and the encoded files (rd_out/<clip stem>)")
     ap.add_argument("--skip-neofield", action="store_true", help="classical codecs only")
     ap.add_argument("--force", action="store_true", help="overwrite an earlier run's results in --out")
+    ap.add_argument("--replot", type=Path, metavar="CSV", help="plot an earlier run's rd.csv as CSV.png (CLIP: "
+                                                                "the title) and encode nothing")
     args = ap.parse_args(argv)
+    if args.replot is not None:
+        return replot(args.replot, args.replot.with_suffix(".png"), str(args.clip))
 
     sel = Selection(args.start, args.duration, args.max_frames, args.resize)
     sel.check()

@@ -126,3 +126,21 @@ def test_comparisons_report_bd_rate_and_ratios(rd):
 
 def test_sizes_option_reads_neofields_units(rd):
     assert rd.parse_sizes("7KB,9KB,12000") == [7000, 9000, 12000]
+
+
+def test_a_csv_reads_back_as_the_rows_it_was_written_from(rd, tmp_path):
+    rows = [{"codec": "x264", "setting": "crf 30", "bytes": 18120, "kbps": 72.48, "video_psnr_db": 34.7388,
+             "video_ssim": 0.95971, "audio_psnr_db": None, "seconds_to_encode": 0.08}]
+    rd.write_csv(tmp_path / "rd.csv", rows)
+    assert rd.read_csv(tmp_path / "rd.csv") == rows
+
+
+def test_replot_draws_an_earlier_runs_csv(rd, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    rd.write_csv(tmp_path / "rd.csv", [{"codec": c, "setting": str(k), "bytes": b, "kbps": b / 250,
+                                        "video_psnr_db": p + (c == "neofield"), "video_ssim": None,
+                                        "audio_psnr_db": None, "seconds_to_encode": None}
+                                       for c in ("x264", "neofield") for k, (b, p) in enumerate(zip(RATES, PSNRS))])
+    rd.main(["a title", "--replot", str(tmp_path / "rd.csv")])
+    assert (tmp_path / "rd.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| neofield | 0 | 5,000 |" in capsys.readouterr().out
