@@ -145,8 +145,8 @@ def latent_bits(table: torch.Tensor, blocks: tuple[tuple[int, int, int], ...], s
                 scales: torch.Tensor | None = None, per_latent: torch.Tensor | None = None) -> torch.Tensor:
     """Bits of the latent ``table`` ``(rows, 1, channels)`` at ``step``, block by block, each under a Laplace
     of its scale in ``scales`` (:func:`fit_scales`; None: the block's mean distance from 0, in steps), held
-    constant for the gradient. ``per_latent``: those scales laid over the table already (:func:`scale_map`
-    of the table divided by ``step``), which a fit keeps between two refreshes."""
+    constant for the gradient. ``per_latent``: the blocks' scales laid over the table already
+    (:func:`scale_map`), which a fit keeps between two refreshes of them."""
     y = table.reshape(len(table), -1) / step
     if per_latent is None:
         per_latent = scale_map(y, blocks, scales)

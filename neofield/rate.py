@@ -266,6 +266,7 @@ def fixed_step(kind: str) -> float:
     """The latents' quantization step under a rate term at a fixed lambda, for a signal of ``kind``."""
     return FIXED_STEPS.get(kind, LATENT_STEP)
 
+
 # a PSNR target: lambda starts here (bikes' 29 dB took ~0.05, Bach's 41 dB ~0.001), and the latents are fitted
 # at LATENT_STEP up to PSNR_AT_STEP dB, halved for every 6 dB more (down to a 16th)
 PSNR_LAMBDA_START, PSNR_AT_STEP = 0.01, 35.0
