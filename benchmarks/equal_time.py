@@ -47,7 +47,8 @@ from neofield.codec.build import grid_field, neogrid_field
 from neofield.fields.cost import macs_per_point
 from neofield.fields.registry import AUTO_PRECISION, BATCHES, GRID_AUDIO_SHARE, RATES, baseline_for, rffnet_sigma
 from neofield.fields.presets import PRESETS
-from neofield.fit import DEFAULT_BATCH, FitConfig, fit, masked_mse
+from neofield.fit import DEFAULT_BATCH, FitConfig, fit
+from neofield.probe import masked_mse
 from neofield.media import Selection, read_media
 from neofield.compare import compare
 from neofield.render import render_media

@@ -33,7 +33,7 @@ import torch
 from . import bundle as bundle_io
 from .errors import NeofieldError
 from .fields.neomlp import NeoMLPField
-from .fit import PSNR_POINTS, PsnrProbe, masked_mse, mse_to_psnr  # noqa: F401  (re-exported)
+from .probe import PSNR_POINTS, PsnrProbe, masked_mse, mse_to_psnr  # noqa: F401  (re-exported)
 from .latent_rate import LATENT_STEP, RateTerm
 from .options import parse_bitrate, parse_bytes  # noqa: F401  (re-exported)
 from .quantize import BitDepths, levels_for

@@ -7,21 +7,13 @@ import torch
 import neofield.fit as fit_module
 from neofield.codec import make_field, measure
 from neofield.errors import NeofieldError
-from neofield.fit import FitConfig, fit, masked_mse
+from neofield.fit import FitConfig, fit
 from neofield.media import read_media
 from neofield.qat import QuantizationAware
 from neofield.quantize import fake_quantize, levels_for
 from neofield.runtime import compiler_available
 from neofield.schedule import lr_at
 from neofield.signal import Signal
-
-
-def test_masked_mse_scores_each_point_on_its_own_modality_only():
-    pred = torch.tensor([[1.0, 1.0, 1.0, 9.0], [9.0, 9.0, 9.0, 0.5]])
-    target = torch.tensor([[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
-    mask = torch.tensor([[1.0, 1.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
-    # video point: error 1 on each of 3 channels; audio point: 0.25 on its one channel
-    assert math.isclose(masked_mse(pred, target, mask).item(), (3 * 1.0 + 0.25) / 4)
 
 
 def test_fit_on_a_real_clip_piece_reaches_24_db(tiny_clip):
