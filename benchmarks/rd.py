@@ -3,6 +3,7 @@
     python benchmarks/rd.py CLIP [--start S] [--duration S] [--resize WxH] [--max-frames N]
                                  [--budget SECONDS] [--points N | --sizes S,S | --lambdas L,L [--preset P]]
                                  [--out DIR] [--skip-neofield] [--force]
+    python benchmarks/rd.py TITLE --replot DIR/rd.csv [--force]   # draw an earlier run's CSV as DIR/rd.png
 
 Cuts the piece once with ``read_media``, encodes exactly those decoded samples
 with each classical codec into a real file in its real container (the files
@@ -557,7 +558,12 @@ def main(argv: Sequence[str] | None = None) -> None:
                                                                 "the title) and encode nothing")
     args = ap.parse_args(argv)
     if args.replot is not None:
-        return replot(args.replot, args.replot.with_suffix(".png"), str(args.clip))
+        png = args.replot.with_suffix(".png")
+        if not args.replot.is_file():
+            raise SystemExit(f"--replot: {args.replot} is not a file")
+        if png.exists() and not args.force:
+            raise SystemExit(f"{png} exists (pass --force to draw it again)")
+        return replot(args.replot, png, str(args.clip))
 
     sel = Selection(args.start, args.duration, args.max_frames, args.resize)
     sel.check()

@@ -135,6 +135,11 @@ def test_a_csv_reads_back_as_the_rows_it_was_written_from(rd, tmp_path):
     assert rd.read_csv(tmp_path / "rd.csv") == rows
 
 
+def test_replot_of_a_missing_csv_is_one_clear_error(rd, tmp_path):
+    with pytest.raises(SystemExit, match="is not a file"):
+        rd.main(["a title", "--replot", str(tmp_path / "none.csv")])
+
+
 def test_replot_draws_an_earlier_runs_csv(rd, tmp_path, capsys):
     pytest.importorskip("matplotlib")
     rd.write_csv(tmp_path / "rd.csv", [{"codec": c, "setting": str(k), "bytes": b, "kbps": b / 250,
@@ -144,3 +149,5 @@ def test_replot_draws_an_earlier_runs_csv(rd, tmp_path, capsys):
     rd.main(["a title", "--replot", str(tmp_path / "rd.csv")])
     assert (tmp_path / "rd.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| neofield | 0 | 5,000 |" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="pass --force"):  # a plot already there is kept unless asked
+        rd.main(["a title", "--replot", str(tmp_path / "rd.csv")])
