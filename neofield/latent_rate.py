@@ -116,11 +116,12 @@ def _bits_and_slope(y: torch.Tensor, scale: torch.Tensor, slope: bool = True
 
 
 class _PricedBits(torch.autograd.Function):
-    """The bits of ``y`` under per-element Laplace scales, whose backward is the closed-form slope."""
+    """The bits of ``y`` under per-element Laplace scales, whose backward is the closed-form slope (computed
+    only when ``y`` wants a gradient: a bundle's pricing under no_grad skips it)."""
 
     @staticmethod
     def forward(ctx, y: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-        bits, slope = _bits_and_slope(y, scale)
+        bits, slope = _bits_and_slope(y, scale, slope=ctx.needs_input_grad[0])
         ctx.save_for_backward(slope)
         return bits.sum()
 

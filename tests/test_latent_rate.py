@@ -50,6 +50,17 @@ def test_the_closed_form_gradient_of_the_bits_is_their_derivative():
                                                           per_latent=scales), (y,))
 
 
+def test_bits_priced_without_a_gradient_equal_those_priced_with_one():
+    g = torch.Generator().manual_seed(1)
+    y = torch.randn(300, 1, 2, generator=g) * 3
+    blocks = ((0, 300, 0), (0, 300, 1))
+    with torch.no_grad():
+        bare = latent_bits(y, blocks, 0.5)
+    tracked = latent_bits(y.clone().requires_grad_(), blocks, 0.5)
+    tracked.backward()
+    assert float(bare) == float(tracked.detach()) > 0
+
+
 def test_laid_scales_price_the_table_as_its_blocks_do(field):
     table, blocks = rated(field)
     with torch.no_grad():
