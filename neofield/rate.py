@@ -301,14 +301,15 @@ class SteeredRate:
         self.notes: list[str] = []
 
     def term(self, field_: NeoMLPField) -> RateTerm:
-        """The rate term of the fit: the target less the side information and the backbone's stream (both
-        from a trial bundle of the fresh field), as the latents' bits."""
-        quantized, draft = self.trial(field_, LATENT_STEP)
-        side = bundle_io.stored_bytes(draft)["side"] + SIDE_MARGIN
-        self.floor = side + bundle_io.coded_bytes(quantized).get("backbone", 0)
+        """The rate term of the fit: for a size, the target less the side information and the backbone's
+        stream (both from a trial bundle of the fresh field), as the latents' bits; for a PSNR, a start for
+        lambda that a probe steers (no trial bundle: the bytes do not enter it)."""
         if self.target.psnr is not None:
             self.fitted_step = self.step = latent_step_for_psnr(self.target.psnr)
             return RateTerm(PSNR_LAMBDA_START, self.fitted_step, target_psnr=self.target.psnr)
+        quantized, draft = self.trial(field_, LATENT_STEP)
+        side = bundle_io.stored_bytes(draft)["side"] + SIDE_MARGIN
+        self.floor = side + bundle_io.coded_bytes(quantized).get("backbone", 0)
         latent_bits = max(8.0 * (self.target.bytes - self.floor) * STEER_AIM, 8.0)
         self.fitted_step = self.step = latent_step_for(latent_bits / field_.latents.table.numel())
         return RateTerm(lambda_for(latent_bits / self.n_points), self.fitted_step, target_bits=latent_bits)
