@@ -235,11 +235,13 @@ def test_help_and_version_do_not_import_torch():
 
 def test_option_defaults_agree_with_the_fit_loop_and_the_help_states_them():
     from neofield.codec.options import DEFAULT_EPOCHS, DEFAULT_TIME_BUDGET, GRID_EPOCHS, EncodeOptions
-    from neofield.fields.registry import BATCHES
+    from neofield.fields.registry import BATCHES, MAX_BATCH, POINTS_PER_PARAMETER
     from neofield.fit import DEFAULT_BATCH
 
     (_, batch), = EncodeOptions.flags(("batch_size",))  # stated there so that --help needs no torch
     assert f"{DEFAULT_BATCH:,};" in batch.help and f"{BATCHES['neogrid']:,} for" in batch.help
+    assert f"a {round(1 / POINTS_PER_PARAMETER)}nd of their parameters" in batch.help
+    assert f"{MAX_BATCH:,}]" in batch.help
     (_, epochs), = EncodeOptions.flags(("epochs",))
     assert f"{GRID_EPOCHS:g} for the latent-grid fields, {DEFAULT_EPOCHS:g} for" in epochs.help
     assert f"{DEFAULT_TIME_BUDGET / 60:g} minutes" in epochs.help

@@ -443,6 +443,18 @@ def test_a_fixed_lambda_fits_a_field_its_budget_sizes_unless_a_preset_is_asked_f
     assert preset.parameters["total"] == plain.parameters["total"] != sized.parameters["total"]
 
 
+def test_a_video_grids_default_batch_follows_its_size_and_a_given_batch_is_kept(tiny_clip, tmp_path, monkeypatch):
+    from neofield.fields import registry
+
+    monkeypatch.setattr(registry, "POINTS_PER_PARAMETER", 2.0)  # so that a tiny field's batch grows too
+    grown = neofield.encode(tiny_clip, tmp_path / "g.nf", steps=3, device="cpu", evaluate=False)
+    batch = neofield.load(grown.path).meta["fit"]["config"]["batch_size"]
+    grown_batch = registry.batch_for("neogrid", "video", grown.parameters["total"], 0)
+    assert batch == grown_batch > registry.BATCHES["neogrid"]
+    kept = neofield.encode(tiny_clip, tmp_path / "k.nf", steps=3, device="cpu", batch_size=300, evaluate=False)
+    assert neofield.load(kept.path).meta["fit"]["config"]["batch_size"] == 300
+
+
 def test_a_sound_at_a_fixed_lambda_stores_its_latents_at_sounds_finer_step(tiny_sound, tmp_path):
     from neofield import rate
 

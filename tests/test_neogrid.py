@@ -7,7 +7,7 @@ import torch
 
 from neofield.fields.gridmlp import grid_config_for
 from neofield.fields.neogrid import LeanNeoMLP, NeoGridConfig, NeoGridField, neogrid_for, pyramids_of
-from neofield.fields.registry import arch_of, parameter_count
+from neofield.fields.registry import BATCHES, MAX_BATCH, arch_of, batch_for, parameter_count
 
 VIDEO = dict(low=(-1.0, -1.0, -1.0), high=(1.0, 1.0, 1.0), picture=(64, 28, 8), audio_samples=None,
              out_features=3, audio_outputs=0)
@@ -144,3 +144,12 @@ def test_a_decode_keeps_the_folded_weights_until_they_change():
         assert torch.equal(field(coords), before)  # from the kept fold
         field.backbone.readout.bias += 1.0
         assert torch.allclose(field(coords), before + 1.0, atol=1e-6)  # the fold follows the weights
+
+
+def test_a_video_grids_batch_grows_with_its_parameters_in_powers_of_two_and_a_sounds_does_not():
+    assert batch_for("neogrid", "video", 65_000, 1024) == BATCHES["neogrid"]  # a preset-sized field: the measured 4,096
+    assert batch_for("neogrid", "video", 1_017_343, 1024) == 32_768  # whole bikes at lambda 0.06: a 32nd, rounded up
+    assert batch_for("grid", "video", 353_555, 1024) == 16_384
+    assert batch_for("neogrid", "video", 10**9, 1024) == MAX_BATCH
+    assert batch_for("neogrid", "audio", 10**7, 1024) == batch_for("neogrid", "audiovisual", 10**7, 1024) == 4096
+    assert batch_for("neomlp", "video", 10**7, 1024) == 1024  # a per-point transformer keeps its own

@@ -23,7 +23,7 @@ from .. import checkpoint as ckpt
 from ..errors import NeofieldError
 from ..fields.layouts import default_segments
 from ..fields.neomlp import PRESETS
-from ..fields.registry import AUTO_PRECISION, BATCHES, GRID_AUDIO_SHARE, RATES
+from ..fields.registry import AUTO_PRECISION, BATCHES, GRID_AUDIO_SHARE, RATES, batch_for
 from ..files import check_output
 from ..fit import DEFAULT_BATCH, FitConfig, FitInterrupted, FitProgress, FitResult, fit
 from ..latent_rate import RateTerm
@@ -102,14 +102,17 @@ def encode(source: str | Path, output: str | Path | None = None, options: Encode
     run = resolve(options, signal)
     meta = signal_metadata(signal, source, options.selection or Selection())
     meta.update(weights_dtype=run.weights_dtype, preset=run.preset)
+    field_, width, control = build_field(signal, run, meta, saved, ckpt.path_for(output),
+                                         by_budget=options.preset is None)
+    if options.batch_size is None:  # a latent grid's batch grows with it (registry.batch_for)
+        run = dataclasses.replace(run, batch_size=batch_for(run.arch, signal.kind, field_.num_parameters()["total"],
+                                                            run.batch_size))
     fingerprint_ = {"neofield": __version__, "source": {"bytes": source.stat().st_size,
                                                        "sha256": meta["source"]["sha256"],
                                                        "selection": meta["source"]["selection"]},
                     **run.fingerprint()}
     if saved is not None:
         ckpt.check_fingerprint(saved, fingerprint_, ckpt.path_for(output))
-    field_, width, control = build_field(signal, run, meta, saved, ckpt.path_for(output),
-                                         by_budget=options.preset is None)
     steered = isinstance(control, rate.SteeredRate)
     depths = control.choose if control and not steered else run.bits
     config = fit_config(run, quantization=bundle_io.quantization_aware(field_, depths)

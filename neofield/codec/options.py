@@ -87,7 +87,9 @@ class EncodeOptions:
     lr: float | None = flag(None, "--lr", float, "Peak learning rate \\[default: the preset's].")
     warmup_steps: int | None = flag(None, "--warmup", int, "Warm-up steps \\[default: the preset's].")
     batch_size: int | None = flag(None, "--batch-size", int, "Points per step \\[default: 1,024; 4,096 for the "
-                                                             "latent-grid fields, neogrid and grid].")
+                                                             "latent-grid fields, neogrid and grid, and on a video "
+                                                             "a 32nd of their parameters as a power of two, up to "
+                                                             "65,536].")
     attention: str | None = flag(None, "--attention", str, "linear (Shen et al.) or softmax.")
     latents: str = flag("linear", "--latents", str, "linear: latent sets blend between their centres, so a "
                                                     "decode between frames interpolates; nearest: one set per slice.")

@@ -10,6 +10,7 @@ laid over the signal by its ``layout`` (:mod:`.layouts`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import fields as dataclass_fields
 
 import torch
@@ -89,6 +90,26 @@ RATES = {"siren": (3e-4, 0), "spder": (3e-4, 0), "rffnet": (3e-3, 50), "grid": (
 # Points per step where not 1,024: a latent grid's step is cheap and moves only the nodes near its points, so
 # larger batches pay (benchmarks/prototypes.py: 4,096 beat 16,384 at equal time on bikes, 29.41 against 28.81 dB)
 BATCHES = {"grid": 4096, "neogrid": 4096}
+# ... and for a video, more as its latent grid grows: a step costs ~45 ns a parameter (Adam over every node, the
+# rate term) plus ~1.1 us a point (bikes.mp4 on 2 cores: 1.02 M parameters took 48 ms a step at 4,096 points and
+# 115 ms at 65,536; 65 k took 7.8 and 74 ms), so a batch of a 32nd of the parameters spends about as long on its
+# points as on the nodes it moves. At lambda 0.06: the whole of bikes, 300 s, 1.02 M parameters: 28.66 dB at
+# 32,768 points a step against 27.11 at 4,096, the same bytes; 2 s of bikes, 120 s, 354 k: level at 16,384
+# (30.18 dB both). Sound keeps 4,096, as does video with sound: Bach at 8,192 lost 0.48 dB for 13 % more bytes,
+# and Big Buck Bunny with sound was level (docs/field-designs.md, "A long clip")
+POINTS_PER_PARAMETER, MAX_BATCH, GROWING_BATCH_KINDS = 1 / 32, 65_536, ("video",)
+
+
+def batch_for(arch: str, kind: str, parameters: int, default: int) -> int:
+    """Points per step for a field of ``arch`` with ``parameters`` parameters over a signal of ``kind``
+    (``default`` where the arch has no rule of its own): for a latent grid over a video, the power of two at or
+    above ``POINTS_PER_PARAMETER`` of them, within ``BATCHES[arch]`` and ``MAX_BATCH``."""
+    if arch not in BATCHES:
+        return default
+    if kind not in GROWING_BATCH_KINDS:
+        return BATCHES[arch]
+    want = max(1, math.ceil(parameters * POINTS_PER_PARAMETER))
+    return min(max(BATCHES[arch], 1 << (want - 1).bit_length()), MAX_BATCH)
 # The share of a video-with-sound batch drawn from the sound, where not its share of the points (~3 % on Big Buck
 # Bunny): a sound's pyramid nodes are few and far apart in the batch, and at 3 % they stayed at silence (SNR
 # -0.08 dB after 120 s; at 20 %, with 20 % of the parameters, +5.64 dB at -0.2 dB of video: docs/field-designs.md)
