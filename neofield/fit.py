@@ -43,6 +43,9 @@ from .schedule import (
 from .signal import Signal
 from .stopping import StopRequest, interrupts
 
+# what the progress line says while torch.compile builds the step (15-25 s for a preset-sized field on 2 cores; the
+# whole of bikes' 1 M-parameter grid took ~45 s)
+COMPILING = "compiling the training step (torch.compile; 15-45 s on 2 cores, the longer for a larger field)"
 DEFAULT_BATCH = 1024
 """Points per step. At equal time on a CPU, more smaller steps win (2 s of bikes at 320x136, 45 s: batch
 512 / 1,024 / 2,048 / 4,096 gave 26.37 / 26.51 / 25.69 / 25.04 dB; Bach: 36.59 vs 34.83 dB at 4,096)."""
@@ -280,7 +283,7 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
         if resume.compiled:  # the fit it continues was compiled: so is this one (the same kernels)
             forward, compiled_at = torch.compile(model, dynamic=False), step
             _report(callback, step, total if final else None, ema, config, spent, lr=config.lr * lr_scale,
-                    note="compiling the training step (torch.compile; about 15 s on 2 cores)")
+                    note=COMPILING)
     snapshot: FitState | None = None  # the last state known good, that a divergence goes back to
     last_checkpoint = time.perf_counter()
 
@@ -350,7 +353,7 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
                 if sync.from_main(_should_compile(config, device, step, total, elapsed, mark)):
                     forward, compiled_at = torch.compile(model, dynamic=False), step
                     _report(callback, step, total, ema, config, elapsed, lr=opt.param_groups[0]["lr"],
-                            note="compiling the training step (torch.compile; about 15 s on 2 cores)")
+                            note=COMPILING)
             elif announced and replans and levels is None and elapsed >= replans[0] * config.time_budget:
                 # again, at the recent speed: the probe's few seconds can misjudge a loop that speeds up (bfloat16
                 # kernels warming up made a 90 s budget stop at 52 s) or slows down (a 600 s fit reached its
