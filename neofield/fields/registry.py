@@ -110,6 +110,8 @@ def batch_for(arch: str, kind: str, parameters: int, default: int) -> int:
         return BATCHES[arch]
     want = max(1, math.ceil(parameters * POINTS_PER_PARAMETER))
     return min(max(BATCHES[arch], 1 << (want - 1).bit_length()), MAX_BATCH)
+
+
 # The share of a video-with-sound batch drawn from the sound, where not its share of the points (~3 % on Big Buck
 # Bunny): a sound's pyramid nodes are few and far apart in the batch, and at 3 % they stayed at silence (SNR
 # -0.08 dB after 120 s; at 20 %, with 20 % of the parameters, +5.64 dB at -0.2 dB of video: docs/field-designs.md)
