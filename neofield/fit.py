@@ -25,7 +25,7 @@ from . import distributed
 from .checkpoint import FitState
 from .errors import NeofieldError
 from .latent_rate import (STEER_EVERY, RateTerm, fit_scales, latent_bits, perturb_latents, rated, rounded_bits,
-                          scale_map, steer, steer_to_psnr)
+                          scale_constants, scale_map, steer, steer_to_psnr)
 from .options import check_device
 from .probe import PsnrProbe, masked_mse, mse_to_psnr
 from .qat import QuantizationAware, perturb
@@ -235,8 +235,9 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
 
         def penalty() -> torch.Tensor:
             if laid.get("scales") is not scales:
-                laid.update(scales=scales, map=scale_map(table, blocks, scales))
-            return lam / signal.n_points * latent_bits(table, blocks, config.rate.step, per_latent=laid["map"])
+                laid.update(scales=scales, constants=scale_constants(scale_map(table, blocks, scales)))
+            return lam / signal.n_points * latent_bits(table, blocks, config.rate.step,
+                                                       constants=laid["constants"])
 
         probe = PsnrProbe(signal, STEER_PSNR_POINTS) if config.rate.target_psnr is not None else None
 

@@ -10,7 +10,7 @@ from neofield.codec.build import neogrid_field
 from neofield.codec import make_field
 from neofield.latent_rate import (CONTINUOUS_FLOOR, LATENT_STEP, MIN_SCALE, SCALE_GRID, STEER_CLAMP, STEER_GAIN,
                                   fit_scales, latent_bits, laplace_bits, perturb_latents, rated, rounded_bits,
-                                  scale_map, steer, steer_to_psnr)
+                                  scale_constants, scale_map, steer, steer_to_psnr)
 from neofield.media import Media
 from neofield.signal import Signal
 from tests.conftest import noise_video
@@ -59,6 +59,18 @@ def test_bits_priced_without_a_gradient_equal_those_priced_with_one():
     tracked = latent_bits(y.clone().requires_grad_(), blocks, 0.5)
     tracked.backward()
     assert float(bare) == float(tracked.detach()) > 0
+
+
+def test_kept_scale_constants_price_and_pull_the_latents_exactly_as_the_scales_do():
+    g = torch.Generator().manual_seed(2)
+    y = torch.randn(400, 1, 2, generator=g) * 2
+    blocks = ((0, 400, 0), (0, 400, 1))
+    laid = torch.rand(400, 2, generator=g) * 3 + 0.05
+    a, b = y.clone().requires_grad_(), y.clone().requires_grad_()
+    by_scales = latent_bits(a, blocks, 0.5, per_latent=laid)
+    by_constants = latent_bits(b, blocks, 0.5, constants=scale_constants(laid))
+    (by_scales + by_constants).backward()
+    assert torch.equal(by_scales, by_constants) and torch.equal(a.grad, b.grad)
 
 
 def test_laid_scales_price_the_table_as_its_blocks_do(field):
