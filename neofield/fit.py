@@ -231,7 +231,7 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
         priced = next(name for name, p in field.named_parameters() if p is table)
         lam = config.rate.lam
 
-        laid = {}  # the scales laid over the table, (re)made when fit_scales refreshes them
+        laid = {}  # what the scales laid over the table price with, (re)made when fit_scales refreshes them
 
         def penalty() -> torch.Tensor:
             if laid.get("scales") is not scales:

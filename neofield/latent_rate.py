@@ -92,21 +92,19 @@ def laplace_bits(y: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     (both in steps): the integral over ``[|y| - 1/2, |y| + 1/2]``. A bin clear of 0 holds
     ``e^(-(|y| - 1/2) / scale) (1 - e^(-1 / scale)) / 2``, so its bits grow linearly in ``|y|``, and are
     written so: no exponential to underflow, however far out ``y`` lies."""
-    return _bits_and_slope(y, scale, slope=False)[0]
+    return _bits_and_slope(y, *scale_constants(scale), slope=False)[0]
 
 
-def _bits_and_slope(y: torch.Tensor, scale: torch.Tensor | None, slope: bool = True,
-                    constants: tuple[torch.Tensor, torch.Tensor] | None = None
+def _bits_and_slope(y: torch.Tensor, inv: torch.Tensor, edge: torch.Tensor, slope: bool = True
                     ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """:func:`laplace_bits` and (``slope``) its derivative in ``y``, in closed form: one pass of a dozen
     element-wise operations, where autograd's graph of the same expression ran ~70 (a fit's rate term over a
     350 k-latent table took 12.7 ms a step that way, as long as the field's own forward and backward). Each
     first operation makes a fresh tensor that the next ones work in, in place, in the order the formula is
-    written, so the bits are the same to the last one (the pinned bundles hold them). ``constants``: what
-    depends on the scales alone (:func:`scale_constants`), which a fit keeps between two refreshes of them:
-    over 1 M latents on 2 cores that and the in-place work took a step's pricing from 25.7 ms to 16.6 (medians
-    of five runs taken in turn)."""
-    inv, edge = constants if constants is not None else scale_constants(scale)
+    written, so the bits are the same to the last one (the pinned bundles hold them). ``inv`` and ``edge``:
+    what depends on the scales alone (:func:`scale_constants`), which a fit keeps between two refreshes of
+    them: over 1 M latents on 2 cores that and the in-place work took a step's pricing from 25.7 ms to 16.6
+    (medians of five runs taken in turn)."""
     m = y.abs()
     clear = m >= 0.5
     # the bin over 0 (|y| < 1/2) holds 1 - e^(-(|y| + 1/2) / s) / 2 - e^((|y| - 1/2) / s) / 2
@@ -133,7 +131,7 @@ class _PricedBits(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, y: torch.Tensor, inv: torch.Tensor, edge: torch.Tensor) -> torch.Tensor:
-        bits, slope = _bits_and_slope(y, None, slope=ctx.needs_input_grad[0], constants=(inv, edge))
+        bits, slope = _bits_and_slope(y, inv, edge, slope=ctx.needs_input_grad[0])
         ctx.save_for_backward(slope)
         return bits.sum()
 
