@@ -267,6 +267,19 @@ def fixed_step(kind: str) -> float:
     return FIXED_STEPS.get(kind, LATENT_STEP)
 
 
+# An encode given no target, no depths and no lambda fits a neogrid field at this lambda, per kind: a constant
+# slope of the rate-distortion curve, as x264's CRF is a constant quality, so the bytes follow what the signal
+# needs and the field takes what the time budget trains. Against the 6-bit latents on the preset's field at 120 s:
+# 2 s of bikes +1.3 dB for 1 % more bytes, Bach +2.5 dB in 23 % fewer, the whole bikes.mp4 28.7 dB against 23.4
+# (docs/rate-term.md, "The default: a fixed lambda")
+DEFAULT_LAMBDAS = {"video": 0.06, "image": 0.06, "audiovisual": 0.06, "audio": 0.001}
+
+
+def default_lambda(kind: str) -> float:
+    """The rate term's lambda of an encode that names no operating point, for a signal of ``kind``."""
+    return DEFAULT_LAMBDAS[kind]
+
+
 # a PSNR target: lambda starts here (bikes' 29 dB took ~0.05, Bach's 41 dB ~0.001), and the latents are fitted
 # at LATENT_STEP up to PSNR_AT_STEP dB, halved for every 6 dB more (down to a 16th)
 PSNR_LAMBDA_START, PSNR_AT_STEP = 0.01, 35.0

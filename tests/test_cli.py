@@ -48,7 +48,7 @@ def test_info_and_psnr_split_the_bytes(encoded, tiny_clip):
     out, report = encoded
     split = json.loads(neofield("info", out, "--json").stdout)["stored_bytes"]
     assert sum(split.values()) == report["bytes"] and min(split.values()) > 0
-    assert "quantized to 6 bits (backbone) and 6 bits (latents)" in neofield("info", out).stdout
+    assert "(latents, fitted for their rate at lambda 0.06)" in neofield("info", out).stdout  # the default
     scores = json.loads(neofield("psnr", tiny_clip, out, "--json").stdout)
     assert scores["bytes_backbone"] == split["backbone"] and scores["bytes_side"] == split["side"]
 

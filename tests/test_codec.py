@@ -14,6 +14,7 @@ from neofield.codec import check_cost
 from neofield.errors import NeofieldError
 from neofield.schema import Limits
 from neofield.media import read_media
+from neofield.metrics import video_psnr
 from tests.conftest import BBB, BIKES
 
 FAST = dict(steps=120, batch_size=1024, device="cpu")
@@ -238,7 +239,8 @@ def test_pixel_aspect_ratio_survives_encode_and_decode(tmp_path):
 def test_a_quantized_bundle_is_smaller_and_scores_what_the_encoder_measured(tiny_clip, tmp_path):
     half = neofield.encode(tiny_clip, tmp_path / "f16.nf", steps=60, batch_size=512, device="cpu",
                            weights_dtype="float16")
-    q = neofield.encode(tiny_clip, tmp_path / "q.nf", steps=60, batch_size=512, device="cpu")
+    q = neofield.encode(tiny_clip, tmp_path / "q.nf", steps=60, batch_size=512, device="cpu",
+                        bits=neofield.BitDepths(6, 6))  # the field float16 stores, at fixed depths
     assert q.bytes < 0.5 * half.bytes
     assert abs(q.quality["video_psnr_db"] - half.quality["video_psnr_db"]) < 0.5
     assert neofield.psnr(tiny_clip, tmp_path / "q.nf")["video_psnr_db"] == q.quality["video_psnr_db"]
@@ -359,7 +361,8 @@ def test_a_latent_grid_field_encodes_decodes_at_scale_two_and_scores_what_it_mea
     report = neofield.encode(tiny_clip, out, arch=arch, steps=150, device="cpu")
     b = neofield.load(out)
     assert arch_of(b.field) == arch and b.meta["fit"]["config"]["batch_size"] == 4096  # the grids' batch
-    assert report.quality["video_psnr_db"] > 20
+    # neogrid's default lambda sizes the field at half a parameter a point: 601 parameters on this clip
+    assert report.quality["video_psnr_db"] > (18 if arch == "neogrid" else 20)
     decoded = neofield.decode(out, tmp_path / f"{arch}_x2.mp4", scale=2)
     assert (decoded.plan.video.width, decoded.plan.video.height, decoded.plan.video.frames) == (64, 28, 8)
     assert neofield.psnr(tiny_clip, out)["video_psnr_db"] == pytest.approx(report.quality["video_psnr_db"], abs=1e-3)
@@ -403,8 +406,9 @@ def test_psnr_of_a_crop_at_the_original_size_scores_the_same_window_of_the_origi
     clip, bundle, report = video_bundle
     part = neofield.decode(bundle, tmp_path / "part.mp4", crop=(0, 0, 16, 14), lossless=True)
     assert (part.plan.video.width, part.plan.video.height) == (16, 14)
-    score = neofield.psnr(clip, part.path)["video_psnr_db"]
-    assert abs(score - report.quality["video_psnr_db"]) < 3  # half of the picture: near the whole's score
+    window = read_media(clip).video[:, :14, :16]  # the original's window, not all of it
+    assert neofield.psnr(clip, part.path)["video_psnr_db"] == pytest.approx(
+        video_psnr(window, read_media(part.path).video), abs=1e-3)
 
 
 @pytest.mark.parametrize("crop, message", [((30, 0, 10, 10), "--crop 30,0,10,10 must lie inside the 32x14 frame"),
@@ -439,7 +443,7 @@ def test_a_fixed_lambda_fits_a_field_its_budget_sizes_unless_a_preset_is_asked_f
     rung = rate.steered_parameters(None, signal.n_points)  # half a parameter a point, as the ladder has it
     assert sized.parameters["total"] == neogrid_field(signal, rung).num_parameters()["total"]
     preset = neofield.encode(tiny_clip, tmp_path / "preset.nf", rate_lambda=0.05, preset="tiny", **FAST)
-    plain = neofield.encode(tiny_clip, tmp_path / "plain.nf", **FAST)  # no rate term: the preset's size
+    plain = neofield.encode(tiny_clip, tmp_path / "plain.nf", bits=neofield.BitDepths(6, 6), **FAST)  # no rate term
     assert preset.parameters["total"] == plain.parameters["total"] != sized.parameters["total"]
 
 
@@ -447,7 +451,8 @@ def test_a_video_grids_default_batch_follows_its_size_and_a_given_batch_is_kept(
     from neofield.fields import registry
 
     monkeypatch.setattr(registry, "POINTS_PER_PARAMETER", 2.0)  # so that a tiny field's batch grows too
-    grown = neofield.encode(tiny_clip, tmp_path / "g.nf", steps=3, device="cpu", evaluate=False)
+    grown = neofield.encode(tiny_clip, tmp_path / "g.nf", steps=3, device="cpu", evaluate=False,
+                            bits=neofield.BitDepths(6, 6))  # the preset's size: more parameters than points
     batch = neofield.load(grown.path).meta["fit"]["config"]["batch_size"]
     grown_batch = registry.batch_for("neogrid", "video", grown.parameters["total"], 0)
     assert batch == grown_batch > registry.BATCHES["neogrid"]
@@ -461,3 +466,19 @@ def test_a_sound_at_a_fixed_lambda_stores_its_latents_at_sounds_finer_step(tiny_
     neofield.encode(tiny_sound, tmp_path / "s.nf", rate_lambda=0.001, steps=60, batch_size=512, device="cpu")
     q = neofield.load(tmp_path / "s.nf").meta["quantization"]
     assert (q["lambda"], q["latent_step"]) == (0.001, rate.FIXED_STEPS["audio"]) and q["latent_step"] < 0.2
+
+
+def test_an_encode_naming_no_operating_point_fits_at_its_kinds_default_lambda_and_bits_keep_fixed_depths(
+        tiny_clip, tiny_sound, tmp_path):
+    from neofield import rate
+
+    def quantization(source, name, **kw) -> dict:
+        neofield.encode(source, tmp_path / name, steps=5, batch_size=256, device="cpu", evaluate=False, **kw)
+        return neofield.load(tmp_path / name).meta["quantization"]
+
+    assert quantization(tiny_clip, "v.nf")["lambda"] == rate.DEFAULT_LAMBDAS["video"] == 0.06
+    sound = quantization(tiny_sound, "s.nf")
+    assert (sound["lambda"], sound["latent_step"]) == (rate.DEFAULT_LAMBDAS["audio"], rate.FIXED_STEPS["audio"])
+    fixed = quantization(tiny_clip, "b.nf", bits=neofield.BitDepths(6, 6))  # the latents at 6 bits, no rate term
+    assert fixed["bits"] == {"backbone": 6.0, "latents": 6.0} and "lambda" not in fixed
+    assert "lambda" not in quantization(tiny_clip, "g.nf", arch="grid")  # the rate term prices neogrid's latents

@@ -36,8 +36,8 @@ CLOCK = ("seconds", "points_per_second")
 # Each case is a command line, small enough to run in a second or two, and together they cross every
 # path that decides a byte: NeoMLP in time (linear and nearest latents), sound, video with sound under
 # rate control, both targets, a baseline stored as float16, hand-set depths, and a set bundle; and the
-# latent-pyramid field (neogrid) on video, on video with sound under a size target, and on sound at a fixed
-# lambda.
+# latent-pyramid field (neogrid) on video at fixed depths, on video with sound under a size target, and on sound at
+# a fixed lambda.
 CASES = {
     "video": ["encode", str(BIKES), "--max-frames", "4", "--resize", "32x14", "--steps", "60", "--arch", "neomlp"],
     "video_options": ["encode", str(BIKES), "--max-frames", "3", "--resize", "24x12", "--steps", "40",
@@ -50,7 +50,7 @@ CASES = {
     "siren_float16": ["encode", str(BIKES), "--max-frames", "3", "--resize", "24x12", "--steps", "30",
                       "--arch", "siren", "--dtype", "float16"],
     "set_digits": ["set", "fit", "digits", "--limit", "12", "--steps", "30"],
-    "neogrid_video": ["encode", str(BIKES), "--max-frames", "4", "--resize", "32x14", "--steps", "60"],
+    "neogrid_video": ["encode", str(BIKES), "--max-frames", "4", "--resize", "32x14", "--steps", "60", "--bits", "6"],
     "neogrid_av_size": ["encode", str(BBB), "--duration", "0.12", "--resize", "16x10", "--steps", "50", "--size",
                         "6KB"],
     "neogrid_audio_lambda": ["encode", str(BACH), "--duration", "0.1", "--steps", "60", "--lambda", "0.001"],

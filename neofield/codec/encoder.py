@@ -81,7 +81,9 @@ def encode(source: str | Path, output: str | Path | None = None, options: Encode
 
     ``size`` (bytes, or text such as ``"20KB"``), ``bitrate`` (bits per second, or ``"300k"``) or
     ``target_psnr`` (dB) hand the model width and the bit depths to rate control (:mod:`neofield.rate`);
-    the report's ``target`` says what was reached, and by how much and why a target was missed.
+    the report's ``target`` says what was reached, and by how much and why a target was missed. With none
+    of them, nor ``bits`` nor ``rate_lambda``, the default field's latents are fitted for their own rate at
+    the default lambda of the signal's kind (:func:`neofield.rate.default_lambda`).
 
     A fit writes a checkpoint (``OUTPUT.ckpt``, :mod:`neofield.checkpoint`) every ``checkpoint_every``
     seconds (``"auto"``: every 60 s once the plan says the fit takes over 2 minutes; ``None`` or
@@ -184,7 +186,8 @@ def check_round_trip(signal: Signal) -> None:
 def resolve(options: EncodeOptions, signal: Signal) -> EncodeOptions:
     """The options with every default that depends on the signal filled in: what the fit is, and what its
     checkpoint's fingerprint holds (the preset and its or the baseline's rate, one latent set per frame, the
-    sound's Fourier sigma, the stopping rules, the storage depths, a bitrate as bytes)."""
+    sound's Fourier sigma, the stopping rules, the storage depths, a bitrate as bytes, and on a quantized
+    neogrid field given no target, depths or lambda, the default lambda of :func:`rate.default_lambda`)."""
     preset = options.preset or default_preset(signal.kind)
     lr, warmup = PRESETS[preset].lr, PRESETS[preset].warmup_steps
     if options.arch != "neomlp":  # a baseline's own rate and warm-up, unless given
@@ -197,12 +200,16 @@ def resolve(options: EncodeOptions, signal: Signal) -> EncodeOptions:
     if rff_sigma is None and signal.media.audio is not None:  # once, not for every width rate control tries
         rff_sigma = rff_sigma_for(signal, preset)
     budget = options.budget()
+    rate_lambda = options.rate_lambda
+    if rate_lambda is None and steers(options) and not options.targets() and options.depths() is None:
+        rate_lambda = rate.default_lambda(signal.kind)  # no operating point named: a constant RD slope
     precision = AUTO_PRECISION.get(options.arch, "auto") if options.precision == "auto" else options.precision
     return dataclasses.replace(
         options, preset=preset, segments=options.segments or default_segments(signal), lr=options.lr or lr,
         warmup_steps=warmup if options.warmup_steps is None else options.warmup_steps, rff_sigma=rff_sigma,
-        size=size, bitrate=None, bits=bundle_io.storage_bits(options.weights_dtype, options.depths()),
-        latent_bits=None, steps=budget["steps"], epochs=budget["epochs"], time_budget=budget["time_budget"],
+        size=size, bitrate=None, rate_lambda=rate_lambda,
+        bits=bundle_io.storage_bits(options.weights_dtype, options.depths()), latent_bits=None,
+        steps=budget["steps"], epochs=budget["epochs"], time_budget=budget["time_budget"],
         precision=precision, batch_size=options.batch_size or BATCHES.get(options.arch, DEFAULT_BATCH))
 
 

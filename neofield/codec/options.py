@@ -105,7 +105,8 @@ class EncodeOptions:
                                                            "finetuned for them; a third of float16's bytes at the "
                                                            "same PSNR on the demo), or float16, bfloat16, float32.")
     bits: Any = flag(None, "--bits", float, "Bit depth of the backbone's weights (1-16; fractional depths are "
-                                            "levels 2**bits) \\[default: 6].")  # or a BitDepths, from the API
+                                            "levels 2**bits) \\[default: 6]; on neogrid, the latents' too, in place "
+                                            "of the default lambda.")  # or a BitDepths, from the API
     latent_bits: float | None = flag(None, "--latent-bits", float, "Bit depth of the latents \\[default: --bits].",
                                      fit=False)  # resolved into ``bits``, which the fingerprint holds
     size: int | str | None = flag(None, "--size", str, "Target bundle size, e.g. 20KB, 1.5MB (KB = 1000 bytes): "
@@ -117,11 +118,12 @@ class EncodeOptions:
                                                             "sound): neogrid steers its rate term to keep it, "
                                                             "other fields take the lowest bit depth that does.")
     rate_lambda: float | None = flag(None, "--lambda", float, "Fit the latents for their own rate: the loss is MSE + "
-                                                              "lambda x their bits per point (e.g. 0.06 for pictures, "
-                                                              "0.001 for sound; larger is smaller and coarser), on a "
-                                                              "field as large as the time budget trains. neogrid "
-                                                              "only; the latents are then stored at a fixed step, "
-                                                              "not --bits.")
+                                                              "lambda x their bits per point (larger is smaller and "
+                                                              "coarser), on a field as large as the time budget "
+                                                              "trains; the latents are stored at a fixed step. "
+                                                              "neogrid only \\[default, with no --size, --bitrate, "
+                                                              "--psnr or --bits: 0.06 for pictures, 0.001 for "
+                                                              "sound].")
     # the piece of the source (neofield.media.Selection): the command line's --start, --duration, --max-frames
     # and --resize, which `psnr` shares (neofield.console.PIECE_FLAGS); part of the source's fingerprint
     selection: Any = None
