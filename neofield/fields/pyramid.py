@@ -111,11 +111,14 @@ class PyramidLayout:
         """``(B, tokens, channels)``: every level read at every coordinate (:func:`~.grid.read_grids`: linear
         interpolation, clamped at the borders), laid level-major in memory so that ``reshape(B, -1)`` is a
         view a matrix product takes as it is."""
-        flat = table.reshape(len(table), -1)  # (rows, channels)
+        levels = list(self._levels())
+        # one split, not a slice per level: a slice's backward writes a gradient the size of the whole table,
+        # which autograd then adds up level by level; the split's writes it once (the same values, exactly)
+        parts = table.reshape(len(table), -1).split([math.prod(size) for _, _, size in levels])
         out = []
         for p in self.pyramids:
-            grids = [flat[first:first + math.prod(size)].t().reshape(self.channels, *reversed(size))
-                     for q, first, size in self._levels() if q is p]
+            grids = [part.t().reshape(self.channels, *reversed(size)) for (q, _, size), part in zip(levels, parts)
+                     if q is p]
             out += read_grids(grids, p.grid_units(coords))
         return torch.stack(out).permute(2, 0, 1)
 
