@@ -39,6 +39,7 @@ from .schedule import (
     planned_seconds,
     planned_steps,
     seconds_per_step,
+    timed_past,
 )
 from .signal import Signal
 from .stopping import StopRequest, interrupts
@@ -355,7 +356,8 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
                     forward, compiled_at = torch.compile(model, dynamic=False), step
                     _report(callback, step, total, ema, config, elapsed, lr=opt.param_groups[0]["lr"],
                             note=COMPILING)
-            elif announced and replans and levels is None and elapsed >= replans[0] * config.time_budget:
+            elif announced and replans and levels is None and elapsed >= replans[0] * config.time_budget and \
+                    timed_past(step, mark, compiled_at, resumed_at):
                 # again, at the recent speed: the probe's few seconds can misjudge a loop that speeds up (bfloat16
                 # kernels warming up made a 90 s budget stop at 52 s) or slows down (a 600 s fit reached its
                 # deadline before the end of its schedule)

@@ -15,6 +15,7 @@ FitConfig = Any  # a neofield.fit.FitConfig (lr, warmup_steps, final_lr_ratio, s
 PROBE_SECONDS = 3.0  # how long to time the loop before turning a time budget into steps
 PROBE_SKIP = 5  # first steps left out of the speed probe: kernel set-up makes them several times slower
 REPLAN_AT = (0.25, 0.5, 0.75)  # shares of a time budget at which its step count is estimated again
+REPLAN_MIN_STEPS = 20  # ... each from at least this many steps since the last mark
 
 
 def lr_at(step: int, total: int, config: FitConfig) -> float:
@@ -35,6 +36,13 @@ def seconds_per_step(step: int, elapsed: float, mark: tuple[int, float]) -> floa
     """Seconds a step has taken since ``mark`` (step, seconds): past the slow first steps, or the last plan."""
     start_step, start_time = mark if step > mark[0] else (0, 0.0)
     return (elapsed - start_time) / max(step - start_step, 1)
+
+
+def timed_past(step: int, mark: tuple[int, float], *slow_from: int | None) -> bool:
+    """Whether the steps since ``mark`` can time the loop: enough of them, and none among the slow ones after
+    an event in ``slow_from`` (a compile, a resume; the ``PROBE_SKIP`` steps from each, until the mark moves
+    past them). A replan timed over a 25 s compile once planned a 100 s fit of Bach to end at 34 s."""
+    return step - mark[0] >= REPLAN_MIN_STEPS and all(at is None or mark[0] >= at + PROBE_SKIP for at in slow_from)
 
 
 def planned_seconds(config: FitConfig, step: int, total: int, elapsed: float, mark: tuple[int, float]) -> float:

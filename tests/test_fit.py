@@ -234,3 +234,27 @@ def test_a_rate_term_needs_quantized_weights_and_a_pyramid():
     with pytest.raises(NeofieldError, match="neogrid"):
         fit(make_field(signal, "tiny", segments=2), signal,
             FitConfig(steps=2, rate=RateTerm(0.1), quantization=levels, device="cpu"))
+
+
+def test_a_compile_that_outlasts_a_quarter_of_the_budget_does_not_cut_the_fit_short(tiny_clip, monkeypatch):
+    import time as clock
+
+    class SlowCompile:  # torch.compile's first call builds the kernels: seconds in which no step is taken
+        def __init__(self, module):
+            self.module, self.calls = module, 0
+
+        def __call__(self, coords):
+            self.calls += 1
+            if self.calls == 1:
+                clock.sleep(2.0)
+            return self.module(coords)
+
+    monkeypatch.setattr(torch, "compile", lambda module, **kw: SlowCompile(module))
+    monkeypatch.setattr(fit_module, "compiler_available", lambda device: True)
+    monkeypatch.setattr(fit_module, "PROBE_SECONDS", 0.5)  # the plan after 0.5 s, the compile 2 s: as 3 s and 25 s
+    signal = Signal(read_media(tiny_clip))
+    field = make_field(signal, "tiny", segments=1)
+    result = fit(field, signal, FitConfig(time_budget=9.0, batch_size=256, device="cpu", compile="on"))
+    # timed over the compile, the replan at a quarter of the budget planned a fifth of the steps, ending the fit
+    # at ~4 s, before the next replan could see the real speed
+    assert result.seconds > 0.9 * 9.0

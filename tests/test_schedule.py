@@ -28,3 +28,14 @@ def test_planned_steps_are_the_fewer_of_the_step_and_epoch_limits():
     assert planned_steps(FitConfig(steps=50, epochs=2.0, batch_size=100), 1000) == 20
     assert planned_steps(FitConfig(epochs=0.01, batch_size=100), 1000) == 1
     assert planned_steps(FitConfig(time_budget=5.0), 1000) is None
+
+
+def test_a_replan_waits_for_steps_timed_past_a_compile_or_a_resume():
+    from neofield.schedule import PROBE_SKIP, REPLAN_MIN_STEPS, timed_past
+
+    assert timed_past(5 + REPLAN_MIN_STEPS, (5, 3.0))
+    assert not timed_past(4 + REPLAN_MIN_STEPS, (5, 3.0))  # too few steps since the mark
+    compiled_at = 400
+    assert not timed_past(1000, (5, 3.0), compiled_at)  # the steps since the mark include the compile
+    assert not timed_past(compiled_at + PROBE_SKIP + 5, (compiled_at + PROBE_SKIP, 30.0), compiled_at, None)
+    assert timed_past(compiled_at + PROBE_SKIP + REPLAN_MIN_STEPS, (compiled_at + PROBE_SKIP, 30.0), compiled_at, None)
