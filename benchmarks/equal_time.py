@@ -48,6 +48,7 @@ from neofield.fields.cost import macs_per_point
 from neofield.fields.registry import AUTO_PRECISION, BATCHES, GRID_AUDIO_SHARE, RATES, baseline_for, rffnet_sigma
 from neofield.fields.presets import PRESETS
 from neofield.fit import DEFAULT_BATCH, FitConfig, fit
+from neofield.runtime import COMPILE_MODES
 from neofield.probe import masked_mse
 from neofield.media import Selection, read_media
 from neofield.compare import compare
@@ -196,7 +197,7 @@ def run_one(signal_name: str, signal: Signal, model_name: str, budget: float, ar
     # of large batch, at which their rates were swept
     batch = DEFAULT_BATCH if model_name.startswith("neomlp") else BATCHES.get(model_name.split("-")[0], BATCH)
     config = FitConfig(lr=lr, warmup_steps=warmup, batch_size=batch, time_budget=budget, seed=args.seed,
-                       device="cpu", precision=precision)
+                       device="cpu", precision=precision, compile=args.compile)
     result = fit(field, signal, config)
     t = time.perf_counter()
     quality = compare(signal.media, render_media(field, signal.layout()))
@@ -270,6 +271,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--precision", choices=PRECISIONS, help="matmul precision for every model (default: per model)")
+    ap.add_argument("--compile", choices=COMPILE_MODES, default="auto",
+                    help="torch.compile every fit's step: on, off, or auto (the codec's rule: 150 s or more left)")
     ap.add_argument("--data", type=Path, default=DATA, help=f"folder holding the clips (default {DATA})")
     ap.add_argument("--csv", type=Path, help="also write the rows here (rewritten after every run)")
     args = ap.parse_args(argv)

@@ -258,3 +258,14 @@ def test_a_compile_that_outlasts_a_quarter_of_the_budget_does_not_cut_the_fit_sh
     # timed over the compile, the replan at a quarter of the budget planned a fifth of the steps, ending the fit
     # at ~4 s, before the next replan could see the real speed
     assert result.seconds > 0.9 * 9.0
+
+
+def test_auto_compiles_a_long_fit_of_pictures_or_sound_but_not_of_video_with_sound(monkeypatch):
+    monkeypatch.setattr(fit_module, "compiler_available", lambda device: True)
+    long_plan = dict(step=10, total=10**6, elapsed=1.0, mark=(5, 0.5))  # ~100,000 s of eager steps left
+    auto, cpu = FitConfig(compile="auto"), torch.device("cpu")
+    assert fit_module._should_compile(auto, cpu, **long_plan, kind="video")
+    assert fit_module._should_compile(auto, cpu, **long_plan, kind="audio")
+    assert not fit_module._should_compile(auto, cpu, **long_plan, kind="audiovisual")  # its compiled step is slower
+    assert fit_module._should_compile(FitConfig(compile="on"), cpu, **long_plan, kind="audiovisual")
+    assert not fit_module._should_compile(auto, cpu, step=10, total=20, elapsed=1.0, mark=(5, 0.5), kind="video")
