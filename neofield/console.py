@@ -121,6 +121,8 @@ class FitDisplay:
         else:
             err.print(f"[bold]model[/]  {arch} {c.layers} layers of width {c.width}, {n['total']:,} parameters "
                       "(as many as the NeoMLP preset's)")
+        if budget.get("lambda") is not None:
+            err.print(f"[bold]rate[/]   {describe_rate(budget['lambda'], budget.get('lambda_default', False))}")
         err.print(f"[bold]budget[/] {describe_budget(budget)}")
         self.progress.start()
 
@@ -183,6 +185,15 @@ def limits_for(allow_large: bool):
     from .schema import DEFAULT_LIMITS, Limits
 
     return Limits.large() if allow_large else DEFAULT_LIMITS
+
+
+def describe_rate(lam: float, default: bool) -> str:
+    """The plan's line for a rate term at a fixed lambda: what it does, and how to move it."""
+    text = f"the latents fitted for their own rate at lambda {lam:g}"
+    if default:
+        text += (" (the default; --lambda, --size, --bitrate or --psnr set the operating point, --bits 6 the "
+                 "fixed depths)")
+    return text
 
 
 def describe_budget(budget: dict) -> str:

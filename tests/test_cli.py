@@ -294,6 +294,10 @@ def test_encode_with_a_rate_term_writes_a_bundle_that_info_describes(tiny_clip, 
     out = tmp_path / "rated.nf"
     r = neofield("encode", tiny_clip, "-o", out, "--lambda", "0.05", *FAST)
     assert r.returncode == 0, r.stderr
+    given = neofield("encode", tiny_clip, "-o", tmp_path / "given.nf", "--lambda", "0.05", "--steps", "5")
+    assert re.search(r"rate\s+the latents fitted for their own rate at lambda 0.05\n", given.stderr), given.stderr
+    default = neofield("encode", tiny_clip, "-o", tmp_path / "default.nf", "--steps", "5")
+    assert "at lambda 0.06 (the default; --lambda, --size" in default.stderr, default.stderr
     info = neofield("info", out)
     assert info.returncode == 0 and "at a step of 0.2 (latents, fitted for their rate at lambda 0.05)" in info.stdout
     assert_one_line_error(neofield("encode", tiny_clip, "-o", tmp_path / "x.nf", "--lambda", "0.05", "--size", "9KB"),

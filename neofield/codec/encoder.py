@@ -121,7 +121,8 @@ def encode(source: str | Path, output: str | Path | None = None, options: Encode
                         if run.weights_dtype == bundle_io.QUANTIZED else None,
                         rate=control.term(field_) if steered else rate_term(run, signal.kind))
     if on_signal:
-        on_signal(signal, field_, {**options.budget(), "batch_size": run.batch_size})
+        on_signal(signal, field_, {**options.budget(), "batch_size": run.batch_size, "lambda": run.rate_lambda,
+                                   "lambda_default": options.rate_lambda is None})
     result = fit_and_keep(field_, signal, config, run, meta, output, fingerprint_, width, control, saved, callback)
     field_.cpu()
     if not distributed.is_main():  # a data-parallel fit's other processes: rank 0 has the same weights, and writes
