@@ -153,16 +153,15 @@ def scale_map(table: torch.Tensor, blocks: tuple[tuple[int, int, int], ...],
 
 
 def latent_bits(table: torch.Tensor, blocks: tuple[tuple[int, int, int], ...], step: float,
-                scales: torch.Tensor | None = None, per_latent: torch.Tensor | None = None,
+                scales: torch.Tensor | None = None,
                 constants: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Bits of the latent ``table`` ``(rows, 1, channels)`` at ``step``, block by block, each under a Laplace
     of its scale in ``scales`` (:func:`fit_scales`; None: the block's mean distance from 0, in steps), held
-    constant for the gradient. ``per_latent``: the blocks' scales laid over the table already
-    (:func:`scale_map`); ``constants``: :func:`scale_constants` of that map, which a fit keeps between two
-    refreshes of the scales."""
+    constant for the gradient. ``constants``: :func:`scale_constants` of the blocks' scales laid over the table
+    (:func:`scale_map`), which a fit keeps between two refreshes of the scales, in place of ``scales``."""
     y = table.reshape(len(table), -1) / step
     if constants is None:
-        constants = scale_constants(per_latent if per_latent is not None else scale_map(y, blocks, scales))
+        constants = scale_constants(scale_map(y, blocks, scales))
     return _PricedBits.apply(y, *constants)
 
 

@@ -47,7 +47,7 @@ def test_the_closed_form_gradient_of_the_bits_is_their_derivative():
     y = (torch.randn(200, 2, generator=g, dtype=torch.float64) * 2).requires_grad_()
     scales = torch.tensor([0.4, 1.7], dtype=torch.float64).expand(200, 2).contiguous()
     assert torch.autograd.gradcheck(lambda v: latent_bits(v[:, None, :], ((0, 200, 0), (0, 200, 1)), 1.0,
-                                                          per_latent=scales), (y,))
+                                                          constants=scale_constants(scales)), (y,))
 
 
 def test_bits_priced_without_a_gradient_equal_those_priced_with_one():
@@ -65,10 +65,10 @@ def test_kept_scale_constants_price_and_pull_the_latents_exactly_as_the_scales_d
     g = torch.Generator().manual_seed(2)
     y = torch.randn(400, 1, 2, generator=g) * 2
     blocks = ((0, 400, 0), (0, 400, 1))
-    laid = torch.rand(400, 2, generator=g) * 3 + 0.05
+    scales = torch.tensor([0.4, 1.7])
     a, b = y.clone().requires_grad_(), y.clone().requires_grad_()
-    by_scales = latent_bits(a, blocks, 0.5, per_latent=laid)
-    by_constants = latent_bits(b, blocks, 0.5, constants=scale_constants(laid))
+    by_scales = latent_bits(a, blocks, 0.5, scales)
+    by_constants = latent_bits(b, blocks, 0.5, constants=scale_constants(scale_map(b, blocks, scales)))  # as fit
     (by_scales + by_constants).backward()
     assert torch.equal(by_scales, by_constants) and torch.equal(a.grad, b.grad)
 
@@ -82,7 +82,8 @@ def test_laid_scales_price_the_table_as_its_blocks_do(field):
                    for i, (a, b, c) in enumerate(blocks))
     laid = scale_map(table, blocks, scales)
     with torch.no_grad():
-        assert float(latent_bits(table, blocks, LATENT_STEP, per_latent=laid)) == pytest.approx(by_block, rel=1e-5)
+        assert float(latent_bits(table, blocks, LATENT_STEP, constants=scale_constants(laid))) == pytest.approx(
+            by_block, rel=1e-5)
         assert float(latent_bits(table, blocks, LATENT_STEP, scales)) == pytest.approx(by_block, rel=1e-5)
 
 
