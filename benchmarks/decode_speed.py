@@ -50,7 +50,7 @@ def chunk_speed(field, chunk: int, points: int = 1 << 18) -> float:
 
 def layer_speeds(field, chunk: int, repeats: int = 7) -> tuple[float, float] | None:
     """A NeoGrid layer's points/s on one chunk of reads, best of ``repeats``: training's point-major path
-    (``fast``) and a decode's feature-major one (``fast_by_feature``); None for other fields."""
+    (``fused``) and a decode's feature-major one (``fast_by_feature``); None for other fields."""
     backbone = getattr(field, "backbone", None)
     if not hasattr(backbone, "fast_by_feature") or not backbone.folds:
         return None
@@ -58,7 +58,7 @@ def layer_speeds(field, chunk: int, repeats: int = 7) -> tuple[float, float] | N
     with torch.no_grad():
         levels = field.layout.gather(field.latents.table, coords).reshape(chunk, -1)
         speeds = []
-        for path in (backbone.fast, backbone.fast_by_feature):
+        for path in (backbone.fused, backbone.fast_by_feature):
             path(levels)  # warm-up, and the fold kept
             best = float("inf")
             for _ in range(repeats):

@@ -2,19 +2,21 @@
 
     python benchmarks/folded_backward.py [--batch 4096] [--repeats 5]
 
-``neofield.fields.neogrid.LeanNeoMLP.fast`` runs the folded layer point-major and autograd takes its
-backward: ~30 small kernels, many reducing a broadcast over a strided axis. Here the same layer is
-feature-major (every per-point tensor ``(features, B)``, points innermost, as decodes run it) with the
-chain rule written out by hand over contiguous rows. The script checks it against autograd in float64,
-then times, for a sound, a video and a video-with-sound layer (random 65 k-parameter fields), best of
-``--repeats``, interleaved:
+Training's path, ``neofield.fields.neogrid.LeanNeoMLP.fused``, runs the layer in a few fused kernels
+(ATen's layer norm, one product for each hidden token's keys and values) and autograd takes its backward.
+Here the layer is folded (``LeanNeoMLP.fold``) and feature-major (every per-point tensor ``(features, B)``,
+points innermost, as decodes run it) with the chain rule written out by hand over contiguous rows. The
+script checks it against autograd in float64, then times, for a sound, a video and a video-with-sound layer
+(random 65 k-parameter fields, the default hidden tokens), best of ``--repeats``, interleaved:
 
 - the layer alone, forward + backward, the fold included;
 - a training step's forward + backward through the whole field (pyramid reads, layer, loss).
 
-What it measured (2-core EPYC, torch 2.13.0, two runs; docs/field-designs.md): the layer alone 1.0-1.4x,
-the field's step 0.9-1.3x, and a real fit's whole step on Bach (sampling and Adam too) 3.76 against
-3.85 ms: within the machine's run-to-run noise. So the codec keeps autograd's backward.
+What it measured before the fused path, against autograd over the folded layer point-major (2-core EPYC,
+torch 2.13.0, two runs; docs/field-designs.md): the layer alone 1.0-1.4x, the field's step 0.9-1.3x, and a
+real fit's whole step on Bach (sampling and Adam too) 3.76 against 3.85 ms: within the machine's run-to-run
+noise. So the codec kept autograd's backward, and then made what autograd differentiates fewer, larger
+kernels (the fused path).
 
 One point's layer, for the hidden tokens ``k`` and the output tokens ``o`` (``D`` features)::
 
@@ -125,7 +127,7 @@ def check() -> float:
                 p.add_(torch.randn_like(p) * 0.3)
         levels = torch.randn(tokens, 2, 96, dtype=torch.float64).permute(2, 0, 1).reshape(96, -1)
         results = []
-        for path in (net.fast, lambda x: by_hand(net, x)):
+        for path in (net.fused, lambda x: by_hand(net, x)):
             net.zero_grad()
             x = levels.clone().requires_grad_(True)
             y = path(x)
@@ -155,14 +157,14 @@ def main(argv: list[str] | None = None) -> None:
         net = field.backbone
         coords = torch.rand(args.batch, len(shape["low"])) * 2 - 1
         x = field.layout.gather(field.latents.table, coords).detach().reshape(args.batch, -1).requires_grad_(True)
-        layer = {"autograd": lambda: net.fast(x).square().mean().backward(),
+        layer = {"autograd": lambda: net.fused(x).square().mean().backward(),
                  "by hand": lambda: by_hand(net, x).square().mean().backward()}
 
         def step(path):
             lv = field.layout.gather(field.latents.table, coords).reshape(args.batch, -1)
             path(lv).square().mean().backward()
 
-        steps = {"autograd": lambda: step(net.fast), "by hand": lambda: step(lambda lv: by_hand(net, lv))}
+        steps = {"autograd": lambda: step(net.fused), "by hand": lambda: step(lambda lv: by_hand(net, lv))}
         timed = {}
         for _ in range(args.repeats):  # interleaved, best of all
             for kind, runs in (("layer", layer), ("step", steps)):

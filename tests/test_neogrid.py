@@ -16,24 +16,30 @@ AV = dict(low=(-1.0, -1.0, -1.0), high=(1.0, 1.0, 1.0), picture=(16, 10, 3), aud
           audio_outputs=2)
 
 
-@pytest.mark.parametrize("heads, attention, ffn", [(1, "linear", 16), (2, "linear", 16), (1, "softmax", 16),
-                                                   (1, "linear", 0)])
-def test_the_fast_path_computes_the_general_layer(heads, attention, ffn):
+@pytest.mark.parametrize("heads, attention, ffn, hidden", [(1, "linear", 16, 2), (2, "linear", 16, 2),
+                                                           (1, "softmax", 16, 2), (1, "linear", 0, 2),
+                                                           (1, "linear", 0, 8)])
+def test_the_training_and_decode_paths_compute_the_general_layer_and_its_gradients(heads, attention, ffn, hidden):
     torch.manual_seed(0)
-    c = NeoGridConfig(3, 3, tokens=4, channels=2, dim=8, hidden_tokens=2, ffn_dim=ffn, heads=heads, attention=attention)
+    c = NeoGridConfig(3, 3, tokens=4, channels=2, dim=8, hidden_tokens=hidden, ffn_dim=ffn, heads=heads,
+                      attention=attention)
     net = LeanNeoMLP(c)
     with torch.no_grad():
         net.output_embed.normal_()  # away from the start, where every output token is nearly the same
     levels = torch.randn(64, 4, 2)
-    hidden = net.to_hidden(levels.flatten(1)).view(64, c.hidden_tokens, c.dim)
+    tokens = torch.cat([net.to_hidden(levels.flatten(1)).view(64, c.hidden_tokens, c.dim),
+                        net.output_embed.expand(64, -1, -1)], 1)
     if ffn:  # the general path is NeoMLP's own layer, keeping the output tokens
-        tokens = torch.cat([hidden, net.output_embed.expand(64, -1, -1)], 1)
         general = net.readout(net.norm(net.block(tokens, keep=c.out_features))).squeeze(-1)
     else:
-        tokens = torch.cat([hidden, net.output_embed.expand(64, -1, -1)], 1)
         x = tokens[:, -3:] + net.block.attn(net.block.norm1(tokens), queries=3)
         general = net.readout(net.norm(x)).squeeze(-1)
-    assert torch.allclose(net(levels), general, atol=1e-5)
+    trained = net(levels)  # training's path (fused when folded)
+    assert torch.allclose(trained, general, atol=1e-5)
+    weights = torch.linspace(-1, 1, general.numel()).view_as(general)  # a loss that tells the outputs apart
+    expected = torch.autograd.grad((general * weights).sum(), list(net.parameters()))
+    for got, want in zip(torch.autograd.grad((trained * weights).sum(), list(net.parameters())), expected):
+        assert torch.allclose(got, want, atol=1e-5)
     with torch.no_grad():  # a decode's path (feature-major when folded)
         assert torch.allclose(net(levels), general, atol=1e-5)
     assert sum(p.numel() for p in net.parameters()) == parameter_count("neogrid", c, None)  # counted unbuilt
@@ -109,20 +115,24 @@ def test_the_decode_path_computes_the_training_path_whatever_the_levels_memory(o
             p.add_(torch.randn_like(p) * 0.3)
         feature_major = torch.randn(14, 2, 300).permute(2, 0, 1).reshape(300, -1)  # as the layout reads them
         point_major = feature_major.contiguous()
-        expected = net.fast(point_major, outputs)
+        expected = net.fused(point_major, outputs)
         for levels in (feature_major, point_major):
             assert torch.allclose(net.fast_by_feature(levels, outputs), expected, atol=1e-5)
         assert torch.allclose(net(point_major.view(300, 14, 2), outputs), expected, atol=1e-5)
 
 
-def test_the_folded_layer_stays_exact_when_its_keys_grow_large():
-    """Its softmax over tokens has no per-point maximum: a shift from the weights keeps its exps in range."""
+def test_the_layer_stays_exact_while_its_keys_stay_within_84():
+    """Its softmax over tokens has no per-point maximum: a shift from the weights keeps its exps in range. Keys
+    of +-84 over 11 tokens would overflow float32's sum of exps unshifted (11 e^84 > 3.4e38)."""
     torch.manual_seed(0)
     c = NeoGridConfig(3, 3, tokens=4, channels=2)
     net = LeanNeoMLP(c)
     with torch.no_grad():
         net.output_embed.normal_()
-        net.block.attn.qkv.weight[c.dim:2 * c.dim] *= 100  # keys up to ~160 over the outputs: e^88 overflows float32
+        w_k = net.block.attn.qkv.weight[c.dim:2 * c.dim]
+        w_k *= 84 / (c.dim ** 0.5 * w_k.norm(dim=1, keepdim=True))  # a key is at most sqrt(D) |w_k| = 84
+        w_k[:, 0] += 84 / c.dim ** 0.5  # most of it along one feature of the normed tokens: keys reach ~+-70
+        w_k *= 84 / (c.dim ** 0.5 * w_k.norm(dim=1, keepdim=True))
     levels = torch.randn(64, 4, 2)
     hidden = net.to_hidden(levels.flatten(1)).view(64, c.hidden_tokens, c.dim)
     tokens = torch.cat([hidden, net.output_embed.expand(64, -1, -1)], 1)

@@ -68,7 +68,8 @@ class LeanNeoMLP(nn.Module):
 
     @property
     def folds(self) -> bool:
-        """Whether :meth:`fast` computes this layer: one head of linear attention and no FFN (the default)."""
+        """Whether :meth:`fused` and :meth:`fast_by_feature` compute this layer: one head of linear attention and
+        no FFN (the default)."""
         c = self.config
         return c.heads == 1 and c.attention == "linear" and not c.ffn_dim
 
@@ -76,8 +77,8 @@ class LeanNeoMLP(nn.Module):
         """``outputs`` picks the output tokens computed (all of them by default): a decode of a video with
         sound's pictures needs 3 of its 9."""
         if self.folds:
-            fast = self.fast if torch.is_grad_enabled() else self.fast_by_feature
-            return fast(levels.reshape(len(levels), -1), outputs)
+            path = self.fused if torch.is_grad_enabled() else self.fast_by_feature
+            return path(levels.reshape(len(levels), -1), outputs)
         b, c = len(levels), self.config
         hidden = self.to_hidden(levels.reshape(b, -1)).view(b, c.hidden_tokens, c.dim)
         tokens = torch.cat([hidden, self.output_embed.expand(b, -1, -1).to(hidden.dtype)], 1)
@@ -89,10 +90,10 @@ class LeanNeoMLP(nn.Module):
         return y if outputs is None else y[:, outputs]
 
     def fold(self, outputs: slice | None = None) -> dict[str, torch.Tensor]:
-        """The layer's weights composed into the few per-point products of :meth:`fast` (differentiable:
-        training goes through them too). ``P = I - 1/D`` centres a token, the linear half of a layer norm;
-        every linear map after one is composed with the next, so only the norms' scales, the keys' softmax
-        and the attention's weights are left per point."""
+        """The layer's weights composed into the few per-point products of a decode (:meth:`fast_by_feature`).
+        ``P = I - 1/D`` centres a token, the linear half of a layer norm; every linear map after one is composed
+        with the next, so only the norms' scales, the keys' softmax and the attention's weights are left per
+        point."""
         c = self.config
         d, k = c.dim, c.hidden_tokens
         attn = self.block.attn
@@ -102,13 +103,7 @@ class LeanNeoMLP(nn.Module):
         o_norm = self.block.norm1(self.output_embed)  # every output token is a key and a value...
         q = (self.block.norm1(embed) @ w_q.t()).softmax(-1)  # ...those computed are queries: (O', D)
         o_keys = o_norm @ w_k.t()  # (O, D), the same at every point
-        # The keys' softmax runs over tokens, feature by feature; shifting a feature's keys by one number leaves
-        # it as it is, and no per-point maximum is needed: the output tokens' largest key keeps their exps <= 1
-        # (their sum >= 1: never 0), and since a hidden key is at most |LN(h)| |w_k| = sqrt(D) |w_k|, the shift
-        # is raised where that bound passes 80 (float32's exp overflows past 88). Exact while keys stay within
-        # +-84 (tests/test_neogrid.py); trained fields' are a few units
-        bound = d ** 0.5 * w_k.norm(dim=1)
-        shift = torch.maximum(o_keys.max(0).values, bound - 80).detach()
+        shift = self._shift(o_keys, w_k)  # the keys' softmax runs over tokens, feature by feature
         o_exp = (o_keys - shift).exp()  # (O, D)
         values = w_v.t() @ attn.out.weight.t() @ centre  # a normed token -> its value, projected out, centred
         # the output tokens' share of the mix, per feature of the softmax's denominator: (D, O' * D)
@@ -134,36 +129,54 @@ class LeanNeoMLP(nn.Module):
             self._fold_cache = (key, self.fold(outputs))
         return self._fold_cache[1]
 
-    def fast(self, levels: torch.Tensor, outputs: slice | None = None) -> torch.Tensor:
-        """The same layer as ``block(cat([hidden, outputs]), keep=outputs)`` (one head of linear attention, no
-        FFN) from ``(B, levels)``, with the weights :meth:`fold` ed: one product from the levels to each hidden
-        token's centred self, keys and values; the keys' softmax over tokens, where the output tokens' share is
-        the same at every point; each output token's weights ``softmax(K) q^T`` for the hidden tokens' values;
-        the output tokens' values as one product of the softmax's reciprocal denominators; the final norm and
-        read-out as a dot product and a scale. Linear attention's ``q (K^T V)`` reassociated so, no ``D x D``
-        context is formed per point. 2.2-3x the points per second of the unfolded layer on our CPUs.
-        """
-        f, c = self._folded(outputs), self.config
+    def fused(self, levels: torch.Tensor, outputs: slice | None = None) -> torch.Tensor:
+        """Training's path: the same layer as ``block(cat([hidden, outputs]), keep=outputs)`` (one head of
+        linear attention, no FFN) from ``(B, levels)``, in a few large kernels that autograd differentiates
+        cheaply. Each hidden token's layer norm is ATen's fused one; its keys and values (projected out) are
+        one product of the normed token; the keys' softmax over tokens is taken against the output tokens'
+        share, which is the same at every point; each output token mixes the hidden tokens' values by one
+        batched product. Forward + backward at 4,096 points on 2 cores, against the folded layer point-major
+        (the training path before it): 1.35-1.5x as fast with 2 hidden tokens, 2.4x with 8; its cost grows
+        slowly with the hidden tokens (``docs/field-designs.md``)."""
+        c = self.config
         b, d, k = len(levels), c.dim, c.hidden_tokens
-        eps = self.norm.eps
-        z = torch.addmm(f["head_bias"].to(levels.dtype), levels, f["head"].to(levels.dtype)).view(b, k, 3, d)
-        centred, keys, values = z.unbind(2)
-        scale = torch.rsqrt(centred.pow(2).mean(-1, keepdim=True) + eps)  # each hidden token's layer norm
-        e = (keys * scale - f["shift"]).exp()  # (B, K, D)
-        inverse = 1.0 / (e.sum(1) + f["o_sum"])  # (B, D): the softmax's denominators
-        weights = ((e * inverse[:, None]).reshape(b * k, d) @ f["q"].t()).view(b, k, -1)  # (B, K, O')
-        x = torch.addmm(f["base"], inverse, f["tail"]).view(b, -1, d)  # residual + output tokens' values
-        values = values * scale
-        for t in range(k):  # + the hidden tokens' values: (B, O', D), centred (2.6x a baddbmm of these shapes)
-            x = x.addcmul(weights[:, t, :, None], values[:, t, None, :])
-        return (x @ f["readout"]) * torch.rsqrt(x.pow(2).mean(-1) + eps) + f["readout_bias"]
+        attn = self.block.attn
+        w_q, w_k, w_v = attn.qkv.weight.split(d, 0)
+        chosen = self.output_embed if outputs is None else self.output_embed[outputs]
+        q = (self.block.norm1(chosen) @ w_q.t()).softmax(-1)  # (O', D): the queries, those computed only
+        w_kv = torch.cat([w_k, attn.out.weight @ w_v]).t()  # (D, 2D): a normed token -> its key, its value out
+        o_keys, o_values = (self.block.norm1(self.output_embed) @ w_kv).split(d, -1)  # (O, D) each
+        shift = self._shift(o_keys, w_k)
+        o_exp = (o_keys - shift).exp()
+        # the output tokens' values, weighted per feature of the softmax by their exps and the queries: (D, O' D)
+        tail = (q.t()[:, :, None] * (o_exp.t() @ o_values)[:, None, :]).reshape(d, -1)
+        normed = self.block.norm1(self.to_hidden(levels).view(b, k, d))
+        keys, values = (normed @ w_kv).split(d, -1)  # (B, K, D) each
+        e = (keys - shift).exp()
+        inverse = 1.0 / (e.sum(1) + o_exp.sum(0))  # (B, D): the softmax's denominators
+        weights = (e * inverse[:, None]) @ q.t()  # (B, K, O'): what each output token takes of each hidden one
+        x = torch.addmm((chosen + attn.out.bias).reshape(-1), inverse, tail).view(b, -1, d)
+        x = torch.baddbmm(x, weights.transpose(1, 2), values)  # + the hidden tokens' values: (B, O', D)
+        return (self.norm(x) @ self.readout.weight.t()).squeeze(-1) + self.readout.bias
+
+    @staticmethod
+    def _shift(o_keys: torch.Tensor, w_k: torch.Tensor) -> torch.Tensor:
+        """A shift per feature for the keys' softmax over tokens, in place of a per-point maximum: the output
+        tokens' largest key keeps their exps <= 1 (their sum >= 1: never 0), and since a hidden key is at most
+        |LN(h)| |w_k| = sqrt(D) |w_k|, the shift is raised where that bound passes 80 (float32's exp overflows
+        past 88). Exact while keys stay within +-84 (tests/test_neogrid.py); trained fields' are a few units."""
+        bound = w_k.shape[1] ** 0.5 * w_k.norm(dim=1)
+        return torch.maximum(o_keys.max(0).values, bound - 80).detach()
 
     def fast_by_feature(self, levels: torch.Tensor, outputs: slice | None = None) -> torch.Tensor:
-        """:meth:`fast` computed feature-major: every per-point tensor ``(features, B)``, the points innermost,
-        so each element-wise operation runs over contiguous rows and the softmax's sum over tokens adds whole
-        rows. The layout's reads are laid so in memory already (``levels.t()`` is contiguous). Decoding only:
-        on trained fields its forward ran 1.2-2.1x :meth:`fast`'s, but its backward, whose broadcasts
-        reduce over the rows, is no faster (``docs/field-designs.md``)."""
+        """A decode's path: the layer with its weights :meth:`fold` ed, computed feature-major: every per-point
+        tensor ``(features, B)``, the points innermost, so each element-wise operation runs over contiguous rows
+        and the softmax's sum over tokens adds whole rows. The layout's reads are laid so in memory already
+        (``levels.t()`` is contiguous). One product from the levels to each hidden token's centred self, keys and
+        values; the keys' softmax over tokens, where the output tokens' share is the same at every point; the
+        final norm and read-out as a dot product and a scale. Without gradients only: its forward ran 1.2-2.1x
+        a point-major one's, but its backward, whose broadcasts reduce over the rows, was no faster
+        (``docs/field-designs.md``)."""
         f, c = self._folded(outputs), self.config
         b, d, k = len(levels), c.dim, c.hidden_tokens
         eps, dtype = self.norm.eps, levels.dtype
