@@ -482,3 +482,20 @@ def test_an_encode_naming_no_operating_point_fits_at_its_kinds_default_lambda_an
     fixed = quantization(tiny_clip, "b.nf", bits=neofield.BitDepths(6, 6))  # the latents at 6 bits, no rate term
     assert fixed["bits"] == {"backbone": 6.0, "latents": 6.0} and "lambda" not in fixed
     assert "lambda" not in quantization(tiny_clip, "g.nf", arch="grid")  # the rate term prices neogrid's latents
+
+
+def test_neogrid_takes_eight_hidden_tokens_where_there_is_sound_and_two_for_pictures_alone():
+    from neofield.codec.build import neogrid_field
+    from neofield.media import Media
+    from neofield.signal import Signal
+    from tests.conftest import noise_video
+
+    video, sound = noise_video(3, 6, 8), np.zeros((4_000, 2), np.float32)
+    signals = {"video": Media(video=video, fps=10.0), "image": Media(video=video[:1], fps=10.0, still=True),
+               "audio": Media(audio=sound, sample_rate=8_000),
+               "audiovisual": Media(video=video, fps=10.0, audio=sound[:1_200], sample_rate=4_000)}
+    hidden = {}
+    for kind, media in signals.items():
+        assert media.kind == kind
+        hidden[kind] = neogrid_field(Signal(media), 3_000).config.hidden_tokens
+    assert hidden == {"video": 2, "image": 2, "audio": 8, "audiovisual": 8}

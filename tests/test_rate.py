@@ -89,9 +89,10 @@ def test_a_size_target_on_neogrid_is_met_by_steering_lambda_during_the_fit(small
 
 
 def test_a_size_the_fit_cannot_fill_is_met_by_a_finer_latent_step(small_clip, tmp_path):
-    report = neofield.encode(small_clip, tmp_path / "s.nf", steps=300, device="cpu", size="6KB")
+    # 8 KB: the fit leaves the latents at ~6.6 KB (6 KB it fills itself, with the layer of 8 hidden tokens)
+    report = neofield.encode(small_clip, tmp_path / "s.nf", steps=300, device="cpu", size="8KB")
     t = report.target
-    assert abs(report.bytes / 6_000 - 1) <= rate.SIZE_TOLERANCE, t
+    assert abs(report.bytes / 8_000 - 1) <= rate.SIZE_TOLERANCE, t
     assert t["latent_step"] < t["fitted_step"] and "stored at step" in t["notes"][0]
 
 

@@ -18,7 +18,7 @@ from ..fields.gridmlp import GridField, grid_config_for
 from ..fields.neogrid import NeoGridField, neogrid_for
 from ..fields.layouts import TimeSegments
 from ..fields.neomlp import PRESETS, NeoMLPField, build_config
-from ..fields.registry import baseline_for
+from ..fields.registry import HIDDEN_TOKENS, baseline_for
 from ..signal import Signal, audio_rff_sigma
 from .options import MAX_SEGMENTS, EncodeOptions
 
@@ -90,8 +90,9 @@ def grid_field(signal: Signal, parameters: int) -> GridField:
 
 
 def neogrid_field(signal: Signal, parameters: int) -> NeoGridField:
-    """``--arch neogrid`` with about ``parameters`` parameters, nearly all of them in its pyramids."""
-    return neogrid_for(parameters=parameters, **grid_shape(signal))
+    """``--arch neogrid`` with about ``parameters`` parameters, nearly all of them in its pyramids, and the hidden
+    tokens its kind of signal learns best with (:data:`~neofield.fields.registry.HIDDEN_TOKENS`)."""
+    return neogrid_for(parameters=parameters, hidden_tokens=HIDDEN_TOKENS[signal.kind], **grid_shape(signal))
 
 
 def field_builder(signal: Signal, run: EncodeOptions) -> Callable[[int | None], nn.Module]:

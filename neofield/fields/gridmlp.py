@@ -134,11 +134,13 @@ AUDIO_SHARE = 0.2  # the least share of a video-with-sound field's parameters it
 
 def grid_config_for(low: tuple[float, ...], high: tuple[float, ...], picture: tuple[int, ...] | None,
                     audio_samples: int | None, out_features: int, audio_outputs: int, parameters: int,
-                    width: int = 32, layers: int = 2, channels: int = CHANNELS) -> GridConfig:
+                    width: int = 32, layers: int = 2, channels: int = CHANNELS,
+                    network: int | None = None) -> GridConfig:
     """A grid field with about ``parameters`` parameters over a signal of ``picture`` nodes per axis at its
     own resolution (width, height, frames) and ``audio_samples`` samples: its finest level is the signal's
     resolution scaled down evenly until the pyramid fits, the coarsest 1/32 of it in space (1/8 in time,
-    1/2048 for sound). A video with sound shares the budget by points."""
+    1/2048 for sound). A video with sound shares the budget by points. ``network`` is what the per-point
+    network takes of the budget, where the caller has counted it (NeoGrid's layer); else the heads' estimate."""
     def coarse_of(full: tuple[int, ...], shares: tuple[int, ...]) -> tuple[int, ...]:
         return tuple(max(2, n // s) for n, s in zip(full, shares))
 
@@ -151,8 +153,9 @@ def grid_config_for(low: tuple[float, ...], high: tuple[float, ...], picture: tu
             lo, hi = (mid, hi) if pyramid_parameters(coarse, fine, levels, channels) <= budget else (lo, mid)
         return coarse, tuple(max(c, round(n * lo)) for n, c in zip(full, coarse))
 
-    heads = 2 * (width * (PICTURE_LEVELS * channels + width + 4))  # about what the heads take
-    budget = max(parameters - heads, 64)
+    if network is None:
+        network = 2 * (width * (PICTURE_LEVELS * channels + width + 4))  # about what the heads take
+    budget = max(parameters - network, 64)
     picture_points = math.prod(picture) if picture else 0
     audio_points = audio_samples or 0
     share = picture_points / max(picture_points + audio_points, 1)

@@ -7,11 +7,12 @@ resolutions, read at each coordinate (a few multiply-adds per value). One linear
 levels read into ``hidden_tokens`` hidden tokens of width ``dim`` - the pyramid is a learned, local
 positional encoding in place of Fourier features - and one NeoMLP layer of attention, queried by the
 output tokens alone (the last layer needs nothing else), mixes them with the output tokens; each output
-token is read out to one scalar. ~1 k multiply-adds a pixel (:mod:`.cost`), ~0.7 k a sample of sound.
+token is read out to one scalar. ~1 k multiply-adds a pixel with 2 hidden tokens (:mod:`.cost`), ~2 k a
+sample of sound with 8.
 
-At equal steps on 2 s of bikes it fits better than the same pyramid read by a 2 x 32 MLP; at equal time
-it is level with it or behind, since its many small operations make a step ~2x as long on a CPU
-(``benchmarks/prototypes.py``, ``benchmarks/equal_time.py``; ``docs/field-designs.md``).
+Per step it fits more than the same pyramid read by a 2 x 32 MLP (``--arch grid``), the more with more
+hidden tokens; its step costs 2-3x the MLP's on a CPU, and at equal time it is ahead on all three of our
+signals (``benchmarks/prototypes.py``, ``benchmarks/equal_time.py``; ``docs/field-designs.md``).
 
 Output tokens are learned embeddings shared by every coordinate; all that is local is in the pyramid.
 """
@@ -24,7 +25,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from .gridmlp import GridConfig, grid_config_for
+from .gridmlp import AUDIO_LEVELS, CHANNELS, PICTURE_LEVELS, GridConfig, grid_config_for
 from .layouts import Latents
 from .neomlp import Block
 from .pyramid import Pyramid, PyramidLayout
@@ -39,7 +40,7 @@ class NeoGridConfig:
     tokens: int  # levels the layout reads: the hidden tokens' inputs
     channels: int  # values per level read
     dim: int = 8
-    hidden_tokens: int = 2
+    hidden_tokens: int = 2  # the codec picks them by the kind of signal (fields.registry.HIDDEN_TOKENS)
     # 0: no FFN, the layer is attention alone. Measured at equal time (60 s, ~37 k parameters): as good on
     # bikes (29.10 against 29.13 dB with an FFN of 16) and +2.6 dB on Bach (57.60 against 54.97), its steps 1.1-1.2x
     # as fast (docs/field-designs.md)
@@ -136,8 +137,9 @@ class LeanNeoMLP(nn.Module):
         one product of the normed token; the keys' softmax over tokens is taken against the output tokens'
         share, which is the same at every point; each output token mixes the hidden tokens' values by one
         batched product. Forward + backward at 4,096 points on 2 cores, against the folded layer point-major
-        (the training path before it): 1.35-1.5x as fast with 2 hidden tokens, 2.4x with 8; its cost grows
-        slowly with the hidden tokens (``docs/field-designs.md``)."""
+        (the training path before it): 1.35-1.5x as fast with 2 hidden tokens, 2.4x with 8. Its cost grows
+        slowly with the hidden tokens, which is what made 8 of them, which learn far more per step, pay at
+        equal time on sound (``docs/field-designs.md``)."""
         c = self.config
         b, d, k = len(levels), c.dim, c.hidden_tokens
         attn = self.block.attn
@@ -245,10 +247,20 @@ def pyramids_of(c: GridConfig) -> PyramidLayout:
 def neogrid_for(low: tuple[float, ...], high: tuple[float, ...], picture: tuple[int, ...] | None,
                 audio_samples: int | None, out_features: int, audio_outputs: int, parameters: int,
                 dim: int = 8, hidden_tokens: int = 2, ffn_dim: int = 0) -> NeoGridField:
-    """A NeoGrid field of about ``parameters`` parameters over the signal (pyramids sized as
-    :func:`~.gridmlp.grid_config_for` sizes a grid field's: the finest level the signal's resolution scaled
-    down evenly until they fit)."""
-    layout = pyramids_of(grid_config_for(low, high, picture, audio_samples, out_features, audio_outputs, parameters))
-    config = NeoGridConfig(len(low), out_features, layout.tokens, layout.channels, dim=dim,
-                           hidden_tokens=hidden_tokens, ffn_dim=ffn_dim)
+    """A NeoGrid field of about ``parameters`` parameters over the signal: its layer, and pyramids in the rest
+    (sized as :func:`~.gridmlp.grid_config_for` sizes a grid field's: the finest level the signal's resolution
+    scaled down evenly until they fit)."""
+    tokens = (PICTURE_LEVELS if picture else 0) + (AUDIO_LEVELS if audio_outputs else 0)
+    config = NeoGridConfig(len(low), out_features, tokens, CHANNELS, dim=dim, hidden_tokens=hidden_tokens,
+                           ffn_dim=ffn_dim)
+    layout = pyramids_of(grid_config_for(low, high, picture, audio_samples, out_features, audio_outputs, parameters,
+                                         network=layer_parameters(config)))
     return NeoGridField(config, layout)
+
+
+def layer_parameters(c: NeoGridConfig) -> int:
+    """Parameters of :class:`LeanNeoMLP` (the field's backbone), computed without making it."""
+    to_hidden = c.tokens * c.channels * c.hidden_tokens * c.dim + c.hidden_tokens * c.dim
+    ffn = (c.dim * c.ffn_dim + c.ffn_dim) + (c.ffn_dim * c.dim + c.dim) if c.ffn_dim else 0
+    block = 3 * c.dim * c.dim + (c.dim * c.dim + c.dim) + ffn  # qkv (no bias), out, the FFN
+    return to_hidden + c.out_features * c.dim + block + c.dim + 1  # + output tokens, read-out
