@@ -265,10 +265,9 @@ def info(
     meta["parameters"] = b.field.num_parameters()
     from .fields.cost import macs_per_point
 
-    macs = macs_per_point(b.field)  # what a decode pays for each point it renders
     for stream, key in (("video", "macs_per_pixel"), ("audio", "macs_per_sample")):
-        if stream in meta["geometry"]:
-            meta[key] = macs
+        if stream in meta["geometry"]:  # what a decode of the stream pays for each point it renders
+            meta[key] = macs_per_point(b.field, slice(*meta["outputs"][stream]))
     if as_json:
         print(json.dumps(meta, indent=2, sort_keys=True))
         return
@@ -310,7 +309,9 @@ def info(
         how = f"{meta['weights_dtype']}, zstd (shares estimated)"
     say(f"  bytes  {split['backbone']:,} backbone + {split['latents']:,} latents + {split['side']:,} metadata "
         f"and headers; {how}")
-    say(f"  cost   {macs:,} multiply-adds per decoded {' or '.join(u for s, u in (('video', 'pixel'), ('audio', 'sample')) if s in geo)}")
+    costs = [f"{meta[key]:,} per decoded {unit}" for key, unit in (("macs_per_pixel", "pixel"),
+                                                                     ("macs_per_sample", "sample")) if key in meta]
+    say(f"  cost   multiply-adds: {', '.join(costs)}")
     fit = meta.get("fit", {})
     if {"steps", "seconds", "points_per_second"} <= set(fit):
         say(f"  fit    {fit['steps']:,} steps in {fit['seconds']:.1f} s ({fit['points_per_second']:,.0f} points/s)")

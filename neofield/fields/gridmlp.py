@@ -86,18 +86,22 @@ class GridField(nn.Module):
         video with sound's pictures skip its sound's pyramid and head."""
         return self._forward(coords, outputs, self.heads)
 
-    def _forward(self, coords: torch.Tensor, outputs: slice | None, heads) -> torch.Tensor:
+    def streams(self, outputs: slice | None = None) -> list[str]:
+        """The pyramids and heads a forward pass of ``outputs`` (all by default) runs, in output order."""
         picture = self.config.out_features - self.config.audio_outputs
         wanted = range(self.config.out_features)[outputs if outputs is not None else slice(None)]
-        out, first = [], None
-        if "picture" in self.latents and (outputs is None or wanted.start < picture):
-            out.append(heads["picture"](self.latents["picture"](coords)))
-            first = 0
-        if "audio" in self.latents and (outputs is None or wanted.stop > picture):
-            out.append(heads["audio"](self.latents["audio"](coords[:, -1:])))
-            first = picture if first is None else first
+        touched = {"picture": wanted.start < picture, "audio": wanted.stop > picture}
+        return [name for name in ("picture", "audio") if name in self.latents and (outputs is None or touched[name])]
+
+    def _forward(self, coords: torch.Tensor, outputs: slice | None, heads) -> torch.Tensor:
+        names = self.streams(outputs)
+        out = [heads[name](self.latents[name](coords if name == "picture" else coords[:, -1:])) for name in names]
         y = torch.cat(out, 1) if len(out) > 1 else out[0]
-        return y if outputs is None else y[:, wanted.start - first:wanted.stop - first]
+        if outputs is None:
+            return y
+        wanted = range(self.config.out_features)[outputs]
+        first = 0 if names[0] == "picture" else self.config.out_features - self.config.audio_outputs
+        return y[:, wanted.start - first:wanted.stop - first]
 
     def compiled(self):
         """The forward pass for a compiled decode: the heads through torch.compile, the reads eager

@@ -100,9 +100,10 @@ class LeanNeoMLP(nn.Module):
         attn = self.block.attn
         w_q, w_k, w_v = attn.qkv.weight.split(d, 0)
         centre = torch.eye(d, dtype=w_q.dtype, device=w_q.device) - 1.0 / d
-        embed = self.output_embed if outputs is None else self.output_embed[outputs]
+        chosen = slice(None) if outputs is None else outputs
+        embed = self.output_embed[chosen]
         o_norm = self.block.norm1(self.output_embed)  # every output token is a key and a value...
-        q = (self.block.norm1(embed) @ w_q.t()).softmax(-1)  # ...those computed are queries: (O', D)
+        q = (o_norm[chosen] @ w_q.t()).softmax(-1)  # ...those computed are queries: (O', D)
         o_keys = o_norm @ w_k.t()  # (O, D), the same at every point
         shift = self._shift(o_keys, w_k)  # the keys' softmax runs over tokens, feature by feature
         o_exp = (o_keys - shift).exp()  # (O, D)
@@ -144,10 +145,11 @@ class LeanNeoMLP(nn.Module):
         b, d, k = len(levels), c.dim, c.hidden_tokens
         attn = self.block.attn
         w_q, w_k, w_v = attn.qkv.weight.split(d, 0)
-        chosen = self.output_embed if outputs is None else self.output_embed[outputs]
-        q = (self.block.norm1(chosen) @ w_q.t()).softmax(-1)  # (O', D): the queries, those computed only
+        chosen = slice(None) if outputs is None else outputs
+        o_norm = self.block.norm1(self.output_embed)
+        q = (o_norm[chosen] @ w_q.t()).softmax(-1)  # (O', D): the queries, those computed only
         w_kv = torch.cat([w_k, attn.out.weight @ w_v]).t()  # (D, 2D): a normed token -> its key, its value out
-        o_keys, o_values = (self.block.norm1(self.output_embed) @ w_kv).split(d, -1)  # (O, D) each
+        o_keys, o_values = (o_norm @ w_kv).split(d, -1)  # (O, D) each
         shift = self._shift(o_keys, w_k)
         o_exp = (o_keys - shift).exp()
         # the output tokens' values, weighted per feature of the softmax by their exps and the queries: (D, O' D)
@@ -157,7 +159,7 @@ class LeanNeoMLP(nn.Module):
         e = (keys - shift).exp()
         inverse = 1.0 / (e.sum(1) + o_exp.sum(0))  # (B, D): the softmax's denominators
         weights = (e * inverse[:, None]) @ q.t()  # (B, K, O'): what each output token takes of each hidden one
-        x = torch.addmm((chosen + attn.out.bias).reshape(-1), inverse, tail).view(b, -1, d)
+        x = torch.addmm((self.output_embed[chosen] + attn.out.bias).reshape(-1), inverse, tail).view(b, -1, d)
         x = torch.baddbmm(x, weights.transpose(1, 2), values)  # + the hidden tokens' values: (B, O', D)
         return (self.norm(x) @ self.readout.weight.t()).squeeze(-1) + self.readout.bias
 
