@@ -154,6 +154,7 @@ ROW_SPARSE_RATIO = 4
 """A row-sparse parameter (``row_sparse``) is reduced row by row in a data-parallel fit when it has this many
 times more rows than a step has points; else DDP's dense all-reduce, with the rest, costs less."""
 COMPILE_MIN_SECONDS = 150.0
+EAGER_KINDS = ("audiovisual",)  # the kinds of signal --compile auto leaves eager, where a field names none
 """``compile="auto"`` compiles when at least this much fitting is left. On two EPYC cores inductor's kernels
 ran the training step 23-25 % faster (float32 and bfloat16) after 11-18 s of compiling, which pays back
 after about 80 s (docs/cpu-defaults.md)."""
@@ -352,7 +353,8 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
                 if config.checkpoint_every is not None and not periodic:  # worth it for a long fit only
                     periodic = planned_seconds(config, step, total, elapsed, mark) >= config.checkpoint_min_seconds
                 _report(callback, step, total, ema, config, elapsed, planned=True, lr=opt.param_groups[0]["lr"])
-                if sync.from_main(_should_compile(config, device, step, total, elapsed, mark, signal.kind)):
+                if sync.from_main(_should_compile(config, device, step, total, elapsed, mark, signal.kind,
+                                                  getattr(field, "eager_kinds", EAGER_KINDS))):
                     forward, compiled_at = torch.compile(model, dynamic=False), step
                     _report(callback, step, total, ema, config, elapsed, lr=opt.param_groups[0]["lr"],
                             note=COMPILING)
@@ -477,16 +479,17 @@ def _forward_backward(forward: Callable, coords: torch.Tensor, target: torch.Ten
 
 
 def _should_compile(config: FitConfig, device: torch.device, step: int, total: int, elapsed: float,
-                    mark: tuple[int, float], kind: str) -> bool:
+                    mark: tuple[int, float], kind: str, eager_kinds: tuple[str, ...] = EAGER_KINDS) -> bool:
     """``on``; or ``auto`` on a CPU when the plan leaves minutes of eager fitting, which compiling shortens.
 
-    Decided once, when the plan is made. CUDA stays eager under ``auto``: not measured there; so does video
-    with sound, whose compiled neogrid step (1 s of Big Buck Bunny) ran 12.5 ms against 10 eager (the paper's
+    Decided once, when the plan is made. CUDA stays eager under ``auto``: not measured there; so do the kinds
+    of signal whose compiled step a field has measured slower (its ``eager_kinds``; by default video with
+    sound: neogrid's compiled step of 1 s of Big Buck Bunny ran 12.5 ms against 10 eager, and the paper's
     field's was not measured, and keeps eager with it).
     """
     if config.compile != "auto":
         return config.compile == "on"
-    if device.type != "cpu" or kind == "audiovisual":
+    if device.type != "cpu" or kind in eager_kinds:
         return False
     return (total - step) * seconds_per_step(step, elapsed, mark) >= COMPILE_MIN_SECONDS and \
         compiler_available(device)

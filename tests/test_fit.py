@@ -7,6 +7,7 @@ import torch
 import neofield.fit as fit_module
 from neofield.codec import make_field, measure
 from neofield.errors import NeofieldError
+from neofield.fields.neogrid import NeoGridField
 from neofield.fit import FitConfig, fit
 from neofield.media import read_media
 from neofield.qat import QuantizationAware
@@ -260,7 +261,7 @@ def test_a_compile_that_outlasts_a_quarter_of_the_budget_does_not_cut_the_fit_sh
     assert result.seconds > 0.9 * 9.0
 
 
-def test_auto_compiles_a_long_fit_of_pictures_or_sound_but_not_of_video_with_sound(monkeypatch):
+def test_auto_compiles_a_long_fit_unless_its_kind_of_signal_is_one_the_field_fits_faster_eagerly(monkeypatch):
     monkeypatch.setattr(fit_module, "compiler_available", lambda device: True)
     long_plan = dict(step=10, total=10**6, elapsed=1.0, mark=(5, 0.5))  # ~100,000 s of eager steps left
     auto, cpu = FitConfig(compile="auto"), torch.device("cpu")
@@ -269,3 +270,7 @@ def test_auto_compiles_a_long_fit_of_pictures_or_sound_but_not_of_video_with_sou
     assert not fit_module._should_compile(auto, cpu, **long_plan, kind="audiovisual")  # its compiled step is slower
     assert fit_module._should_compile(FitConfig(compile="on"), cpu, **long_plan, kind="audiovisual")
     assert not fit_module._should_compile(auto, cpu, step=10, total=20, elapsed=1.0, mark=(5, 0.5), kind="video")
+    # a field may name the kinds it fits faster eagerly: neogrid's sound too
+    neogrid = NeoGridField.eager_kinds
+    assert not fit_module._should_compile(auto, cpu, **long_plan, kind="audio", eager_kinds=neogrid)
+    assert fit_module._should_compile(auto, cpu, **long_plan, kind="video", eager_kinds=neogrid)
