@@ -93,7 +93,8 @@ def main(argv: list[str] | None = None) -> None:
                 first = timed_decode(bundle, Path(folder) / "out.mp4", (w, h), seconds, "on")[0]
                 again = timed_decode(bundle, Path(folder) / "out.mp4", (w, h), seconds, "on")[0]
                 compiled = f"{frames / again:.2f} (+{first - again:.0f} s compiling)"
-            rows.append((bundle.name, arch_of(b.field), macs_per_point(b.field), frames, took, fps, fps / reference,
+            rows.append((bundle.name, arch_of(b.field), macs_per_point(b.field, slice(*b.meta["outputs"]["video"])),
+                         frames, took, fps, fps / reference,
                          points / took, crop_took / took, crop_points / points, compiled))
             for chunk in args.chunks:
                 print(f"  {bundle.name}: chunk {chunk:,}: {chunk_speed(b.field, chunk):,.0f} points/s", flush=True)
