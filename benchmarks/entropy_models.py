@@ -3,13 +3,15 @@
     .venv/bin/python benchmarks/entropy_models.py BUNDLE.nf [BUNDLE.nf ...]
 
 For each bundle fitted with a rate term (a ``neogrid`` field whose latents are stored at a step), the
-latent symbols the bundle holds are range coded twice with ``neofield/entropy.py``:
+latent symbols the bundle holds are range coded three times with ``neofield/entropy.py``:
 
 * **one Gaussian per tensor**: the coder of format v3, before issue 24 (the reference);
-* **a Laplace per block** (a pyramid level and channel, integer tables): what format v4 writes.
+* **a Laplace per block** (a pyramid level and channel, integer tables): what format v4 writes;
+* **in context** where it pays (a block's second half under models its decoded neighbours choose): v5.
 
-Both streams are decoded again (checked against the symbols) and timed, best of five; the table gives
-the bytes, the bits per latent, the ratio of the two, and the decode time beside the time the field
+Every stream is decoded again (checked against the symbols) and timed, best of five; the table gives
+the bytes (a stream's models counted at 8 bytes each, as the bundle stores them before zstd), the bits per
+latent, the ratios to the reference, and the decode times beside the time the field
 takes to render its whole signal once (``render_media``, eager), so the entropy decoder's share of a
 decode is in view. The same symbols go into both coders, so the quality is the same.
 """
@@ -66,7 +68,20 @@ def measure(path: Path) -> dict:
         stream = entropy.encode(symbols, models)
         seconds, decoded = best_of(lambda: entropy.decode(stream, models, [s.size for s in symbols]))
         assert all(np.array_equal(d, s.ravel()) for d, s in zip(decoded, symbols, strict=True)), name
-        out[name] = {"bytes": len(stream), "seconds": seconds}
+        side = 8 * len(models) if name != "gaussian per tensor" else 8
+        out[name] = {"bytes": len(stream) + side, "seconds": seconds}
+    fitted = [entropy.fit_block(part, shape, q.levels) for part, shape in zip(blocks, q.block_shapes, strict=True)]
+    models = [m for ms, _ in fitted for m in ms]
+    stream = entropy.encode([s for _, ss in fitted for s in ss], models)
+
+    def read() -> np.ndarray:
+        reader = entropy.Reader(stream)
+        return [entropy.read_block(reader, ms, shape) for (ms, _), shape in zip(fitted, q.block_shapes)]
+
+    seconds, decoded = best_of(read)
+    assert all(np.array_equal(d, s.ravel()) for d, s in zip(decoded, blocks, strict=True)), "in context"
+    out["in context"] = {"bytes": len(stream) + 8 * len(models) + 4 * len(blocks), "seconds": seconds,
+                         "blocks": sum(len(ms) > 1 for ms, _ in fitted), "of": len(blocks)}
     field = loaded.field.eval()
     out["render_seconds"], _ = best_of(lambda: render_media(field, loaded.meta), repeats=1)
     return out
@@ -76,16 +91,19 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("bundles", type=Path, nargs="+", metavar="BUNDLE")
     args = ap.parse_args(argv)
-    print("| bundle | latents | Gaussian per tensor: bytes (bits/latent) | Laplace per block: bytes (bits/latent) "
-          "| ratio | decode ms, Gaussian / Laplace | render of the whole signal, s |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| bundle | latents | Gaussian per tensor: bytes (bits/latent) | Laplace per block | in context "
+          "(blocks in context) | ratios to the Gaussian | decode ms, Gaussian / Laplace / context "
+          "| render of the whole signal, s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for path in args.bundles:
         r = measure(path)
-        g, lp = r["gaussian per tensor"], r["laplace per block"]
+        g, lp, cx = r["gaussian per tensor"], r["laplace per block"], r["in context"]
         n = r["latents"]
         print(f"| {r['bundle']} | {n:,} | {g['bytes']:,} ({8 * g['bytes'] / n:.3f}) | {lp['bytes']:,} "
-              f"({8 * lp['bytes'] / n:.3f}) | {g['bytes'] / lp['bytes']:.2f}x | {1e3 * g['seconds']:.1f} / "
-              f"{1e3 * lp['seconds']:.1f} | {r['render_seconds']:.2f} |")
+              f"({8 * lp['bytes'] / n:.3f}) | {cx['bytes']:,} ({8 * cx['bytes'] / n:.3f}; {cx['blocks']} of "
+              f"{cx['of']}) | {g['bytes'] / lp['bytes']:.2f}x / {g['bytes'] / cx['bytes']:.2f}x | "
+              f"{1e3 * g['seconds']:.1f} / {1e3 * lp['seconds']:.1f} / {1e3 * cx['seconds']:.1f} | "
+              f"{r['render_seconds']:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

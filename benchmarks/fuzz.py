@@ -522,9 +522,19 @@ def mut_tensors(rng: random.Random, s: Seed, ctx) -> tuple[bytes, str]:
         return compress(build_payload(entries, metadata)), desc
     if s.dtype == "quantized":
         group = rng.choice(["backbone", "latents"])
-        target = rng.choice(["levels", "params", "stream"])
+        target = rng.choice(["levels", "params", "stream", "models", "contexts"])
+        if f"{group}.{target}" not in by:  # a field without pyramids codes no blocks
+            target = "stream"
         e = by[f"{group}.{target}"]
-        if target == "levels":
+        if target in ("models", "contexts"):  # a block's Laplace (centre, decay), or whether it is in context
+            a = np.frombuffer(e.data, "<i4").copy()
+            k = rng.randrange(len(a)) if len(a) else 0
+            v = rng.choice([0, 1, 2, -1, 65535, 65536, 2**31 - 1, -2**31])
+            if len(a):
+                a[k] = v
+            e.data = a.tobytes()
+            desc = f"{e.name}[{k // (2 if target == 'models' else 1)}] = {v}"
+        elif target == "levels":
             a = np.frombuffer(e.data, "<i4").copy()
             k = rng.randrange(len(a))
             v = rng.choice([0, 1, -5, 2, 3, 65536, 65537, 2**31 - 1, -2**31])

@@ -3,7 +3,7 @@
 field -> quantizer (:mod:`neofield.quantize`) -> entropy coder
 (:mod:`neofield.entropy`) -> **container**: a safetensors file (tensors +
 JSON metadata) compressed with zstandard. By default the weights are stored
-as range-coded quantized symbols (``weights_dtype`` ``quantized``, format v3 and v4);
+as range-coded quantized symbols (``weights_dtype`` ``quantized``, format v3 to v5);
 float16/bfloat16/float32 checkpoints remain an option. ``docs/format.md``
 describes it for readers in other languages. Writing is deterministic, so a
 bundle that is loaded and saved again is byte-for-byte the same file.
@@ -36,10 +36,12 @@ from .quantize import (QUANTIZED, STORAGE_DTYPES, BitDepths, QuantizedTensor, le
                        quantize_step, storage_bits)
 from .schema import DEFAULT_LIMITS, Limits, validate
 
-# v4: a pyramid's latents coded level by level and channel by channel (``latents.models``); v3: range-coded
-# quantized weights ("quantized"); v3, v2 (q8) and v1 bundles still load
-FORMAT_VERSION = 4
+# v5: a pyramid level's block may be coded in context (``latents.contexts``); v4: a pyramid's latents coded
+# level by level and channel by channel (``latents.models``); v3: range-coded quantized weights ("quantized");
+# v4, v3, v2 (q8) and v1 bundles still load
+FORMAT_VERSION = 5
 BLOCKS_SINCE = 4
+CONTEXTS_SINCE = 5
 ZSTD_LEVEL = 19
 WEIGHT_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 GROUPS = ("backbone", "latents")  # each group of tensors is one coded stream, so its bytes are known exactly
@@ -114,30 +116,39 @@ def latent_blocks(field: nn.Module) -> dict[str, tuple[tuple[int, int, int], ...
     return {"latents.table": layout.blocks()} if isinstance(layout, PyramidLayout) else {}
 
 
+def latent_shapes(field: nn.Module) -> dict[str, tuple[tuple[int, ...], ...]]:
+    """Each of :func:`latent_blocks`' blocks' grid, where a node's neighbours lie (format v5's contexts)."""
+    layout = getattr(field, "layout", None)
+    return {"latents.table": layout.block_shapes()} if isinstance(layout, PyramidLayout) else {}
+
+
 def quantize_state(field: NeoMLPField, bits: BitDepths, latent_step: float | None = None
                    ) -> dict[str, QuantizedTensor]:
     """Every tensor of the field quantized per tensor at its group's depth; with ``latent_step``, a pyramid's
     latents at that step instead."""
-    blocks = latent_blocks(field)
+    blocks, shapes = latent_blocks(field), latent_shapes(field)
 
     def one(name: str, values: np.ndarray) -> QuantizedTensor:
         if latent_step is not None and name in blocks:
             return quantize_step(values, latent_step)
         return quantize(values, bits.for_group(group_of(name)))
 
-    return {name: dataclasses.replace(one(name, t.detach().cpu().float().numpy()), blocks=blocks.get(name))
+    return {name: dataclasses.replace(one(name, t.detach().cpu().float().numpy()), blocks=blocks.get(name),
+                                      block_shapes=shapes.get(name))
             for name, t in field.state_dict().items()}
 
 
 @dataclass(frozen=True)
 class CodedGroup:
     """One group's tensors range coded into one stream: a Gaussian per whole tensor (None for a tensor coded
-    in blocks), and a Laplace per block, in coding order."""
+    in blocks), the Laplace models of its blocks in coding order, and whether each block is coded in context
+    (:data:`entropy.CONTEXT_MODELS` models) or whole (one)."""
 
     names: list[str]
     stream: bytes
     gaussians: list[entropy.GaussianModel | None]
     blocks: list[entropy.LaplaceModel]
+    contexts: list[int]
 
 
 def _block_symbols(q: QuantizedTensor) -> list[np.ndarray]:
@@ -151,22 +162,24 @@ def code_groups(quantized: dict[str, QuantizedTensor]) -> dict[str, CodedGroup]:
     out = {}
     for group in GROUPS:
         names = group_names(quantized, group)
-        symbols, models, gaussians, blocks = [], [], [], []
+        symbols, models, gaussians, blocks, contexts = [], [], [], [], []
         for n in names:
             q = quantized[n]
             if q.blocks:
-                parts = _block_symbols(q)
-                laplace = [entropy.LaplaceModel.fit(part, q.levels) for part in parts]
-                symbols += parts
-                models += laplace
-                blocks += laplace
+                shapes = q.block_shapes or [(b - a,) for a, b, _ in q.blocks]
+                for part, shape in zip(_block_symbols(q), shapes, strict=True):
+                    laplace, segments = entropy.fit_block(part, shape, q.levels)
+                    symbols += segments
+                    models += laplace
+                    blocks += laplace
+                    contexts.append(int(len(laplace) > 1))
                 gaussians.append(None)
             else:
                 gaussian = entropy.GaussianModel.fit(q.symbols, q.levels)
                 symbols.append(q.symbols)
                 models.append(gaussian)
                 gaussians.append(gaussian)
-        out[group] = CodedGroup(names, entropy.encode(symbols, models), gaussians, blocks)
+        out[group] = CodedGroup(names, entropy.encode(symbols, models), gaussians, blocks, contexts)
     return out
 
 
@@ -199,9 +212,10 @@ def pack(field: NeoMLPField, meta: dict, quantized: dict[str, QuantizedTensor] |
                 [[float(quantized[n].scale), float(quantized[n].offset), m.mean if m else 0.0, m.std if m else 1.0]
                  for n, m in zip(names, coded.gaussians)], dtype=torch.float32).reshape(len(names), 4)
             tensors[f"{group}.levels"] = torch.tensor([quantized[n].levels for n in names], dtype=torch.int32)
-            if coded.blocks:  # per block: its Laplace's centre and decay
+            if coded.blocks:  # per model of a block: its Laplace's centre and decay; per block: in context or not
                 tensors[f"{group}.models"] = torch.tensor([[m.centre, m.decay] for m in coded.blocks],
                                                           dtype=torch.int32)
+                tensors[f"{group}.contexts"] = torch.tensor(coded.contexts, dtype=torch.int32)
     else:
         dtype = WEIGHT_DTYPES[meta["weights_dtype"]]
         tensors = {name: t.detach().to("cpu", dtype).contiguous() for name, t in field.state_dict().items()}
@@ -258,7 +272,8 @@ def unpack(data: bytes, name: str = "bundle", limits: Limits = DEFAULT_LIMITS) -
         tensors = safetensors.torch.load(payload)
         quantized = None
         if meta.get("weights_dtype") == QUANTIZED:
-            quantized = _decode_groups(field, tensors, latent_blocks(field) if version >= BLOCKS_SINCE else {})
+            quantized = _decode_groups(field, tensors, latent_blocks(field) if version >= BLOCKS_SINCE else {},
+                                       latent_shapes(field) if version >= CONTEXTS_SINCE else {})
             _load_quantized(field, quantized)
         elif meta.get("weights_dtype") == LEGACY_Q8:
             quantized = {k: QuantizedTensor(v.numpy().astype(np.int32), np.float32(tensors[k + ":quant"][0]),
@@ -277,7 +292,10 @@ def unpack(data: bytes, name: str = "bundle", limits: Limits = DEFAULT_LIMITS) -
 
 
 def _decode_groups(field: NeoMLPField, tensors: dict[str, torch.Tensor],
-                   blocks: dict[str, tuple[tuple[int, int, int], ...]]) -> dict[str, QuantizedTensor]:
+                   blocks: dict[str, tuple[tuple[int, int, int], ...]],
+                   grids: dict[str, tuple[tuple[int, ...], ...]]) -> dict[str, QuantizedTensor]:
+    """The stored symbols of every tensor. ``blocks``: the tensors coded in blocks (v4 on); ``grids``: their
+    blocks' grids, where some may be coded in context (v5 on; empty: every block whole)."""
     shapes = {name: tuple(t.shape) for name, t in field.state_dict().items()}
     quantized = {}
     for group in GROUPS:
@@ -292,37 +310,49 @@ def _decode_groups(field: NeoMLPField, tensors: dict[str, torch.Tensor],
         if len(names) and (levels.min() < 2 or levels.max() > 1 << 16 or not np.isfinite(params).all()
                            or (params[:, 3] <= 0).any() or not (top < 3e38).all()):
             raise ValueError(f"{group}: invalid quantization parameters")
-        wanted = sum(len(blocks.get(n, ())) for n in names)
+        counts = _models_per_block(tensors, group, sum(len(blocks.get(n, ())) for n in names), bool(grids))
         stored = tensors[f"{group}.models"].numpy() if f"{group}.models" in tensors else np.zeros((0, 2), np.int32)
-        if stored.shape != (wanted, 2):
+        if stored.shape != (int(counts.sum()), 2):
             raise ValueError(f"{group}: block models of shape {tuple(stored.shape)}, where the model's blocks "
-                             f"need ({wanted}, 2)")
-        entries = sum(len(blocks.get(n, ())) * int(lv) for n, lv in zip(names, levels))
+                             f"need ({int(counts.sum())}, 2)")
+        per_tensor = iter(np.split(counts, np.cumsum([len(blocks.get(n, ())) for n in names])[:-1]))
+        entries = sum(int(c.sum()) * int(lv) for c, lv in zip(per_tensor, levels))
         if entries > entropy.MAX_TABLE_ENTRIES:
             raise ValueError(f"{group}: block models with tables of {entries:,} symbols, more than the "
                              f"{entropy.MAX_TABLE_ENTRIES:,} allowed")
-        models, sizes, first = [], [], 0
-        for n, p, lv in zip(names, params, levels):
-            if n in blocks:  # LaplaceModel checks each block's centre and decay
-                for (a, b, _), (centre, decay) in zip(blocks[n], stored[first:first + len(blocks[n])]):
-                    models.append(entropy.LaplaceModel(int(centre), int(decay), int(lv)))
-                    sizes.append(b - a)
-                first += len(blocks[n])
-            else:
-                models.append(entropy.GaussianModel(float(p[2]), float(p[3]), int(lv)))
-                sizes.append(int(np.prod(shapes[n], dtype=np.int64)))
-        decoded = iter(entropy.decode(tensors[f"{group}.stream"].numpy().tobytes(), models, sizes))
+        reader = entropy.Reader(tensors[f"{group}.stream"].numpy().tobytes())
+        models = iter(stored)  # LaplaceModel checks each block's centre and decay
+        block_counts = iter(counts)
         for n, p, lv in zip(names, params, levels):
             if n in blocks:
                 flat = np.zeros((shapes[n][0], int(np.prod(shapes[n][1:], dtype=np.int64))), np.int32)
-                for a, b, c in blocks[n]:
-                    flat[a:b, c] = next(decoded)
+                block_grids = grids.get(n) or [(b - a,) for a, b, _ in blocks[n]]
+                for (a, b, c), grid in zip(blocks[n], block_grids, strict=True):
+                    laplace = [entropy.LaplaceModel(int(centre), int(decay), int(lv))
+                               for centre, decay in (next(models) for _ in range(next(block_counts)))]
+                    flat[a:b, c] = entropy.read_block(reader, laplace, grid)
                 s = flat
             else:
-                s = next(decoded)
+                s = reader.read(entropy.GaussianModel(float(p[2]), float(p[3]), int(lv)),
+                                int(np.prod(shapes[n], dtype=np.int64))).reshape(shapes[n])
             quantized[n] = QuantizedTensor(s.reshape(shapes[n]), np.float32(p[0]), np.float32(p[1]), int(lv),
-                                           blocks=blocks.get(n))
+                                           blocks=blocks.get(n), block_shapes=grids.get(n))
     return quantized
+
+
+def _models_per_block(tensors: dict[str, torch.Tensor], group: str, n_blocks: int, contexts: bool) -> np.ndarray:
+    """How many Laplace models each of a group's ``n_blocks`` blocks has stored: one, or (coded in context,
+    format v5 on) :data:`entropy.CONTEXT_MODELS`."""
+    name = f"{group}.contexts"
+    if not contexts or name not in tensors:
+        if contexts and n_blocks:
+            raise ValueError(f"{group}: no {name} for its {n_blocks} blocks")
+        return np.ones(n_blocks, np.int64)
+    flags = tensors[name].numpy()
+    if flags.shape != (n_blocks,) or not np.isin(flags, (0, 1)).all():
+        raise ValueError(f"{group}: block contexts of shape {tuple(flags.shape)}, where the model's blocks need "
+                         f"({n_blocks},) flags of 0 or 1")
+    return np.where(flags == 1, entropy.CONTEXT_MODELS, 1).astype(np.int64)
 
 
 def stored_bytes(data: bytes, limits: Limits = DEFAULT_LIMITS) -> dict[str, int]:

@@ -6,7 +6,9 @@ field -> quantizer (:mod:`neofield.quantize`) -> **entropy coder** -> container
 Gaussian model whose mean and standard deviation (float32, 8 bytes) are the
 tensor's only side information; a pyramid's latents, level by level and
 channel by channel, under a discrete Laplace (:class:`LaplaceModel`) whose
-integer table every machine builds alike.
+integer table every machine builds alike, or where it pays in context: half
+the level first, the other half under models chosen by its decoded
+neighbours (:func:`fit_block`).
 
 Why this model (measured on the demo bundle's 8-bit symbols, 33,217 of them,
 ``benchmarks/quantize.py`` and docs/format.md): their order-0 empirical entropy
@@ -23,6 +25,8 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
+
+from .checkerboard import CLASSES, anchors, context_classes
 
 MIN_STD = 0.05  # a constant tensor still gets a valid (very peaked) model
 WORD = np.dtype("<u4")  # constriction emits 32-bit words; stored little-endian
@@ -163,15 +167,77 @@ def encode(symbols: list[np.ndarray], models: list[GaussianModel | LaplaceModel]
     return encoder.get_compressed().astype(WORD).tobytes()
 
 
+class Reader:
+    """A range coded stream read a segment at a time, so that what is read next may depend on what was read
+    (a level's second half takes its models' choice from the first: :func:`read_block`)."""
+
+    def __init__(self, data: bytes) -> None:
+        import constriction
+
+        if len(data) % WORD.itemsize:
+            raise ValueError("the coded stream is not a whole number of 32-bit words")
+        self._decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(data, dtype=WORD).astype(np.uint32))
+
+    def read(self, model: GaussianModel | LaplaceModel, n: int) -> np.ndarray:
+        """The next ``n`` symbols, coded under ``model``, as int32."""
+        if not n:
+            return np.zeros(0, np.int32)
+        return np.asarray(self._decoder.decode(model.constriction(), n), dtype=np.int32)
+
+
 def decode(data: bytes, models: list[GaussianModel | LaplaceModel], sizes: list[int]) -> list[np.ndarray]:
     """The inverse of :func:`encode`: flat int32 symbol arrays of the given sizes."""
-    import constriction
+    reader = Reader(data)
+    return [reader.read(model, n) for model, n in zip(models, sizes, strict=True)]
 
-    if len(data) % WORD.itemsize:
-        raise ValueError("the coded stream is not a whole number of 32-bit words")
-    decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(data, dtype=WORD).astype(np.uint32))
-    out = []
-    for model, n in zip(models, sizes, strict=True):
-        out.append(np.asarray(decoder.decode(model.constriction(), n), dtype=np.int32) if n
-                   else np.zeros(0, np.int32))
+
+# A grid's symbols in context (format v5): the checkerboard's anchors under the block's first model, then each
+# other node under the model of its class (:mod:`neofield.checkerboard`, shared with the fit's rate term).
+CONTEXT_MODELS = 1 + CLASSES  # the anchors', then one per class
+MODEL_SIDE_BITS = 32  # what a stored model costs (two int32 under zstd, about), in the choice of a coding
+
+
+def block_segments(symbols: np.ndarray, shape: tuple[int, ...], centre: int) -> list[np.ndarray]:
+    """A block's symbols (flat, C order over ``shape``) in the order they are coded in context: the anchors,
+    then the other nodes class by class, each in C order."""
+    mask = anchors(shape)
+    first, second = symbols[mask], symbols[~mask]
+    classes = context_classes(first, shape, centre)
+    return [first] + [second[classes == k] for k in range(CLASSES)]
+
+
+def fit_block(symbols: np.ndarray, shape: tuple[int, ...], levels: int
+              ) -> tuple[list[LaplaceModel], list[np.ndarray]]:
+    """The block's models and its symbols in coding order: one Laplace for it whole, or
+    :data:`CONTEXT_MODELS` in context, whichever codes it in fewer bits, its models' storage counted."""
+    symbols = np.asarray(symbols).ravel()
+    whole = LaplaceModel.fit(symbols, levels)
+    if symbols.size < 2:
+        return [whole], [symbols]
+    anchor = LaplaceModel.fit(symbols[anchors(shape)], levels)
+    segments = block_segments(symbols, shape, anchor.centre)
+    models = [anchor] + [LaplaceModel.fit(s, levels) if s.size else LaplaceModel(anchor.centre, DECAY_ONE // 2, levels)
+                         for s in segments[1:]]
+    in_context = sum(m.bits(s) for m, s in zip(models, segments)) + MODEL_SIDE_BITS * (len(models) - 1)
+    if in_context < whole.bits(symbols):
+        return models, segments
+    return [whole], [symbols]
+
+
+def read_block(reader: Reader, models: list[LaplaceModel], shape: tuple[int, ...]) -> np.ndarray:
+    """The inverse of coding :func:`fit_block`'s segments: the block's symbols, flat in C order."""
+    size = int(np.prod(shape, dtype=np.int64))
+    if len(models) == 1:
+        return reader.read(models[0], size)
+    if len(models) != CONTEXT_MODELS:
+        raise ValueError(f"a block in context has {CONTEXT_MODELS} models, not {len(models)}")
+    mask = anchors(shape)
+    first = reader.read(models[0], int(mask.sum()))
+    classes = context_classes(first, shape, models[0].centre)
+    second = np.zeros(len(classes), np.int32)
+    for k, model in enumerate(models[1:]):
+        at = classes == k
+        second[at] = reader.read(model, int(at.sum()))
+    out = np.empty(size, np.int32)
+    out[mask], out[~mask] = first, second
     return out

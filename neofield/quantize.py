@@ -70,6 +70,8 @@ class QuantizedTensor:
     # blocks of the symbols, seen as (rows, channels), that the entropy coder models each on its own:
     # (first row, end row, channel); None: the tensor is one block (a pyramid's levels are blocks)
     blocks: tuple[tuple[int, int, int], ...] | None = None
+    # each block's grid (its level's nodes per axis, t first): where a node's neighbours lie, for coding in context
+    block_shapes: tuple[tuple[int, ...], ...] | None = None
 
     @property
     def bits(self) -> float:

@@ -8,7 +8,7 @@ import safetensors.torch
 import torch
 import zstandard
 
-from neofield import bundle
+from neofield import bundle, entropy
 from neofield.codec import make_field, signal_metadata
 from neofield.errors import NeofieldError
 from neofield.media import Media, Selection
@@ -208,8 +208,10 @@ def test_a_pyramids_latents_are_coded_level_by_level_and_channel_by_channel(neog
     field, meta = neogrid_and_meta
     quantized = bundle.round_weights(field, "quantized", BitDepths(6, 6))
     data = bundle.pack(field, meta, quantized)
-    models = safetensors.torch.load(zstandard.ZstdDecompressor().decompress(data))["latents.models"]
-    assert models.shape == (len(field.layout.spans()) * field.layout.channels, 2)
+    tensors = safetensors.torch.load(zstandard.ZstdDecompressor().decompress(data))
+    contexts = tensors["latents.contexts"]
+    assert contexts.shape == (len(field.layout.spans()) * field.layout.channels,)
+    assert tensors["latents.models"].shape == (int((1 + (entropy.CONTEXT_MODELS - 1) * contexts).sum()), 2)
     loaded = bundle.unpack(data)
     assert loaded.meta["format_version"] == bundle.FORMAT_VERSION
     assert np.array_equal(loaded.quantized["latents.table"].symbols, quantized["latents.table"].symbols)
@@ -228,6 +230,65 @@ def test_damaged_block_models_are_a_clear_error(neogrid_and_meta):
         payload = safetensors.torch.save(damaged, {"neofield": json.dumps(stored_meta, sort_keys=True)})
         with pytest.raises(NeofieldError, match="corrupted"):
             bundle.unpack(zstandard.ZstdCompressor().compress(payload))
+
+
+def _clustered_latents(field) -> None:
+    """Each level of the table still on its left two thirds and busy on its right, as a fit leaves a clip
+    whose motion is in one place: what a model in context codes in fewer bits."""
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for (a, b), shape in zip(field.layout.spans(), field.layout.block_shapes()[::field.layout.channels]):
+            values = torch.distributions.Laplace(0.0, 0.01).sample((b - a, 1, 2))
+            busy = (torch.arange(b - a) % shape[-1]) >= 2 * shape[-1] // 3
+            values[busy] = torch.randn(int(busy.sum()), 1, 2, generator=g)
+            field.latents.table[a:b] = values
+
+
+def test_clustered_latents_are_coded_in_context_and_come_back_exactly(neogrid_and_meta):
+    field, meta = neogrid_and_meta
+    _clustered_latents(field)
+    quantized = bundle.round_weights(field, "quantized", BitDepths(6, 6), latent_step=0.2)
+    data = bundle.pack(field, meta, quantized)
+    contexts = safetensors.torch.load(zstandard.ZstdDecompressor().decompress(data))["latents.contexts"]
+    assert contexts.sum() > 0
+    loaded = bundle.unpack(data)
+    assert np.array_equal(loaded.quantized["latents.table"].symbols, quantized["latents.table"].symbols)
+    assert bundle.pack(loaded.field, loaded.meta, loaded.quantized) == data
+    flat = {k: dataclasses.replace(q, block_shapes=None) for k, q in quantized.items()}  # no grid, no neighbours
+    assert bundle.coded_bytes(quantized)["latents"] < bundle.coded_bytes(flat)["latents"]
+
+
+def test_damaged_block_contexts_are_a_clear_error(neogrid_and_meta):
+    field, meta = neogrid_and_meta
+    _clustered_latents(field)
+    data = bundle.pack(field, meta, bundle.round_weights(field, "quantized", BitDepths(6, 6), latent_step=0.2))
+    tensors = safetensors.torch.load(zstandard.ZstdDecompressor().decompress(data))
+    stored_meta = json.loads(_header(data)["__metadata__"]["neofield"])
+    flags = tensors["latents.contexts"]
+    for bad in (flags[:-1], flags + 2, 1 - flags, None):
+        damaged = {**tensors, "latents.contexts": bad.contiguous()} if bad is not None else \
+            {k: v for k, v in tensors.items() if k != "latents.contexts"}
+        payload = safetensors.torch.save(damaged, {"neofield": json.dumps(stored_meta, sort_keys=True)})
+        with pytest.raises(NeofieldError, match="corrupted"):
+            bundle.unpack(zstandard.ZstdCompressor().compress(payload))
+
+
+def test_a_version_four_bundle_with_every_block_whole_still_loads(neogrid_and_meta, monkeypatch):
+    field, meta = neogrid_and_meta
+    _clustered_latents(field)
+    quantized = bundle.round_weights(field, "quantized", BitDepths(6, 6), latent_step=0.2)
+    # v4 wrote each block under one Laplace and no contexts tensor
+    monkeypatch.setattr(bundle.entropy, "fit_block",
+                        lambda s, shape, levels: ([entropy.LaplaceModel.fit(s, levels)], [np.asarray(s).ravel()]))
+    data = bundle.pack(field, meta, quantized)
+    monkeypatch.undo()
+    tensors = safetensors.torch.load(zstandard.ZstdDecompressor().decompress(data))
+    stored_meta = {**json.loads(_header(data)["__metadata__"]["neofield"]), "format_version": 4}
+    v4 = {k: v for k, v in tensors.items() if k != "latents.contexts"}
+    payload = safetensors.torch.save(v4, {"neofield": json.dumps(stored_meta, sort_keys=True)})
+    loaded = bundle.unpack(zstandard.ZstdCompressor().compress(payload))
+    assert loaded.meta["format_version"] == 4
+    assert np.array_equal(loaded.quantized["latents.table"].symbols, quantized["latents.table"].symbols)
 
 
 def test_a_version_three_pyramid_bundle_with_one_gaussian_for_its_latents_still_loads(neogrid_and_meta, monkeypatch):

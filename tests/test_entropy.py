@@ -92,3 +92,43 @@ def test_a_fitted_laplace_codes_peaked_symbols_in_fewer_bits_than_a_gaussian():
 def test_a_laplace_model_outside_its_ranges_is_refused(centre, decay, levels):
     with pytest.raises(ValueError, match="invalid Laplace"):
         entropy.LaplaceModel(centre, decay, levels)
+
+
+def _clustered_grid(shape: tuple[int, ...], centre: int, seed: int = 0) -> np.ndarray:
+    """Symbols as a fitted level leaves them: still regions all at the centre, busy ones spread wide."""
+    rng = np.random.default_rng(seed)
+    busy = np.zeros(shape, bool)
+    busy[..., : shape[-1] // 3] = True
+    spread = np.where(busy, rng.laplace(0, 4, shape), rng.laplace(0, 0.15, shape))
+    return np.clip(np.rint(spread) + centre, 0, 2 * centre).astype(np.int32).ravel()
+
+
+def test_a_block_in_context_comes_back_exactly_and_costs_fewer_bits_than_one_model_for_it_whole():
+    shape, levels = (4, 12, 30), 61
+    symbols = _clustered_grid(shape, 30)
+    models, segments = entropy.fit_block(symbols, shape, levels)
+    assert len(models) == entropy.CONTEXT_MODELS
+    assert sum(s.size for s in segments) == symbols.size
+    whole = entropy.LaplaceModel.fit(symbols, levels)
+    in_context = sum(m.bits(s) for m, s in zip(models, segments))
+    assert in_context < 0.9 * whole.bits(symbols)
+    other = np.arange(50, dtype=np.int32) % 5  # a tensor coded after it in the same stream
+    gaussian = entropy.GaussianModel.fit(other, 5)
+    data = entropy.encode(segments + [other], models + [gaussian])
+    reader = entropy.Reader(data)
+    assert np.array_equal(entropy.read_block(reader, models, shape), symbols)
+    assert np.array_equal(reader.read(gaussian, other.size), other)
+
+
+def test_a_block_with_nothing_for_its_neighbours_to_say_is_coded_whole():
+    rng = np.random.default_rng(1)
+    symbols = np.clip(np.rint(rng.laplace(20, 2, 2_000)), 0, 40).astype(np.int32)  # independent of position
+    models, segments = entropy.fit_block(symbols, (2_000,), 41)
+    assert len(models) == 1 and np.array_equal(segments[0], symbols)
+    reader = entropy.Reader(entropy.encode(segments, models))
+    assert np.array_equal(entropy.read_block(reader, models, (2_000,)), symbols)
+
+
+def test_a_block_with_the_wrong_number_of_models_is_refused():
+    with pytest.raises(ValueError, match="in context has"):
+        entropy.read_block(entropy.Reader(b""), [entropy.LaplaceModel(0, 100, 4)] * 3, (2, 2))

@@ -107,6 +107,11 @@ class PyramidLayout:
         the rate term prices them, and the bundle codes them, block by block."""
         return tuple((a, b, c) for a, b in self.spans() for c in range(self.channels))
 
+    def block_shapes(self) -> tuple[tuple[int, ...], ...]:
+        """Each block's grid, ``(t, y, x)`` (as many axes as its pyramid), in :meth:`blocks`' order: the
+        entropy coder takes a node's neighbours from it (:func:`neofield.entropy.fit_block`)."""
+        return tuple(tuple(reversed(size)) for _, _, size in self._levels() for _ in range(self.channels))
+
     def gather(self, table: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
         """``(B, tokens, channels)``: every level read at every coordinate (:func:`~.grid.read_grids`: linear
         interpolation, clamped at the borders), laid level-major in memory so that ``reshape(B, -1)`` is a
