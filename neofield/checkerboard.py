@@ -13,6 +13,8 @@ integer symbols by integer arithmetic alone, so every decoder finds the same one
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 EDGES = (1, 3, 7, 15, 30)
@@ -22,9 +24,13 @@ EDGES = (1, 3, 7, 15, 30)
 CLASSES = 1 + len(EDGES)
 
 
+@functools.lru_cache(maxsize=256)
 def anchors(shape: tuple[int, ...]) -> np.ndarray:
-    """Flat in C order: True at the nodes coded first, those whose indices sum to an even number."""
-    return (np.indices(shape).sum(0) % 2 == 0).ravel()
+    """Flat in C order: True at the nodes coded first, those whose indices sum to an even number. Read-only and
+    kept per shape: a fit's rate term asks for the same few levels' every few steps."""
+    mask = (np.indices(shape).sum(0) % 2 == 0).ravel()
+    mask.flags.writeable = False
+    return mask
 
 
 def context_classes(first: np.ndarray, shape: tuple[int, ...], centre: int) -> np.ndarray:
@@ -33,7 +39,7 @@ def context_classes(first: np.ndarray, shape: tuple[int, ...], centre: int) -> n
     mask = anchors(shape).reshape(shape)
     distance = np.zeros(shape, np.int64)
     distance[mask] = np.abs(np.asarray(first).astype(np.int64) - centre)
-    total, count = np.zeros(shape, np.int64), np.zeros(shape, np.int64)
+    total, count = np.zeros(shape, np.int64), np.zeros(shape, np.int16)
     for axis, n in enumerate(shape):
         if n < 2:
             continue

@@ -55,7 +55,7 @@ class FitState:
     compiled: bool = False  # the training step was being compiled (torch.compile)
     periodic: bool = False  # periodic checkpoints were on
     lam: float | None = None  # the rate term's lambda, as a size or PSNR target has steered it so far
-    scales: torch.Tensor | None = None  # ... and its blocks' Laplace scales, as last refreshed
+    scales: torch.Tensor | None = None  # ... and its latents' Laplace scales (per block or per latent), as last refreshed
 
 
 @dataclass
@@ -123,7 +123,7 @@ def from_payload(payload: dict) -> FitState:
         "levels": state.levels is None or (isinstance(state.levels, dict) and all(
             isinstance(k, str) and isinstance(v, int) for k, v in state.levels.items())),
         "lam": state.lam is None or (isinstance(state.lam, (int, float)) and state.lam >= 0),
-        "scales": state.scales is None or (isinstance(state.scales, torch.Tensor) and state.scales.ndim == 1
+        "scales": state.scales is None or (isinstance(state.scales, torch.Tensor) and state.scales.ndim in (1, 2)
                                            and state.scales.is_floating_point()),
     }
     wrong = [name for name, ok in checks.items() if not ok]

@@ -24,7 +24,7 @@ from torch import nn
 from . import distributed
 from .checkpoint import FitState
 from .errors import NeofieldError
-from .latent_rate import (STEER_EVERY, RateTerm, fit_scales, latent_bits, perturb_latents, rated, rounded_bits,
+from .latent_rate import (STEER_EVERY, RateTerm, fit_scales, grids, latent_bits, perturb_latents, rated, rounded_bits,
                           scale_constants, scale_map, steer, steer_to_psnr)
 from .options import check_device
 from .probe import PsnrProbe, masked_mse, mse_to_psnr
@@ -224,12 +224,14 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
     make = getattr(field, "make_optimizer", None)
     opt = make(config.lr) if make else torch.optim.Adam(field.parameters(), lr=config.lr)
     mixed = autocast(device, config.precision)
-    # the rate term: the latents' bits per point of the signal under each block's scale, weighted by lambda
+    # the rate term: the latents' bits per point of the signal under their scales (a block's anchors', and each
+    # class's of its other nodes, as the bundle codes them in context), weighted by lambda
     # (both refreshed every few steps, lambda when it is steered to a size or, by a probe, to a PSNR); the table
     # it prices, which it rounds rather than QAT
     penalty, priced, lam, scales, probe = None, "", None, None, None
     if config.rate is not None:
         table, blocks = rated(field)
+        shapes = grids(field)
         priced = next(name for name, p in field.named_parameters() if p is table)
         lam = config.rate.lam
 
@@ -261,6 +263,8 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
         replans, levels, q_start = list(resume.replans), resume.levels, resume.q_start
         lam = resume.lam if resume.lam is not None else lam
         scales = resume.scales
+        if scales is not None and penalty is not None and tuple(scales.shape) != _scales_shape(table, blocks, shapes):
+            raise NeofieldError("the checkpoint does not fit this model (its latents' scales are of another shape)")
         lr_scale, rollbacks = resume.lr_scale, resume.rollbacks
         periodic = config.checkpoint_every is not None and (periodic or resume.periodic)
     t_start = time.perf_counter() - spent
@@ -380,7 +384,7 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
             for group in opt.param_groups:
                 group["lr"] = lr * group.get("lr_scale", 1.0)
             if penalty is not None and (scales is None or step % STEER_EVERY == 0):  # the weights are whole here
-                scales = fit_scales(table, blocks, config.rate.step)
+                scales = fit_scales(table, blocks, config.rate.step, shapes)
                 if config.rate.target_bits is not None:
                     bits = rounded_bits(table, blocks, config.rate.step, scales)
                     lam = sync.from_main(steer(lam, bits, config.rate.target_bits))
@@ -446,6 +450,11 @@ def _rounded_psnr(field: nn.Module, probe: PsnrProbe, table: nn.Parameter, step:
     finally:
         with torch.no_grad():
             table.copy_(values)
+
+
+def _scales_shape(table: torch.Tensor, blocks: tuple, shapes: tuple | None) -> tuple[int, ...]:
+    """What :func:`fit_scales` gives: a scale per block, or (``shapes``: priced in context) per latent."""
+    return (len(table), table[0].numel()) if shapes is not None else (len(blocks),)
 
 
 def _restore(field: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator, state: FitState,

@@ -2,7 +2,10 @@
 
 Issue 24. A fit with a rate term minimises ``MSE + lambda * bits / points``: ``bits`` is what the latents
 would cost coded at a fixed quantization step (:data:`LATENT_STEP`), each block of them (a pyramid's level
-and channel: :meth:`~neofield.fields.pyramid.PyramidLayout.blocks`) under a zero-mean discrete Laplace.
+and channel: :meth:`~neofield.fields.pyramid.PyramidLayout.blocks`) under zero-mean discrete Laplaces: as the
+bundle codes a level in context (:mod:`neofield.checkerboard`), one for its anchors and one for each class of
+its other latents, which their rounded neighbours choose, so a latent in a still region is priced as a zero
+among zeros and one in a busy region as one among spread values.
 Each block's scale is the one that codes its rounded latents in the fewest bits (:func:`fit_scales`, a
 search refreshed every :data:`STEER_EVERY` steps), as the bundle's coder fits its own: a fine level whose
 nodes are 92 % zeros is ~0.5 bits a node, where the continuous maximum-likelihood scale (the mean distance
@@ -28,8 +31,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
+
+from .checkerboard import CLASSES, anchors, context_classes
 
 LATENT_STEP = 0.2  # the latents' quantization step under a rate term (docs/rate-term.md)
 MIN_SCALE = 0.05  # a block's Laplace scale, in steps, never below this (a block all 0 still has a model)
@@ -74,6 +80,13 @@ def steer_to_psnr(lam: float, psnr: float, target_psnr: float) -> float:
     """:func:`steer` for a PSNR target: lambda rises while the field scores above ``target_psnr`` (it can
     afford fewer bits) and falls while below, by the ratio of the MSEs the two PSNRs stand for."""
     return steer(lam, 10.0 ** ((psnr - target_psnr) / 10.0), 1.0)
+
+
+def grids(field: nn.Module) -> tuple[tuple[int, ...], ...] | None:
+    """Each of :func:`rated`'s blocks' grid (its level's nodes per axis), where a latent's neighbours lie: the
+    bundle codes a level in context (:mod:`neofield.checkerboard`), and the rate term prices it so."""
+    shapes = getattr(getattr(field, "layout", None), "block_shapes", None)
+    return shapes() if shapes is not None else None
 
 
 def rated(field: nn.Module) -> tuple[nn.Parameter, tuple[tuple[int, int, int], ...]]:
@@ -144,7 +157,9 @@ class _PricedBits(torch.autograd.Function):
 def scale_map(table: torch.Tensor, blocks: tuple[tuple[int, int, int], ...],
               scales: torch.Tensor | None) -> torch.Tensor:
     """``(rows, channels)``: each latent's Laplace scale, that of its block (:func:`latent_bits`), so that the
-    whole table is priced in one pass."""
+    whole table is priced in one pass; ``scales`` already laid so (:func:`fit_scales` in context) as they are."""
+    if scales is not None and scales.ndim == 2:
+        return scales
     y = table.detach().reshape(len(table), -1)
     out = torch.empty_like(y)
     for i, (a, b, c) in enumerate(blocks):
@@ -175,23 +190,62 @@ def _histogram_bits(symbols: torch.Tensor, candidates: torch.Tensor) -> torch.Te
 
 
 @torch.no_grad()
-def fit_scales(table: torch.Tensor, blocks: tuple[tuple[int, int, int], ...], step: float) -> torch.Tensor:
+def fit_scales(table: torch.Tensor, blocks: tuple[tuple[int, int, int], ...], step: float,
+               shapes: tuple[tuple[int, ...], ...] | None = None) -> torch.Tensor:
     """Each block's Laplace scale (in steps) that codes its latents, rounded to ``step``, in the fewest bits:
     the best of :data:`SCALE_GRID` times their mean distance from 0 (priced from their histogram). But never
     below half the float latents' mean distance from 0: a block that still rounds all to 0 (a fresh one)
     would otherwise get the least scale, where one latent leaving 0 costs ~29 bits, and never grow (a tiny
     clip at lambda 0.5: 15.4 dB against 21.1 with the floor). Where latents code well the floor sits under
-    the best scale (2 s of bikes, 16 KB: the same bytes and PSNR)."""
+    the best scale (2 s of bikes, 16 KB: the same bytes and PSNR).
+
+    With ``shapes``, each block's grid (:func:`grids`), a scale for every latent instead, ``(rows, channels)``,
+    as the bundle codes a level in context: the block's anchors under the best scale for them, each other
+    latent under the best for its class, which its rounded neighbours choose (:mod:`neofield.checkerboard`)."""
     x = table.reshape(len(table), -1) / step
     y = torch.round(x)
     grid = torch.tensor(SCALE_GRID, dtype=y.dtype, device=y.device)
-    out = []
-    for a, b, c in blocks:
-        part = y[a:b, c]
-        candidates = (part.abs().mean().clamp_min(MIN_SCALE) * grid).clamp_min(MIN_SCALE)
-        best = candidates[_histogram_bits(part, candidates).argmin()]
-        out.append(torch.maximum(best, CONTINUOUS_FLOOR * x[a:b, c].abs().mean()))
-    return torch.stack(out)
+    if shapes is None:
+        return torch.stack([_best_scale(y[a:b, c], x[a:b, c], grid) for a, b, c in blocks])
+    out = torch.empty_like(y)
+    for (a, b, c), shape in zip(blocks, shapes, strict=True):
+        group = _context_group(y[a:b, c], shape)
+        out[a:b, c] = _best_scales(y[a:b, c], x[a:b, c], group, 1 + CLASSES, grid)[group]
+    return out
+
+
+def _best_scales(symbols: torch.Tensor, values: torch.Tensor, group: torch.Tensor, groups: int,
+                 grid: torch.Tensor) -> torch.Tensor:
+    """:func:`_best_scale` of each of ``groups`` groups of latents at once, ``(groups,)``, from one histogram of
+    (group, distance from 0): a refresh of a fit's scales in context is a few operations per block, not per
+    group (an empty group gets the least scale, and prices nothing)."""
+    distance = symbols.abs().clamp_max(2 ** 20).long()
+    top = int(distance.max()) + 1
+    hist = torch.bincount(group * top + distance, minlength=groups * top).view(groups, top).to(torch.float64)
+    n = hist.sum(1).clamp_min(1.0)
+    at = torch.arange(top, dtype=torch.float64, device=symbols.device)
+    candidates = (((hist @ at) / n).clamp_min(MIN_SCALE)[:, None] * grid.double()[None]).clamp_min(MIN_SCALE)
+    used = hist.sum(0) > 0
+    bits = (laplace_bits(at[used][None, None, :], candidates[:, :, None]) * hist[:, None, used]).sum(-1)
+    best = candidates.gather(1, bits.argmin(1, keepdim=True)).squeeze(1)
+    floats = torch.bincount(group, weights=values.abs().double(), minlength=groups) / n
+    return torch.maximum(best, CONTINUOUS_FLOOR * floats).to(symbols.dtype)
+
+
+def _best_scale(symbols: torch.Tensor, values: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """:func:`fit_scales`' choice for one group of latents: ``symbols`` rounded, ``values`` not (in steps)."""
+    candidates = (symbols.abs().mean().clamp_min(MIN_SCALE) * grid).clamp_min(MIN_SCALE)
+    best = candidates[_histogram_bits(symbols, candidates).argmin()]
+    return torch.maximum(best, CONTINUOUS_FLOOR * values.abs().mean())
+
+
+def _context_group(symbols: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """Each of a block's latents' group, in C order over ``shape``: 0 for an anchor, ``1 + class`` for the
+    others (the classes computed on the CPU from the rounded latents, as a decoder computes them)."""
+    first = anchors(shape)
+    group = np.zeros(first.shape, np.int64)
+    group[~first] = 1 + context_classes(symbols.cpu().numpy()[first].astype(np.int64), shape, 0)
+    return torch.from_numpy(group).to(symbols.device)
 
 
 @torch.no_grad()

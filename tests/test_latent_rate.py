@@ -9,7 +9,7 @@ import torch
 from neofield.codec.build import neogrid_field
 from neofield.codec import make_field
 from neofield.latent_rate import (CONTINUOUS_FLOOR, LATENT_STEP, MIN_SCALE, SCALE_GRID, STEER_CLAMP, STEER_GAIN,
-                                  fit_scales, latent_bits, laplace_bits, perturb_latents, rated, rounded_bits,
+                                  fit_scales, grids, latent_bits, laplace_bits, perturb_latents, rated, rounded_bits,
                                   scale_constants, scale_map, steer, steer_to_psnr)
 from neofield.media import Media
 from neofield.signal import Signal
@@ -172,3 +172,22 @@ def test_steering_raises_lambda_over_the_target_lowers_it_under_and_moves_it_a_b
     assert steer(0.1, 100.0, 100.0) == pytest.approx(0.1)
     assert steer(0.1, 1e9, 100.0) == pytest.approx(0.1 * STEER_CLAMP ** STEER_GAIN)
     assert steer(0.1, 0.0, 100.0) == pytest.approx(0.1 / STEER_CLAMP ** STEER_GAIN)
+
+
+def test_in_context_each_latent_is_priced_by_its_neighbours_and_clustered_latents_cost_fewer_bits(field):
+    table, blocks = rated(field)
+    shapes = grids(field)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # each level busy over its right third along x, still (all 0) elsewhere
+        table.zero_()
+        for (a, b, c), shape in zip(blocks, shapes):
+            busy = (torch.arange(b - a) % shape[-1]) >= 2 * shape[-1] // 3
+            table[a:b, 0, c][busy] = torch.randn(int(busy.sum()), generator=g)
+    per_block = fit_scales(table, blocks, LATENT_STEP)
+    in_context = fit_scales(table, blocks, LATENT_STEP, shapes)
+    assert in_context.shape == (len(table), field.layout.channels)
+    a, b, c = blocks[-1]  # the finest level: its still latents far from the busy ones get the least scale
+    still = (table[a:b, 0, c] == 0) & (torch.arange(b - a) % shapes[-1][-1] < shapes[-1][-1] // 3)
+    assert in_context[a:b, c][still].max() < in_context[a:b, c][~still].max()
+    assert rounded_bits(table, blocks, LATENT_STEP, in_context) < 0.9 * rounded_bits(table, blocks, LATENT_STEP,
+                                                                                     per_block)

@@ -132,7 +132,7 @@ class EncodeOptions:
     precision: str = flag("auto", "--precision", str, "Matmul precision while fitting: float32, bfloat16, or auto "
                                                       "(bfloat16 on CUDA and on CPUs with native bfloat16).")
     arch: str = flag("neogrid", "--arch", str, "Field: neogrid (latent pyramids over space and time read by a "
-                                               "one-layer NeoMLP, ~2 k multiply-adds a pixel); neomlp (the paper's "
+                                               "one-layer NeoMLP, ~1 k multiply-adds a pixel); neomlp (the paper's "
                                                "field: a latent set per frame, NeoMLP at every point, ~177 k); or a "
                                                "baseline with as many parameters as the NeoMLP preset: grid "
                                                "(pyramids and a 2 x 32 MLP), siren, spder, rffnet.")
