@@ -166,7 +166,7 @@ def code_groups(quantized: dict[str, QuantizedTensor]) -> dict[str, CodedGroup]:
         for n in names:
             q = quantized[n]
             if q.blocks:
-                shapes = q.block_shapes or [(b - a,) for a, b, _ in q.blocks]
+                shapes = q.block_shapes or [None] * len(q.blocks)  # grids unknown: every block whole
                 for part, shape in zip(_block_symbols(q), shapes, strict=True):
                     laplace, segments = entropy.fit_block(part, shape, q.levels)
                     symbols += segments
@@ -273,7 +273,7 @@ def unpack(data: bytes, name: str = "bundle", limits: Limits = DEFAULT_LIMITS) -
         quantized = None
         if meta.get("weights_dtype") == QUANTIZED:
             quantized = _decode_groups(field, tensors, latent_blocks(field) if version >= BLOCKS_SINCE else {},
-                                       latent_shapes(field) if version >= CONTEXTS_SINCE else {})
+                                       latent_shapes(field), version >= CONTEXTS_SINCE)
             _load_quantized(field, quantized)
         elif meta.get("weights_dtype") == LEGACY_Q8:
             quantized = {k: QuantizedTensor(v.numpy().astype(np.int32), np.float32(tensors[k + ":quant"][0]),
@@ -293,9 +293,10 @@ def unpack(data: bytes, name: str = "bundle", limits: Limits = DEFAULT_LIMITS) -
 
 def _decode_groups(field: NeoMLPField, tensors: dict[str, torch.Tensor],
                    blocks: dict[str, tuple[tuple[int, int, int], ...]],
-                   grids: dict[str, tuple[tuple[int, ...], ...]]) -> dict[str, QuantizedTensor]:
+                   grids: dict[str, tuple[tuple[int, ...], ...]], contexts: bool) -> dict[str, QuantizedTensor]:
     """The stored symbols of every tensor. ``blocks``: the tensors coded in blocks (v4 on); ``grids``: their
-    blocks' grids, where some may be coded in context (v5 on; empty: every block whole)."""
+    blocks' grids; ``contexts``: whether some blocks may be coded in context (v5 on; else every block whole).
+    The symbols keep their grids whatever the version, so a bundle saved again is coded in context."""
     shapes = {name: tuple(t.shape) for name, t in field.state_dict().items()}
     quantized = {}
     for group in GROUPS:
@@ -310,7 +311,7 @@ def _decode_groups(field: NeoMLPField, tensors: dict[str, torch.Tensor],
         if len(names) and (levels.min() < 2 or levels.max() > 1 << 16 or not np.isfinite(params).all()
                            or (params[:, 3] <= 0).any() or not (top < 3e38).all()):
             raise ValueError(f"{group}: invalid quantization parameters")
-        counts = _models_per_block(tensors, group, sum(len(blocks.get(n, ())) for n in names), bool(grids))
+        counts = _models_per_block(tensors, group, sum(len(blocks.get(n, ())) for n in names), contexts)
         stored = tensors[f"{group}.models"].numpy() if f"{group}.models" in tensors else np.zeros((0, 2), np.int32)
         if stored.shape != (int(counts.sum()), 2):
             raise ValueError(f"{group}: block models of shape {tuple(stored.shape)}, where the model's blocks "
@@ -326,8 +327,7 @@ def _decode_groups(field: NeoMLPField, tensors: dict[str, torch.Tensor],
         for n, p, lv in zip(names, params, levels):
             if n in blocks:
                 flat = np.zeros((shapes[n][0], int(np.prod(shapes[n][1:], dtype=np.int64))), np.int32)
-                block_grids = grids.get(n) or [(b - a,) for a, b, _ in blocks[n]]
-                for (a, b, c), grid in zip(blocks[n], block_grids, strict=True):
+                for (a, b, c), grid in zip(blocks[n], grids[n], strict=True):
                     laplace = [entropy.LaplaceModel(int(centre), int(decay), int(lv))
                                for centre, decay in (next(models) for _ in range(next(block_counts)))]
                     flat[a:b, c] = entropy.read_block(reader, laplace, grid)
@@ -336,7 +336,7 @@ def _decode_groups(field: NeoMLPField, tensors: dict[str, torch.Tensor],
                 s = reader.read(entropy.GaussianModel(float(p[2]), float(p[3]), int(lv)),
                                 int(np.prod(shapes[n], dtype=np.int64))).reshape(shapes[n])
             quantized[n] = QuantizedTensor(s.reshape(shapes[n]), np.float32(p[0]), np.float32(p[1]), int(lv),
-                                           blocks=blocks.get(n), block_shapes=grids.get(n))
+                                           blocks=blocks.get(n), block_shapes=grids.get(n) if n in blocks else None)
     return quantized
 
 

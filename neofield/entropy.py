@@ -206,13 +206,14 @@ def block_segments(symbols: np.ndarray, shape: tuple[int, ...], centre: int) -> 
     return [first] + [second[classes == k] for k in range(CLASSES)]
 
 
-def fit_block(symbols: np.ndarray, shape: tuple[int, ...], levels: int
+def fit_block(symbols: np.ndarray, shape: tuple[int, ...] | None, levels: int
               ) -> tuple[list[LaplaceModel], list[np.ndarray]]:
     """The block's models and its symbols in coding order: one Laplace for it whole, or
-    :data:`CONTEXT_MODELS` in context, whichever codes it in fewer bits, its models' storage counted."""
+    :data:`CONTEXT_MODELS` in context, whichever codes it in fewer bits, its models' storage counted.
+    ``shape``: the block's grid; None where it is not known, and the block is coded whole."""
     symbols = np.asarray(symbols).ravel()
     whole = LaplaceModel.fit(symbols, levels)
-    if symbols.size < 2:
+    if shape is None or symbols.size < 2:
         return [whole], [symbols]
     anchor = LaplaceModel.fit(symbols[anchors(shape)], levels)
     segments = block_segments(symbols, shape, anchor.centre)
