@@ -55,7 +55,7 @@ class FitState:
     compiled: bool = False  # the training step was being compiled (torch.compile)
     periodic: bool = False  # periodic checkpoints were on
     lam: float | None = None  # the rate term's lambda, as a size or PSNR target has steered it so far
-    scales: torch.Tensor | None = None  # ... and its latents' Laplace scales (per block or per latent), as last refreshed
+    scales: torch.Tensor | None = None  # ... and its latents' Laplace scales (per block or latent), as refreshed
 
 
 @dataclass

@@ -180,15 +180,6 @@ def latent_bits(table: torch.Tensor, blocks: tuple[tuple[int, int, int], ...], s
     return _PricedBits.apply(y, *constants)
 
 
-def _histogram_bits(symbols: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-    """The bits of whole ``symbols`` under a Laplace of each of ``candidates``, from their histogram of
-    distances from 0: the same sums as pricing every symbol, at the cost of its few distinct values."""
-    counts = torch.bincount(symbols.abs().clamp_max(2 ** 20).long().reshape(-1)).double()
-    values = torch.arange(len(counts), dtype=torch.float64, device=symbols.device)
-    used = counts > 0
-    return (laplace_bits(values[used][None, :], candidates[:, None].double()) * counts[used]).sum(dim=1)
-
-
 @torch.no_grad()
 def fit_scales(table: torch.Tensor, blocks: tuple[tuple[int, int, int], ...], step: float,
                shapes: tuple[tuple[int, ...], ...] | None = None) -> torch.Tensor:
@@ -205,8 +196,9 @@ def fit_scales(table: torch.Tensor, blocks: tuple[tuple[int, int, int], ...], st
     x = table.reshape(len(table), -1) / step
     y = torch.round(x)
     grid = torch.tensor(SCALE_GRID, dtype=y.dtype, device=y.device)
-    if shapes is None:
-        return torch.stack([_best_scale(y[a:b, c], x[a:b, c], grid) for a, b, c in blocks])
+    if shapes is None:  # one group a block
+        return torch.cat([_best_scales(y[a:b, c], x[a:b, c], torch.zeros(b - a, dtype=torch.long, device=y.device),
+                                       1, grid) for a, b, c in blocks])
     out = torch.empty_like(y)
     for (a, b, c), shape in zip(blocks, shapes, strict=True):
         group = _context_group(y[a:b, c], shape)
@@ -216,9 +208,10 @@ def fit_scales(table: torch.Tensor, blocks: tuple[tuple[int, int, int], ...], st
 
 def _best_scales(symbols: torch.Tensor, values: torch.Tensor, group: torch.Tensor, groups: int,
                  grid: torch.Tensor) -> torch.Tensor:
-    """:func:`_best_scale` of each of ``groups`` groups of latents at once, ``(groups,)``, from one histogram of
-    (group, distance from 0): a refresh of a fit's scales in context is a few operations per block, not per
-    group (an empty group gets the least scale, and prices nothing)."""
+    """:func:`fit_scales`' choice for each of ``groups`` groups of latents (``symbols`` rounded, ``values`` not,
+    in steps; ``group`` each one's), ``(groups,)``, from one histogram of (group, distance from 0): a refresh
+    of a fit's scales in context is a few operations per block, not per group (an empty group gets the least
+    scale, and prices nothing)."""
     distance = symbols.abs().clamp_max(2 ** 20).long()
     top = int(distance.max()) + 1
     hist = torch.bincount(group * top + distance, minlength=groups * top).view(groups, top).to(torch.float64)
@@ -230,13 +223,6 @@ def _best_scales(symbols: torch.Tensor, values: torch.Tensor, group: torch.Tenso
     best = candidates.gather(1, bits.argmin(1, keepdim=True)).squeeze(1)
     floats = torch.bincount(group, weights=values.abs().double(), minlength=groups) / n
     return torch.maximum(best, CONTINUOUS_FLOOR * floats).to(symbols.dtype)
-
-
-def _best_scale(symbols: torch.Tensor, values: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
-    """:func:`fit_scales`' choice for one group of latents: ``symbols`` rounded, ``values`` not (in steps)."""
-    candidates = (symbols.abs().mean().clamp_min(MIN_SCALE) * grid).clamp_min(MIN_SCALE)
-    best = candidates[_histogram_bits(symbols, candidates).argmin()]
-    return torch.maximum(best, CONTINUOUS_FLOOR * values.abs().mean())
 
 
 def _context_group(symbols: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
