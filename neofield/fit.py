@@ -154,10 +154,10 @@ ROW_SPARSE_RATIO = 4
 """A row-sparse parameter (``row_sparse``) is reduced row by row in a data-parallel fit when it has this many
 times more rows than a step has points; else DDP's dense all-reduce, with the rest, costs less."""
 COMPILE_MIN_SECONDS = 150.0
-EAGER_KINDS = ("audiovisual",)  # the kinds of signal --compile auto leaves eager, where a field names none
 """``compile="auto"`` compiles when at least this much fitting is left. On two EPYC cores inductor's kernels
 ran the training step 23-25 % faster (float32 and bfloat16) after 11-18 s of compiling, which pays back
 after about 80 s (docs/cpu-defaults.md)."""
+EAGER_KINDS = ("audiovisual",)  # the kinds of signal --compile auto leaves eager, where a field names none
 
 
 def fit(field: nn.Module, signal: Signal, config: FitConfig,

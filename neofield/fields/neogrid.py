@@ -7,7 +7,7 @@ resolutions, read at each coordinate (a few multiply-adds per value). One linear
 levels read into ``hidden_tokens`` hidden tokens of width ``dim`` - the pyramid is a learned, local
 positional encoding in place of Fourier features - and one NeoMLP layer of attention, queried by the
 output tokens alone (the last layer needs nothing else), mixes them with the output tokens; each output
-token is read out to one scalar. ~1 k multiply-adds a pixel with 2 hidden tokens (:mod:`.cost`), ~2 k a
+token is read out to one scalar. ~1 k multiply-adds a pixel with 2 hidden tokens (:mod:`.cost`), ~3 k a
 sample of sound with 8.
 
 Per step it fits more than the same pyramid read by a 2 x 32 MLP (``--arch grid``), the more with more
