@@ -7,7 +7,8 @@ latent symbols the bundle holds are range coded three times with ``neofield/entr
 
 * **one Gaussian per tensor**: the coder of format v3, before issue 24 (the reference);
 * **a Laplace per block** (a pyramid level and channel, integer tables): what format v4 writes;
-* **in context** where it pays (a block's second half under models its decoded neighbours choose): v5.
+* **as a checkerboard** where it pays (a block's second half under models its decoded neighbours choose): v5;
+* **predicted** where it pays more (plane by plane, each node from the median of its earlier neighbours): v6.
 
 Every stream is decoded again (checked against the symbols) and timed, best of five; the table gives
 the bytes (a stream's models counted at 8 bytes each, as the bundle stores them before zstd), the bits per
@@ -33,6 +34,9 @@ from neofield.quantize import BitDepths  # noqa: E402
 from neofield.render import render_media  # noqa: E402
 
 REPEATS = 5
+CONTEXTS = {"checkerboard": (entropy.WHOLE, entropy.CHECKERBOARD), "predicted": entropy.CODINGS}
+"""The coders in context: format v5's (a block whole or as a checkerboard) and v6's (or plane by plane,
+each node from its prediction)."""
 
 
 def best_of(run: Callable[[], object], repeats: int = REPEATS) -> tuple[float, object]:
@@ -70,18 +74,22 @@ def measure(path: Path) -> dict:
         assert all(np.array_equal(d, s.ravel()) for d, s in zip(decoded, symbols, strict=True)), name
         side = 8 * len(models) if name != "gaussian per tensor" else 8
         out[name] = {"bytes": len(stream) + side, "seconds": seconds}
-    fitted = [entropy.fit_block(part, shape, q.levels) for part, shape in zip(blocks, q.block_shapes, strict=True)]
-    models = [m for ms, _ in fitted for m in ms]
-    stream = entropy.encode([s for _, ss in fitted for s in ss], models)
+    for name, codings in CONTEXTS.items():
+        fitted = [entropy.fit_block(part, shape, q.levels, codings)
+                  for part, shape in zip(blocks, q.block_shapes, strict=True)]
+        stream = entropy.encode([r for _, _, runs in fitted for r, _ in runs],
+                                [m for _, _, runs in fitted for _, m in runs])
 
-    def read() -> np.ndarray:
-        reader = entropy.Reader(stream)
-        return [entropy.read_block(reader, ms, shape) for (ms, _), shape in zip(fitted, q.block_shapes)]
+        def read(fitted=fitted, stream=stream) -> list[np.ndarray]:
+            reader = entropy.Reader(stream)
+            return [entropy.read_block(reader, coding, ms, shape)
+                    for (coding, ms, _), shape in zip(fitted, q.block_shapes)]
 
-    seconds, decoded = best_of(read)
-    assert all(np.array_equal(d, s.ravel()) for d, s in zip(decoded, blocks, strict=True)), "in context"
-    out["in context"] = {"bytes": len(stream) + 8 * len(models) + 4 * len(blocks), "seconds": seconds,
-                         "blocks": sum(len(ms) > 1 for ms, _ in fitted), "of": len(blocks)}
+        seconds, decoded = best_of(read)
+        assert all(np.array_equal(d, s.ravel()) for d, s in zip(decoded, blocks, strict=True)), name
+        stored = sum(len(ms) for _, ms, _ in fitted)
+        out[name] = {"bytes": len(stream) + 8 * stored + 4 * len(blocks), "seconds": seconds,
+                     "codings": [c for c, _, _ in fitted]}
     field = loaded.field.eval()
     out["render_seconds"], _ = best_of(lambda: render_media(field, loaded.meta), repeats=1)
     return out
@@ -91,19 +99,20 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("bundles", type=Path, nargs="+", metavar="BUNDLE")
     args = ap.parse_args(argv)
-    print("| bundle | latents | Gaussian per tensor: bytes (bits/latent) | Laplace per block | in context "
-          "(blocks in context) | ratios to the Gaussian | decode ms, Gaussian / Laplace / context "
-          "| render of the whole signal, s |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| bundle | latents | Gaussian per tensor: bytes (bits/latent) | Laplace per block (v4) | checkerboard "
+          "(v5) | predicted (v6; blocks whole / checkerboard / predicted) | v6 against v5 | decode ms, Gaussian / "
+          "Laplace / v5 / v6 | render of the whole signal, s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for path in args.bundles:
         r = measure(path)
-        g, lp, cx = r["gaussian per tensor"], r["laplace per block"], r["in context"]
+        g, lp, cb, pr = r["gaussian per tensor"], r["laplace per block"], r["checkerboard"], r["predicted"]
         n = r["latents"]
+        kinds = " / ".join(str(pr["codings"].count(c)) for c in entropy.CODINGS)
         print(f"| {r['bundle']} | {n:,} | {g['bytes']:,} ({8 * g['bytes'] / n:.3f}) | {lp['bytes']:,} "
-              f"({8 * lp['bytes'] / n:.3f}) | {cx['bytes']:,} ({8 * cx['bytes'] / n:.3f}; {cx['blocks']} of "
-              f"{cx['of']}) | {g['bytes'] / lp['bytes']:.2f}x / {g['bytes'] / cx['bytes']:.2f}x | "
-              f"{1e3 * g['seconds']:.1f} / {1e3 * lp['seconds']:.1f} / {1e3 * cx['seconds']:.1f} | "
-              f"{r['render_seconds']:.2f} |", flush=True)
+              f"({8 * lp['bytes'] / n:.3f}) | {cb['bytes']:,} ({8 * cb['bytes'] / n:.3f}) | {pr['bytes']:,} "
+              f"({8 * pr['bytes'] / n:.3f}; {kinds}) | {pr['bytes'] / cb['bytes'] - 1:+.1%} | "
+              f"{1e3 * g['seconds']:.1f} / {1e3 * lp['seconds']:.1f} / {1e3 * cb['seconds']:.1f} / "
+              f"{1e3 * pr['seconds']:.1f} | {r['render_seconds']:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -97,10 +97,10 @@ class Seed:
     meta: dict = field(default_factory=dict)
 
     def load(self) -> Seed:
-        import zstandard
+        from neofield.bundle import decompress
 
         self.data = self.path.read_bytes()
-        self.payload = zstandard.ZstdDecompressor().decompress(self.data)
+        self.payload = decompress(self.data)
         _, metadata = parse_payload(self.payload)
         self.meta = json.loads(metadata["neofield"])
         return self
@@ -201,9 +201,12 @@ def join_payload(header: bytes, body: bytes) -> bytes:
 
 
 def compress(payload: bytes, content_size: bool = True, checksum: bool = True, level: int = 3) -> bytes:
+    """A zstd frame of ``payload`` under the format's dictionary, as neofield writes one."""
     import zstandard
 
-    return zstandard.ZstdCompressor(level=level, write_content_size=content_size,
+    from neofield.bundle import dictionary
+
+    return zstandard.ZstdCompressor(level=level, dict_data=dictionary(), write_content_size=content_size,
                                     write_checksum=checksum).compress(payload)
 
 
@@ -526,10 +529,10 @@ def mut_tensors(rng: random.Random, s: Seed, ctx) -> tuple[bytes, str]:
         if f"{group}.{target}" not in by:  # a field without pyramids codes no blocks
             target = "stream"
         e = by[f"{group}.{target}"]
-        if target in ("models", "contexts"):  # a block's Laplace (centre, decay), or whether it is in context
+        if target in ("models", "contexts"):  # a block's Laplace (centre, decay), or how it is coded (0, 1, 2)
             a = np.frombuffer(e.data, "<i4").copy()
             k = rng.randrange(len(a)) if len(a) else 0
-            v = rng.choice([0, 1, 2, -1, 65535, 65536, 2**31 - 1, -2**31])
+            v = rng.choice([0, 1, 2, 3, -1, 65535, 65536, 2**31 - 1, -2**31])
             if len(a):
                 a[k] = v
             e.data = a.tobytes()

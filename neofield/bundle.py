@@ -2,8 +2,9 @@
 
 field -> quantizer (:mod:`neofield.quantize`) -> entropy coder
 (:mod:`neofield.entropy`) -> **container**: a safetensors file (tensors +
-JSON metadata) compressed with zstandard. By default the weights are stored
-as range-coded quantized symbols (``weights_dtype`` ``quantized``, format v3 to v5);
+JSON metadata) compressed with zstandard, under a dictionary of what every
+bundle's header says alike (format v6, :func:`dictionary`). By default the weights are stored
+as range-coded quantized symbols (``weights_dtype`` ``quantized``, format v3 on);
 float16/bfloat16/float32 checkpoints remain an option. ``docs/format.md``
 describes it for readers in other languages. Writing is deterministic, so a
 bundle that is loaded and saved again is byte-for-byte the same file.
@@ -12,6 +13,8 @@ bundle that is loaded and saved again is byte-for-byte the same file.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 import json
 import struct
 from collections.abc import Callable
@@ -36,13 +39,16 @@ from .quantize import (QUANTIZED, STORAGE_DTYPES, BitDepths, QuantizedTensor, le
                        quantize_step, storage_bits)
 from .schema import DEFAULT_LIMITS, Limits, validate
 
-# v5: a pyramid level's block may be coded in context (``latents.contexts``); v4: a pyramid's latents coded
-# level by level and channel by channel (``latents.models``); v3: range-coded quantized weights ("quantized");
-# v4, v3, v2 (q8) and v1 bundles still load
-FORMAT_VERSION = 5
+# v6: the zstd frame is compressed under the format's dictionary (:func:`dictionary`); v5: a pyramid level's
+# block may be coded in context (``latents.contexts``); v4: a pyramid's latents coded level by level and channel
+# by channel (``latents.models``); v3: range-coded quantized weights ("quantized"); every older version still loads
+FORMAT_VERSION = 6
 BLOCKS_SINCE = 4
 CONTEXTS_SINCE = 5
+WAVEFRONT_SINCE = 6
 ZSTD_LEVEL = 19
+DICTIONARY = Path(__file__).with_name("bundle.zdict")
+DICTIONARY_SHA256 = "a350ea6ff34f0263c54b980cfa784f569591ce3d7f478d679196a77627de7ce0"
 WEIGHT_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 GROUPS = ("backbone", "latents")  # each group of tensors is one coded stream, so its bytes are known exactly
 LEGACY_Q8 = "q8"  # format v2: uint8 symbols under NAME, [scale, offset] under NAME + ":quant"
@@ -141,8 +147,9 @@ def quantize_state(field: NeoMLPField, bits: BitDepths, latent_step: float | Non
 @dataclass(frozen=True)
 class CodedGroup:
     """One group's tensors range coded into one stream: a Gaussian per whole tensor (None for a tensor coded
-    in blocks), the Laplace models of its blocks in coding order, and whether each block is coded in context
-    (:data:`entropy.CONTEXT_MODELS` models) or whole (one)."""
+    in blocks), the Laplace models of its blocks in coding order, and how each block is coded
+    (:data:`entropy.CODINGS`: whole, as a checkerboard or plane by plane; :data:`entropy.MODELS` says how many
+    models each has)."""
 
     names: list[str]
     stream: bytes
@@ -168,11 +175,11 @@ def code_groups(quantized: dict[str, QuantizedTensor]) -> dict[str, CodedGroup]:
             if q.blocks:
                 shapes = q.block_shapes or [None] * len(q.blocks)  # grids unknown: every block whole
                 for part, shape in zip(_block_symbols(q), shapes, strict=True):
-                    laplace, segments = entropy.fit_block(part, shape, q.levels)
-                    symbols += segments
-                    models += laplace
+                    coding, laplace, runs = entropy.fit_block(part, shape, q.levels)
+                    symbols += [run for run, _ in runs]
+                    models += [model for _, model in runs]
                     blocks += laplace
-                    contexts.append(int(len(laplace) > 1))
+                    contexts.append(coding)
                 gaussians.append(None)
             else:
                 gaussian = entropy.GaussianModel.fit(q.symbols, q.levels)
@@ -181,6 +188,29 @@ def code_groups(quantized: dict[str, QuantizedTensor]) -> dict[str, CodedGroup]:
                 gaussians.append(gaussian)
         out[group] = CodedGroup(names, entropy.encode(symbols, models), gaussians, blocks, contexts)
     return out
+
+
+@functools.cache
+def dictionary() -> zstandard.ZstdCompressionDict:
+    """The zstd dictionary a bundle is compressed under (format v6 on): the headers of a few bundles, which a
+    bundle's own header repeats but for its numbers (its tensors' names, the metadata's keys), laid before its
+    bytes for zstd to refer back to. A bundle's metadata and headers took ~960 bytes alone, 14 % of a 7 KB
+    bundle of 2 s of bikes; under the dictionary ~240 (docs/format.md). ``scripts/make_bundle_dictionary.py``
+    made it; a bundle can only be read with the very bytes it was written with, so it never changes (a new
+    one would be a new format version), and a copy that is not those bytes is refused. Frames written without
+    it (v5 and older) read the same with it: nothing in them refers back past their own start."""
+    data = DICTIONARY.read_bytes() if DICTIONARY.is_file() else b""
+    if hashlib.sha256(data).hexdigest() != DICTIONARY_SHA256:
+        raise NeofieldError(f"{DICTIONARY} is missing or damaged (it is not the dictionary bundles are written "
+                            "with): reinstall neofield")
+    return zstandard.ZstdCompressionDict(data, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+
+
+def compress(payload: bytes) -> bytes:
+    """The bundle's bytes from its safetensors bytes: one zstd frame under :func:`dictionary`, its size and
+    checksum stated."""
+    return zstandard.ZstdCompressor(level=ZSTD_LEVEL, dict_data=dictionary(), write_content_size=True,
+                                    write_checksum=True).compress(payload)
 
 
 def coded_bytes(quantized: dict[str, QuantizedTensor]) -> dict[str, int]:
@@ -219,8 +249,7 @@ def pack(field: NeoMLPField, meta: dict, quantized: dict[str, QuantizedTensor] |
     else:
         dtype = WEIGHT_DTYPES[meta["weights_dtype"]]
         tensors = {name: t.detach().to("cpu", dtype).contiguous() for name, t in field.state_dict().items()}
-    payload = safetensors.torch.save(tensors, metadata={METADATA_KEY: json.dumps(meta, sort_keys=True)})
-    return zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_content_size=True, write_checksum=True).compress(payload)
+    return compress(safetensors.torch.save(tensors, metadata={METADATA_KEY: json.dumps(meta, sort_keys=True)}))
 
 
 def decompress(data: bytes, name: str = "bundle", limit: int = DEFAULT_LIMITS.payload_bytes) -> bytes:
@@ -242,7 +271,7 @@ def decompress(data: bytes, name: str = "bundle", limit: int = DEFAULT_LIMITS.pa
         raise NeofieldError(f"{name} would inflate to {stated:,} bytes, more than the {limit:,} allowed "
                             "(--allow-large raises the limit for a bundle you trust)")
     try:
-        return zstandard.ZstdDecompressor().decompress(data, max_output_size=limit)
+        return zstandard.ZstdDecompressor(dict_data=dictionary()).decompress(data, max_output_size=limit)
     except zstandard.ZstdError:
         if stated < 0:  # no size in the header: either corrupt, or more than the ceiling
             raise NeofieldError(f"{not_ours} (or it inflates to more than the {limit:,} bytes allowed)") from None
@@ -273,7 +302,7 @@ def unpack(data: bytes, name: str = "bundle", limits: Limits = DEFAULT_LIMITS) -
         quantized = None
         if meta.get("weights_dtype") == QUANTIZED:
             quantized = _decode_groups(field, tensors, latent_blocks(field) if version >= BLOCKS_SINCE else {},
-                                       latent_shapes(field), version >= CONTEXTS_SINCE)
+                                       latent_shapes(field), _codings(version))
             _load_quantized(field, quantized)
         elif meta.get("weights_dtype") == LEGACY_Q8:
             quantized = {k: QuantizedTensor(v.numpy().astype(np.int32), np.float32(tensors[k + ":quant"][0]),
@@ -293,9 +322,10 @@ def unpack(data: bytes, name: str = "bundle", limits: Limits = DEFAULT_LIMITS) -
 
 def _decode_groups(field: NeoMLPField, tensors: dict[str, torch.Tensor],
                    blocks: dict[str, tuple[tuple[int, int, int], ...]],
-                   grids: dict[str, tuple[tuple[int, ...], ...]], contexts: bool) -> dict[str, QuantizedTensor]:
+                   grids: dict[str, tuple[tuple[int, ...], ...]], codings_allowed: tuple[int, ...]
+                   ) -> dict[str, QuantizedTensor]:
     """The stored symbols of every tensor. ``blocks``: the tensors coded in blocks (v4 on); ``grids``: their
-    blocks' grids; ``contexts``: whether some blocks may be coded in context (v5 on; else every block whole).
+    blocks' grids; ``codings_allowed``: how the bundle's version may code a block (:func:`_codings`).
     The symbols keep their grids whatever the version, so a bundle saved again is coded in context."""
     shapes = {name: tuple(t.shape) for name, t in field.state_dict().items()}
     quantized = {}
@@ -311,26 +341,29 @@ def _decode_groups(field: NeoMLPField, tensors: dict[str, torch.Tensor],
         if len(names) and (levels.min() < 2 or levels.max() > 1 << 16 or not np.isfinite(params).all()
                            or (params[:, 3] <= 0).any() or not (top < 3e38).all()):
             raise ValueError(f"{group}: invalid quantization parameters")
-        counts = _models_per_block(tensors, group, sum(len(blocks.get(n, ())) for n in names), contexts)
+        codings = _block_codings(tensors, group, sum(len(blocks.get(n, ())) for n in names), codings_allowed)
+        counts = np.array([entropy.MODELS[c] for c in codings], np.int64)
         stored = tensors[f"{group}.models"].numpy() if f"{group}.models" in tensors else np.zeros((0, 2), np.int32)
         if stored.shape != (int(counts.sum()), 2):
             raise ValueError(f"{group}: block models of shape {tuple(stored.shape)}, where the model's blocks "
                              f"need ({int(counts.sum())}, 2)")
-        per_tensor = iter(np.split(counts, np.cumsum([len(blocks.get(n, ())) for n in names])[:-1]))
-        entries = sum(int(c.sum()) * int(lv) for c, lv in zip(per_tensor, levels))
+        per_tensor = iter(np.split(np.arange(len(codings)), np.cumsum([len(blocks.get(n, ())) for n in names])[:-1]))
+        entries = sum(sum(entropy.MODELS[codings[i]] * entropy.alphabet(codings[i], int(lv)) for i in at)
+                      for at, lv in zip(per_tensor, levels))
         if entries > entropy.MAX_TABLE_ENTRIES:
             raise ValueError(f"{group}: block models with tables of {entries:,} symbols, more than the "
                              f"{entropy.MAX_TABLE_ENTRIES:,} allowed")
         reader = entropy.Reader(tensors[f"{group}.stream"].numpy().tobytes())
         models = iter(stored)  # LaplaceModel checks each block's centre and decay
-        block_counts = iter(counts)
+        block_codings = iter(codings)
         for n, p, lv in zip(names, params, levels):
             if n in blocks:
                 flat = np.zeros((shapes[n][0], int(np.prod(shapes[n][1:], dtype=np.int64))), np.int32)
                 for (a, b, c), grid in zip(blocks[n], grids[n], strict=True):
-                    laplace = [entropy.LaplaceModel(int(centre), int(decay), int(lv))
-                               for centre, decay in (next(models) for _ in range(next(block_counts)))]
-                    flat[a:b, c] = entropy.read_block(reader, laplace, grid)
+                    coding = next(block_codings)
+                    laplace = [entropy.LaplaceModel(int(centre), int(decay), entropy.alphabet(coding, int(lv)))
+                               for centre, decay in (next(models) for _ in range(entropy.MODELS[coding]))]
+                    flat[a:b, c] = entropy.read_block(reader, coding, laplace, grid)
                 s = flat
             else:
                 s = reader.read(entropy.GaussianModel(float(p[2]), float(p[3]), int(lv)),
@@ -340,19 +373,27 @@ def _decode_groups(field: NeoMLPField, tensors: dict[str, torch.Tensor],
     return quantized
 
 
-def _models_per_block(tensors: dict[str, torch.Tensor], group: str, n_blocks: int, contexts: bool) -> np.ndarray:
-    """How many Laplace models each of a group's ``n_blocks`` blocks has stored: one, or (coded in context,
-    format v5 on) :data:`entropy.CONTEXT_MODELS`."""
+def _codings(version: int) -> tuple[int, ...]:
+    """The codings of a block a bundle of ``version`` may use: whole alone before v5, no wavefront before v6."""
+    if version < CONTEXTS_SINCE:
+        return (entropy.WHOLE,)
+    return entropy.CODINGS if version >= WAVEFRONT_SINCE else (entropy.WHOLE, entropy.CHECKERBOARD)
+
+
+def _block_codings(tensors: dict[str, torch.Tensor], group: str, n_blocks: int, allowed: tuple[int, ...]
+                   ) -> np.ndarray:
+    """How each of a group's ``n_blocks`` blocks is coded (:data:`entropy.CODINGS`), from its ``contexts`` flags;
+    ``allowed``: the codings the bundle's version knows (whole alone before v5, no wavefront before v6)."""
     name = f"{group}.contexts"
-    if not contexts or name not in tensors:
-        if contexts and n_blocks:
+    if allowed == (entropy.WHOLE,) or name not in tensors:
+        if len(allowed) > 1 and n_blocks:
             raise ValueError(f"{group}: no {name} for its {n_blocks} blocks")
-        return np.ones(n_blocks, np.int64)
+        return np.full(n_blocks, entropy.WHOLE, np.int64)
     flags = tensors[name].numpy()
-    if flags.shape != (n_blocks,) or not np.isin(flags, (0, 1)).all():
+    if flags.shape != (n_blocks,) or not np.isin(flags, allowed).all():
         raise ValueError(f"{group}: block contexts of shape {tuple(flags.shape)}, where the model's blocks need "
-                         f"({n_blocks},) flags of 0 or 1")
-    return np.where(flags == 1, entropy.CONTEXT_MODELS, 1).astype(np.int64)
+                         f"({n_blocks},) flags of {', '.join(map(str, allowed))}")
+    return flags.astype(np.int64)
 
 
 def stored_bytes(data: bytes, limits: Limits = DEFAULT_LIMITS) -> dict[str, int]:

@@ -27,6 +27,7 @@ from functools import cached_property
 
 import numpy as np
 
+from . import wavefront
 from .checkerboard import CLASSES, anchors, context_classes
 
 MIN_STD = 0.05  # a constant tensor still gets a valid (very peaked) model
@@ -156,10 +157,15 @@ class LaplaceModel:
         return self.bits_of(np.bincount(np.asarray(symbols).ravel().astype(np.int64), minlength=self.levels))
 
     def constriction(self):
+        return self._coder_model
+
+    @cached_property
+    def _coder_model(self):
         import constriction
 
         # the integer table, as exact float64 values; constriction rescales it to its own fixed point with
-        # IEEE-754 basic arithmetic only (no library functions), which is the same on every machine
+        # IEEE-754 basic arithmetic only (no library functions), which is the same on every machine. Kept: a block
+        # coded plane by plane codes hundreds of runs under each of its models
         return constriction.stream.model.Categorical(self._table.astype(np.float64), perfect=False)
 
 
@@ -201,47 +207,81 @@ def decode(data: bytes, models: list[GaussianModel | LaplaceModel], sizes: list[
     return [reader.read(model, n) for model, n in zip(models, sizes, strict=True)]
 
 
-# A grid's symbols in context (format v5): the checkerboard's anchors under the block's first model, then each
-# other node under the model of its class (:mod:`neofield.checkerboard`, shared with the fit's rate term).
-CONTEXT_MODELS = 1 + CLASSES  # the anchors', then one per class
+# How a block of a grid is coded (a group's ``contexts`` flags): whole, under one model; as a checkerboard (format
+# v5 on): the anchors under the block's first model, then each other node under the model of its class
+# (:mod:`neofield.checkerboard`); or plane by plane (v6 on): each node's distance from its prediction under the
+# model of its class (:mod:`neofield.wavefront`), in an alphabet of 2 L - 1 symbols
+WHOLE, CHECKERBOARD, WAVEFRONT = 0, 1, 2
+CODINGS = (WHOLE, CHECKERBOARD, WAVEFRONT)
+CONTEXT_MODELS = 1 + CLASSES  # the checkerboard's: the anchors', then one per class
+MODELS = {WHOLE: 1, CHECKERBOARD: CONTEXT_MODELS, WAVEFRONT: wavefront.CLASSES}  # stored models of a block
 MODEL_SIDE_BITS = 32  # what a stored model costs (two int32 under zstd, about), in the choice of a coding
 
 
+def alphabet(coding: int, levels: int) -> int:
+    """The symbols a block's models range over: a wavefront's residuals take ``2 levels - 1``."""
+    return 2 * levels - 1 if coding == WAVEFRONT else levels
+
+
 def block_segments(symbols: np.ndarray, shape: tuple[int, ...], centre: int) -> list[np.ndarray]:
-    """A block's symbols (flat, C order over ``shape``) in the order they are coded in context: the anchors,
-    then the other nodes class by class, each in C order."""
+    """A block's symbols (flat, C order over ``shape``) in the order they are coded as a checkerboard: the
+    anchors, then the other nodes class by class, each in C order."""
     mask = anchors(shape)
     first, second = symbols[mask], symbols[~mask]
     classes = context_classes(first, shape, centre)
     return [first] + [second[classes == k] for k in range(CLASSES)]
 
 
-def fit_block(symbols: np.ndarray, shape: tuple[int, ...] | None, levels: int
-              ) -> tuple[list[LaplaceModel], list[np.ndarray]]:
-    """The block's models and its symbols in coding order: one Laplace for it whole, or
-    :data:`CONTEXT_MODELS` in context, whichever codes it in fewer bits, its models' storage counted.
+def _fit_all(segments: list[np.ndarray], levels: int, fallback: LaplaceModel | None = None) -> list[LaplaceModel]:
+    """A Laplace fitted to each segment; an empty one gets ``fallback``'s centre (or the middle) and any decay."""
+    centre = fallback.centre if fallback is not None else (levels - 1) // 2
+    return [LaplaceModel.fit(s, levels) if s.size else LaplaceModel(centre, DECAY_ONE // 2, levels) for s in segments]
+
+
+def fit_block(symbols: np.ndarray, shape: tuple[int, ...] | None, levels: int, codings: tuple[int, ...] = CODINGS
+              ) -> tuple[int, list[LaplaceModel], list[tuple[np.ndarray, LaplaceModel]]]:
+    """How to code a block, whichever of ``codings`` takes the fewest bits, its models' storage counted: the
+    coding, its models (as stored) and its symbols in coding order, cut into runs each with its model.
     ``shape``: the block's grid; None where it is not known, and the block is coded whole."""
     symbols = np.asarray(symbols).ravel()
     whole = LaplaceModel.fit(symbols, levels)
+    best = (whole.bits(symbols), WHOLE, [whole], [(symbols, whole)])
     if shape is None or symbols.size < 2:
-        return [whole], [symbols]
+        return best[1:]
     anchor = LaplaceModel.fit(symbols[anchors(shape)], levels)
     segments = block_segments(symbols, shape, anchor.centre)
-    models = [anchor] + [LaplaceModel.fit(s, levels) if s.size else LaplaceModel(anchor.centre, DECAY_ONE // 2, levels)
-                         for s in segments[1:]]
-    in_context = sum(m.bits(s) for m, s in zip(models, segments)) + MODEL_SIDE_BITS * (len(models) - 1)
-    if in_context < whole.bits(symbols):
-        return models, segments
-    return [whole], [symbols]
+    models = [anchor] + _fit_all(segments[1:], levels, anchor)
+    bits = sum(m.bits(s) for m, s in zip(models, segments)) + MODEL_SIDE_BITS * (len(models) - 1)
+    if CHECKERBOARD in codings and bits < best[0]:
+        best = (bits, CHECKERBOARD, models, list(zip(segments, models)))
+    if WAVEFRONT in codings and wavefront.allowed(shape) and alphabet(WAVEFRONT, levels) <= 1 << 16:
+        residual, classes = wavefront.residuals(symbols, shape, levels)
+        size = alphabet(WAVEFRONT, levels)
+        models = _fit_all([residual[classes == k] for k in range(wavefront.CLASSES)], size)
+        bits = sum(m.bits(residual[classes == k]) for k, m in enumerate(models)) + \
+            MODEL_SIDE_BITS * (len(models) - 1)
+        if bits < best[0]:
+            runs = [(r, models[k]) for k, r in wavefront.segments(residual, classes, shape)]
+            best = (bits, WAVEFRONT, models, runs)
+    return best[1:]
 
 
-def read_block(reader: Reader, models: list[LaplaceModel], shape: tuple[int, ...]) -> np.ndarray:
-    """The inverse of coding :func:`fit_block`'s segments: the block's symbols, flat in C order."""
+def read_block(reader: Reader, coding: int, models: list[LaplaceModel], shape: tuple[int, ...]) -> np.ndarray:
+    """The inverse of coding :func:`fit_block`'s runs: the block's symbols, flat in C order (the models' alphabet
+    says the symbols' levels)."""
     size = int(np.prod(shape, dtype=np.int64))
-    if len(models) == 1:
+    if coding not in CODINGS or len(models) != MODELS[coding]:
+        raise ValueError(f"a block coded {coding} has {MODELS.get(coding)} models, not {len(models)}")
+    if coding == WHOLE:
         return reader.read(models[0], size)
-    if len(models) != CONTEXT_MODELS:
-        raise ValueError(f"a block in context has {CONTEXT_MODELS} models, not {len(models)}")
+    if coding == WAVEFRONT:
+        if not wavefront.allowed(shape):
+            raise ValueError(f"a grid of {shape} nodes is not coded plane by plane")
+        levels = (models[0].levels + 1) // 2
+        out = wavefront.decode(lambda k, n: reader.read(models[k], n), shape, levels)
+        if out.min(initial=0) < 0 or out.max(initial=0) >= levels:
+            raise ValueError("symbols predicted outside their levels")
+        return out.astype(np.int32)
     mask = anchors(shape)
     first = reader.read(models[0], int(mask.sum()))
     classes = context_classes(first, shape, models[0].centre)

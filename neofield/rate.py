@@ -131,8 +131,8 @@ def bits_for_psnr(field: NeoMLPField, probe: PsnrProbe, target_psnr: float) -> f
 
 # ------------------------------------------------------- during a fit ----
 PSNR_MARGIN = 0.1  # dB: what a PSNR target out of the fit's reach lets quantization cost
-SIDE_BYTES = 1_400  # metadata, quantization parameters and headers of a quantized bundle (~1.4 KB measured)
-SIDE_MARGIN = 400  # bytes of the fit and quality record a trial bundle does not hold yet
+SIDE_BYTES = 600  # metadata, quantization parameters and headers of a quantized bundle (420-550 B measured, v6)
+SIDE_MARGIN = 120  # bytes of the fit and quality record a trial bundle does not hold yet (72-94 measured, v6)
 
 
 class RateControl:

@@ -53,7 +53,7 @@ def test_rff_bank_is_not_stored_but_regenerated(field_and_meta):
 
 def test_weights_are_float16_by_default_and_metadata_is_complete(field_and_meta):
     field, meta = field_and_meta
-    payload = zstandard.ZstdDecompressor().decompress(bundle.pack(field, meta))
+    payload = bundle.decompress(bundle.pack(field, meta))
     header = json.loads(payload[8:8 + int.from_bytes(payload[:8], "little")])
     dtypes = {v["dtype"] for k, v in header.items() if k != "__metadata__"}
     assert dtypes == {"F16"}
@@ -92,8 +92,44 @@ def test_other_zstd_data_is_not_a_bundle():
         bundle.unpack(zstandard.ZstdCompressor().compress(b"hello world, not safetensors"))
 
 
+def test_a_bundle_is_compressed_under_the_formats_dictionary_which_its_header_costs_less_under(neogrid_and_meta):
+    field, meta = neogrid_and_meta
+    data = bundle.pack(field, meta)
+    payload = bundle.decompress(data)
+    without = zstandard.ZstdCompressor(level=bundle.ZSTD_LEVEL, write_content_size=True,
+                                       write_checksum=True).compress(payload)
+    assert len(data) <= len(without) - 300  # the header's text is in the dictionary
+    with pytest.raises(zstandard.ZstdError):  # and the frame refers to it: nothing reads it without
+        zstandard.ZstdDecompressor().decompress(data)
+    assert bundle.unpack(without).meta["format_version"] == bundle.FORMAT_VERSION  # a frame without it reads too
+
+
+def test_a_version_five_bundle_written_without_the_dictionary_still_loads(neogrid_and_meta, monkeypatch):
+    field, meta = neogrid_and_meta
+    monkeypatch.setattr(bundle, "FORMAT_VERSION", 5)
+    v5 = zstandard.ZstdCompressor(level=19, write_content_size=True, write_checksum=True).compress(
+        bundle.decompress(bundle.pack(field, meta)))
+    monkeypatch.undo()
+    loaded = bundle.unpack(v5)
+    assert loaded.meta["format_version"] == 5
+    assert all(torch.equal(a, b) for a, b in zip(loaded.field.state_dict().values(),
+                                                  bundle.unpack(bundle.pack(field, meta)).field.state_dict().values()))
+
+
+def test_a_damaged_dictionary_is_a_clear_error(field_and_meta, tmp_path, monkeypatch):
+    damaged = tmp_path / "bundle.zdict"
+    damaged.write_bytes(bundle.DICTIONARY.read_bytes()[:-1])
+    monkeypatch.setattr(bundle, "DICTIONARY", damaged)
+    bundle.dictionary.cache_clear()
+    try:
+        with pytest.raises(NeofieldError, match="bundle.zdict is missing or damaged.*reinstall neofield"):
+            bundle.pack(*field_and_meta)
+    finally:
+        bundle.dictionary.cache_clear()
+
+
 def _header(data: bytes) -> dict:
-    payload = zstandard.ZstdDecompressor().decompress(data)
+    payload = bundle.decompress(data)
     return json.loads(payload[8:8 + int.from_bytes(payload[:8], "little")])
 
 
@@ -180,7 +216,7 @@ def test_the_papers_baselines_round_trip_through_the_same_bundle(field_and_meta,
 def test_quantization_parameters_that_would_dequantize_past_float32_are_a_corrupted_bundle(field_and_meta):
     field, meta = field_and_meta
     data = bundle.pack(field, {**meta, "weights_dtype": "quantized"})
-    payload = zstandard.ZstdDecompressor().decompress(data)
+    payload = bundle.decompress(data)
     tensors = safetensors.torch.load(payload)
     tensors["latents.params"][0, 0] = 3e38  # scale: level 63 would be 1.9e40
     stored = json.loads(payload[8:8 + int.from_bytes(payload[:8], "little")])["__metadata__"]
@@ -208,10 +244,10 @@ def test_a_pyramids_latents_are_coded_level_by_level_and_channel_by_channel(neog
     field, meta = neogrid_and_meta
     quantized = bundle.round_weights(field, "quantized", BitDepths(6, 6))
     data = bundle.pack(field, meta, quantized)
-    tensors = safetensors.torch.load(zstandard.ZstdDecompressor().decompress(data))
+    tensors = safetensors.torch.load(bundle.decompress(data))
     contexts = tensors["latents.contexts"]
     assert contexts.shape == (len(field.layout.spans()) * field.layout.channels,)
-    assert tensors["latents.models"].shape == (int((1 + (entropy.CONTEXT_MODELS - 1) * contexts).sum()), 2)
+    assert tensors["latents.models"].shape == (sum(entropy.MODELS[int(c)] for c in contexts), 2)
     loaded = bundle.unpack(data)
     assert loaded.meta["format_version"] == bundle.FORMAT_VERSION
     assert np.array_equal(loaded.quantized["latents.table"].symbols, quantized["latents.table"].symbols)
@@ -223,7 +259,7 @@ def test_a_pyramids_latents_are_coded_level_by_level_and_channel_by_channel(neog
 def test_damaged_block_models_are_a_clear_error(neogrid_and_meta):
     field, meta = neogrid_and_meta
     data = bundle.pack(field, meta, bundle.round_weights(field, "quantized", BitDepths(6, 6)))
-    tensors = safetensors.torch.load(zstandard.ZstdDecompressor().decompress(data))
+    tensors = safetensors.torch.load(bundle.decompress(data))
     stored_meta = json.loads(_header(data)["__metadata__"]["neofield"])
     for bad in (tensors["latents.models"][:-1], tensors["latents.models"] * 0, tensors["latents.models"] + 70_000):
         damaged = {**tensors, "latents.models": bad.contiguous()}
@@ -249,7 +285,7 @@ def test_clustered_latents_are_coded_in_context_and_come_back_exactly(neogrid_an
     _clustered_latents(field)
     quantized = bundle.round_weights(field, "quantized", BitDepths(6, 6), latent_step=0.2)
     data = bundle.pack(field, meta, quantized)
-    contexts = safetensors.torch.load(zstandard.ZstdDecompressor().decompress(data))["latents.contexts"]
+    contexts = safetensors.torch.load(bundle.decompress(data))["latents.contexts"]
     assert contexts.sum() > 0
     loaded = bundle.unpack(data)
     assert np.array_equal(loaded.quantized["latents.table"].symbols, quantized["latents.table"].symbols)
@@ -258,11 +294,43 @@ def test_clustered_latents_are_coded_in_context_and_come_back_exactly(neogrid_an
     assert bundle.coded_bytes(quantized)["latents"] < bundle.coded_bytes(flat)["latents"]
 
 
+def _smooth_latents(field) -> None:
+    """Each level of the table a slow wave, as a fit leaves a smooth picture: what predictions code best."""
+    with torch.no_grad():
+        for (a, b), shape in zip(field.layout.spans(), field.layout.block_shapes()[::field.layout.channels]):
+            t, y, x = (i.ravel().float() for i in torch.meshgrid(*(torch.arange(n) for n in shape), indexing="ij"))
+            wave = torch.sin(x / 3.0 + t / 2.0) * torch.cos(y / 4.0)
+            field.latents.table[a:b] = torch.stack([wave, -wave], -1)[:, None, :]
+
+
+def test_smooth_latents_are_coded_plane_by_plane_and_come_back_exactly(neogrid_and_meta, monkeypatch):
+    field, meta = neogrid_and_meta
+    _smooth_latents(field)
+    quantized = bundle.round_weights(field, "quantized", BitDepths(6, 6), latent_step=0.2)
+    data = bundle.pack(field, meta, quantized)
+    tensors = safetensors.torch.load(bundle.decompress(data))
+    assert (tensors["latents.contexts"] == entropy.WAVEFRONT).any()
+    loaded = bundle.unpack(data)
+    assert np.array_equal(loaded.quantized["latents.table"].symbols, quantized["latents.table"].symbols)
+    assert bundle.pack(loaded.field, loaded.meta, loaded.quantized) == data
+    real = entropy.fit_block
+    monkeypatch.setattr(bundle.entropy, "fit_block", lambda s, shape, levels: real(
+        s, shape, levels, (entropy.WHOLE, entropy.CHECKERBOARD)))  # v5's coder
+    v5 = bundle.coded_bytes(quantized)["latents"]
+    monkeypatch.undo()
+    assert bundle.coded_bytes(quantized)["latents"] < 0.8 * v5
+    # a version 5 bundle cannot hold a block coded plane by plane: one that says so is damaged
+    stored_meta = {**json.loads(_header(data)["__metadata__"]["neofield"]), "format_version": 5}
+    payload = safetensors.torch.save(tensors, {"neofield": json.dumps(stored_meta, sort_keys=True)})
+    with pytest.raises(NeofieldError, match="corrupted.*flags of 0, 1"):
+        bundle.unpack(zstandard.ZstdCompressor().compress(payload))
+
+
 def test_damaged_block_contexts_are_a_clear_error(neogrid_and_meta):
     field, meta = neogrid_and_meta
     _clustered_latents(field)
     data = bundle.pack(field, meta, bundle.round_weights(field, "quantized", BitDepths(6, 6), latent_step=0.2))
-    tensors = safetensors.torch.load(zstandard.ZstdDecompressor().decompress(data))
+    tensors = safetensors.torch.load(bundle.decompress(data))
     stored_meta = json.loads(_header(data)["__metadata__"]["neofield"])
     flags = tensors["latents.contexts"]
     for bad in (flags[:-1], flags + 2, 1 - flags, None):
@@ -278,18 +346,21 @@ def test_a_version_four_bundle_with_every_block_whole_still_loads(neogrid_and_me
     _clustered_latents(field)
     quantized = bundle.round_weights(field, "quantized", BitDepths(6, 6), latent_step=0.2)
     # v4 wrote each block under one Laplace and no contexts tensor
-    monkeypatch.setattr(bundle.entropy, "fit_block",
-                        lambda s, shape, levels: ([entropy.LaplaceModel.fit(s, levels)], [np.asarray(s).ravel()]))
+    def whole(s, shape, levels, codings=entropy.CODINGS):
+        model = entropy.LaplaceModel.fit(s, levels)
+        return entropy.WHOLE, [model], [(np.asarray(s).ravel(), model)]
+
+    monkeypatch.setattr(bundle.entropy, "fit_block", whole)
     data = bundle.pack(field, meta, quantized)
     monkeypatch.undo()
-    tensors = safetensors.torch.load(zstandard.ZstdDecompressor().decompress(data))
+    tensors = safetensors.torch.load(bundle.decompress(data))
     stored_meta = {**json.loads(_header(data)["__metadata__"]["neofield"]), "format_version": 4}
     v4 = {k: v for k, v in tensors.items() if k != "latents.contexts"}
     payload = safetensors.torch.save(v4, {"neofield": json.dumps(stored_meta, sort_keys=True)})
     loaded = bundle.unpack(zstandard.ZstdCompressor().compress(payload))
     assert loaded.meta["format_version"] == 4
     assert np.array_equal(loaded.quantized["latents.table"].symbols, quantized["latents.table"].symbols)
-    again = bundle.unpack(bundle.pack(loaded.field, loaded.meta, loaded.quantized))  # saved again, as v5
+    again = bundle.unpack(bundle.pack(loaded.field, loaded.meta, loaded.quantized))  # saved again, as v6
     assert np.array_equal(again.quantized["latents.table"].symbols, quantized["latents.table"].symbols)
 
 
@@ -299,7 +370,7 @@ def test_a_version_three_pyramid_bundle_with_one_gaussian_for_its_latents_still_
     monkeypatch.setattr(bundle, "FORMAT_VERSION", 3)
     v3 = bundle.pack(field, meta, {k: dataclasses.replace(q, blocks=None) for k, q in quantized.items()})
     monkeypatch.undo()
-    assert "latents.models" not in safetensors.torch.load(zstandard.ZstdDecompressor().decompress(v3))
+    assert "latents.models" not in safetensors.torch.load(bundle.decompress(v3))
     loaded = bundle.unpack(v3)
     assert loaded.meta["format_version"] == 3
     assert np.array_equal(loaded.quantized["latents.table"].symbols, quantized["latents.table"].symbols)

@@ -317,8 +317,10 @@ def test_psnr_refuses_a_bundle_whose_geometry_disagrees_with_its_source(video_bu
     import safetensors.torch
     import zstandard
 
+    from neofield.bundle import decompress
+
     clip, bundle, _ = video_bundle
-    payload = zstandard.ZstdDecompressor().decompress(bundle.read_bytes())
+    payload = decompress(bundle.read_bytes())
     meta = json.loads(json.loads(payload[8:8 + int.from_bytes(payload[:8], "little")])["__metadata__"]["neofield"])
     meta["geometry"]["video"]["frames"] = 4000  # would have psnr render 1,000 times the clip
     evil = tmp_path / "evil.nf"
@@ -425,7 +427,7 @@ def test_a_rate_term_writes_latents_at_its_step_and_says_so(tiny_clip, tmp_path)
     out = tmp_path / "rated.nf"
     report = neofield.encode(tiny_clip, out, rate_lambda=0.05, **{**FAST, "batch_size": 512})
     loaded = neofield.load(out)
-    assert loaded.meta["format_version"] == 5  # its latents coded in blocks, in context where it pays
+    assert loaded.meta["format_version"] == 6  # its latents coded in blocks, in context where it pays
     assert loaded.meta["quantization"] == {"bits": {"backbone": 6.0}, "lambda": 0.05, "latent_step": LATENT_STEP}
     assert loaded.meta["fit"]["config"]["rate"] == {"lambda": 0.05, "step": LATENT_STEP}
     steps = loaded.field.latents.table.detach() / LATENT_STEP

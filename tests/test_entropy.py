@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from neofield import entropy
+from neofield import entropy, wavefront
 from neofield.quantize import entropy_bytes, quantize
 
 
@@ -117,32 +117,86 @@ def _clustered_grid(shape: tuple[int, ...], centre: int, seed: int = 0) -> np.nd
     return np.clip(np.rint(spread) + centre, 0, 2 * centre).astype(np.int32).ravel()
 
 
-def test_a_block_in_context_comes_back_exactly_and_costs_fewer_bits_than_one_model_for_it_whole():
-    shape, levels = (4, 12, 30), 61
-    symbols = _clustered_grid(shape, 30)
-    models, segments = entropy.fit_block(symbols, shape, levels)
-    assert len(models) == entropy.CONTEXT_MODELS
-    assert sum(s.size for s in segments) == symbols.size
-    whole = entropy.LaplaceModel.fit(symbols, levels)
-    in_context = sum(m.bits(s) for m, s in zip(models, segments))
-    assert in_context < 0.9 * whole.bits(symbols)
-    other = np.arange(50, dtype=np.int32) % 5  # a tensor coded after it in the same stream
+def _coded(symbols: np.ndarray, shape: tuple[int, ...], levels: int) -> tuple[int, float, np.ndarray]:
+    """How :func:`entropy.fit_block` codes a block, its ideal bits, and what a reader gets back of it from a
+    stream where another tensor follows it."""
+    coding, models, runs = entropy.fit_block(symbols, shape, levels)
+    assert sum(run.size for run, _ in runs) == symbols.size and len(models) == entropy.MODELS[coding]
+    other = np.arange(50, dtype=np.int32) % 5
     gaussian = entropy.GaussianModel.fit(other, 5)
-    data = entropy.encode(segments + [other], models + [gaussian])
-    reader = entropy.Reader(data)
-    assert np.array_equal(entropy.read_block(reader, models, shape), symbols)
+    reader = entropy.Reader(entropy.encode([r for r, _ in runs] + [other], [m for _, m in runs] + [gaussian]))
+    back = entropy.read_block(reader, coding, models, shape)
     assert np.array_equal(reader.read(gaussian, other.size), other)
+    return coding, sum(m.bits(r) for r, m in runs), back
+
+
+def test_a_block_in_context_comes_back_exactly_and_costs_fewer_bits_than_one_model_for_it_whole():
+    for shape in [(4, 12, 30), (1_440,)]:  # a line is never coded plane by plane: as a checkerboard
+        symbols = _clustered_grid(shape, 30)
+        coding, bits, back = _coded(symbols, shape, 61)
+        assert coding == (entropy.WAVEFRONT if len(shape) > 1 else entropy.CHECKERBOARD)
+        assert np.array_equal(back, symbols)
+        assert bits < 0.9 * entropy.LaplaceModel.fit(symbols, 61).bits(symbols)
+
+
+def _smooth_grid(shape: tuple[int, ...], centre: int, seed: int = 0) -> np.ndarray:
+    """Symbols as a fitted level leaves them where the signal is smooth: each near its neighbours, not near 0."""
+    rng = np.random.default_rng(seed)
+    t, y, x = np.indices(shape)
+    wave = 8 * np.sin(x / 5.0 + t / 3.0) * np.cos(y / 7.0)
+    return np.clip(np.rint(wave + rng.laplace(0, 0.3, shape)) + centre, 0, 2 * centre).astype(np.int32).ravel()
+
+
+def test_a_smooth_block_is_coded_plane_by_plane_from_its_predictions_in_far_fewer_bits():
+    shape, levels = (5, 20, 40), 41
+    symbols = _smooth_grid(shape, 20)
+    coding, bits, back = _coded(symbols, shape, levels)
+    assert coding == entropy.WAVEFRONT and np.array_equal(back, symbols)
+    anchor = entropy.LaplaceModel.fit(symbols[entropy.anchors(shape)], levels)
+    segments = entropy.block_segments(symbols, shape, anchor.centre)
+    checkerboard = sum(entropy.LaplaceModel.fit(s, levels).bits(s) for s in segments if s.size)
+    assert bits < 0.7 * checkerboard  # 0.54 measured
+
+
+def test_every_prediction_and_class_comes_from_earlier_neighbours_alone():
+    # the coder sees the whole block, a reader only the planes before: both must find the same predictions
+    shape, levels = (3, 4, 5), 9
+    symbols = np.random.default_rng(2).integers(0, levels, size=int(np.prod(shape)))
+    order, bounds, earlier = wavefront.layout(shape)
+    planes = np.indices(shape).reshape(3, -1).sum(0)
+    for node, near in zip(order, earlier):
+        assert all(planes[m] == planes[node] - 1 for m in near if m < len(order))
+    residual, classes = wavefront.residuals(symbols, shape, levels)
+    assert residual.min() >= 0 and residual.max() <= 2 * levels - 2 and classes.max() < wavefront.CLASSES
+    # the first node has no neighbours: predicted at the middle symbol
+    assert residual[0] == symbols[0] - (levels - 1) // 2 + levels - 1
 
 
 def test_a_block_with_nothing_for_its_neighbours_to_say_is_coded_whole():
     rng = np.random.default_rng(1)
     symbols = np.clip(np.rint(rng.laplace(20, 2, 2_000)), 0, 40).astype(np.int32)  # independent of position
-    models, segments = entropy.fit_block(symbols, (2_000,), 41)
-    assert len(models) == 1 and np.array_equal(segments[0], symbols)
-    reader = entropy.Reader(entropy.encode(segments, models))
-    assert np.array_equal(entropy.read_block(reader, models, (2_000,)), symbols)
+    coding, _, back = _coded(symbols, (2_000,), 41)
+    assert coding == entropy.WHOLE and np.array_equal(back, symbols)
+
+
+def test_a_line_of_nodes_is_never_coded_plane_by_plane():
+    symbols = _smooth_grid((1, 1, 3_000), 20)
+    assert entropy.fit_block(symbols, (3_000,), 41)[0] != entropy.WAVEFRONT
+    models = [entropy.LaplaceModel(40, 100, 81)] * wavefront.CLASSES
+    with pytest.raises(ValueError, match="not coded plane by plane"):
+        entropy.read_block(entropy.Reader(b""), entropy.WAVEFRONT, models, (3_000,))
 
 
 def test_a_block_with_the_wrong_number_of_models_is_refused():
-    with pytest.raises(ValueError, match="in context has"):
-        entropy.read_block(entropy.Reader(b""), [entropy.LaplaceModel(0, 100, 4)] * 3, (2, 2))
+    with pytest.raises(ValueError, match="has 7 models, not 3"):
+        entropy.read_block(entropy.Reader(b""), entropy.CHECKERBOARD, [entropy.LaplaceModel(0, 100, 4)] * 3, (2, 2))
+
+
+def test_a_stream_whose_predictions_leave_the_levels_is_refused():
+    class Largest:  # a damaged stream: every residual at the top of its alphabet
+        def read(self, model, n):
+            return np.full(n, model.levels - 1, np.int32)
+
+    models = [entropy.LaplaceModel(2, 100, 5)] * wavefront.CLASSES
+    with pytest.raises(ValueError, match="outside their levels"):
+        entropy.read_block(Largest(), entropy.WAVEFRONT, models, (2, 2))

@@ -31,6 +31,7 @@ import zstandard
 from typer.testing import CliRunner
 
 from conftest import BACH, BBB, BIKES
+from neofield.bundle import decompress
 from neofield.cli import app
 
 PINS = Path(__file__).parent / "data" / "pinned_bundles.json"
@@ -75,7 +76,7 @@ def machine() -> dict:
 
 def canonical_sha256(data: bytes) -> str:
     """sha256 of a bundle's inflated safetensors payload, its fit's clock readings set to zero."""
-    payload = zstandard.ZstdDecompressor().decompress(data)
+    payload = decompress(data)
     (size,) = struct.unpack("<Q", payload[:8])
     header = json.loads(payload[8:8 + size])
     meta = json.loads(header["__metadata__"]["neofield"])
@@ -137,7 +138,7 @@ def test_bundle_bytes_are_those_pinned(name, tmp_path):
 def test_canonical_hash_sees_a_changed_byte(tmp_path):
     """The hash covers every byte but the clock readings: a coded byte changed is seen, a clock is not."""
     sha = encode_case("video", tmp_path)
-    payload = zstandard.ZstdDecompressor().decompress((tmp_path / "video.nf").read_bytes())
+    payload = decompress((tmp_path / "video.nf").read_bytes())
     tensors = safetensors.torch.load(payload)
     meta = json.loads(_metadata(payload))
 

@@ -97,7 +97,7 @@ def test_a_size_the_fit_cannot_fill_is_met_by_a_finer_latent_step(small_clip, tm
 
 
 def test_a_size_under_the_side_information_says_so(tiny_clip, tmp_path):
-    report = neofield.encode(tiny_clip, tmp_path / "s.nf", steps=10, batch_size=256, device="cpu", size="1KB")
+    report = neofield.encode(tiny_clip, tmp_path / "s.nf", steps=10, batch_size=256, device="cpu", size="500")
     assert "the metadata and the backbone alone take" in report.target["notes"][-1]
 
 
