@@ -55,7 +55,8 @@ class FitState:
     compiled: bool = False  # the training step was being compiled (torch.compile)
     periodic: bool = False  # periodic checkpoints were on
     lam: float | None = None  # the rate term's lambda, as a size or PSNR target has steered it so far
-    scales: torch.Tensor | None = None  # ... and its latents' Laplace scales (per block or latent), as refreshed
+    scales: torch.Tensor | None = None  # ... and its latents' pricing (a scale per block, or a scale and a centre
+    # per latent), as refreshed
 
 
 @dataclass
@@ -123,7 +124,7 @@ def from_payload(payload: dict) -> FitState:
         "levels": state.levels is None or (isinstance(state.levels, dict) and all(
             isinstance(k, str) and isinstance(v, int) for k, v in state.levels.items())),
         "lam": state.lam is None or (isinstance(state.lam, (int, float)) and state.lam >= 0),
-        "scales": state.scales is None or (isinstance(state.scales, torch.Tensor) and state.scales.ndim in (1, 2)
+        "scales": state.scales is None or (isinstance(state.scales, torch.Tensor) and state.scales.ndim in (1, 3)
                                            and state.scales.is_floating_point()),
     }
     wrong = [name for name, ok in checks.items() if not ok]

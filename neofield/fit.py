@@ -240,8 +240,8 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
         def penalty() -> torch.Tensor:
             if laid.get("scales") is not scales:
                 laid.update(scales=scales, constants=scale_constants(scale_map(table, blocks, scales)))
-            return lam / signal.n_points * latent_bits(table, blocks, config.rate.step,
-                                                       constants=laid["constants"])
+            return lam / signal.n_points * latent_bits(table, blocks, config.rate.step, constants=laid["constants"],
+                                                       centres=scales[1] if scales.ndim == 3 else None)
 
         probe = PsnrProbe(signal, STEER_PSNR_POINTS) if config.rate.target_psnr is not None else None
 
@@ -453,8 +453,9 @@ def _rounded_psnr(field: nn.Module, probe: PsnrProbe, table: nn.Parameter, step:
 
 
 def _scales_shape(table: torch.Tensor, blocks: tuple, shapes: tuple | None) -> tuple[int, ...]:
-    """What :func:`fit_scales` gives: a scale per block, or (``shapes``: priced in context) per latent."""
-    return (len(table), table[0].numel()) if shapes is not None else (len(blocks),)
+    """What :func:`fit_scales` gives: a scale per block, or (``shapes``: priced in context) a scale and a centre
+    per latent."""
+    return (2, len(table), table[0].numel()) if shapes is not None else (len(blocks),)
 
 
 def _restore(field: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator, state: FitState,

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import wavefront
 from .checkerboard import CLASSES, anchors, context_classes
 
 LATENT_STEP = 0.2  # the latents' quantization step under a rate term (docs/rate-term.md)
@@ -158,6 +159,8 @@ def scale_map(table: torch.Tensor, blocks: tuple[tuple[int, int, int], ...],
               scales: torch.Tensor | None) -> torch.Tensor:
     """``(rows, channels)``: each latent's Laplace scale, that of its block (:func:`latent_bits`), so that the
     whole table is priced in one pass; ``scales`` already laid so (:func:`fit_scales` in context) as they are."""
+    if scales is not None and scales.ndim == 3:
+        return scales[0]
     if scales is not None and scales.ndim == 2:
         return scales
     y = table.detach().reshape(len(table), -1)
@@ -169,12 +172,19 @@ def scale_map(table: torch.Tensor, blocks: tuple[tuple[int, int, int], ...],
 
 def latent_bits(table: torch.Tensor, blocks: tuple[tuple[int, int, int], ...], step: float,
                 scales: torch.Tensor | None = None,
-                constants: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+                constants: tuple[torch.Tensor, torch.Tensor] | None = None,
+                centres: torch.Tensor | None = None) -> torch.Tensor:
     """Bits of the latent ``table`` ``(rows, 1, channels)`` at ``step``, block by block, each under a Laplace
     of its scale in ``scales`` (:func:`fit_scales`; None: the block's mean distance from 0, in steps), held
     constant for the gradient. ``constants``: :func:`scale_constants` of the blocks' scales laid over the table
-    (:func:`scale_map`), which a fit keeps between two refreshes of the scales, in place of ``scales``."""
+    (:func:`scale_map`), which a fit keeps between two refreshes of the scales, in place of ``scales``.
+    ``centres``: where each latent's Laplace is centred, in steps (its prediction: :func:`fit_scales`); else
+    0, or the centres ``scales`` carries."""
     y = table.reshape(len(table), -1) / step
+    if centres is None and scales is not None and scales.ndim == 3:
+        centres = scales[1]
+    if centres is not None:
+        y = y - centres
     if constants is None:
         constants = scale_constants(scale_map(y, blocks, scales))
     return _PricedBits.apply(y, *constants)
@@ -190,20 +200,54 @@ def fit_scales(table: torch.Tensor, blocks: tuple[tuple[int, int, int], ...], st
     clip at lambda 0.5: 15.4 dB against 21.1 with the floor). Where latents code well the floor sits under
     the best scale (2 s of bikes, 16 KB: the same bytes and PSNR).
 
-    With ``shapes``, each block's grid (:func:`grids`), a scale for every latent instead, ``(rows, channels)``,
-    as the bundle codes a level in context: the block's anchors under the best scale for them, each other
-    latent under the best for its class, which its rounded neighbours choose (:mod:`neofield.checkerboard`)."""
+    With ``shapes``, each block's grid (:func:`grids`), a scale and a centre for every latent instead,
+    ``(2, rows, channels)``, as the bundle codes a level: a grid of two axes or more plane by plane, each latent
+    centred on its prediction from its rounded earlier neighbours, under the best scale for its class
+    (:mod:`neofield.wavefront`); a line as a checkerboard, centred on 0: its anchors under the best scale for
+    them, each other latent under the best for its class, which its rounded neighbours choose
+    (:mod:`neofield.checkerboard`)."""
     x = table.reshape(len(table), -1) / step
     y = torch.round(x)
     grid = torch.tensor(SCALE_GRID, dtype=y.dtype, device=y.device)
     if shapes is None:  # one group a block
         return torch.cat([_best_scales(y[a:b, c], x[a:b, c], torch.zeros(b - a, dtype=torch.long, device=y.device),
                                        1, grid) for a, b, c in blocks])
-    out = torch.empty_like(y)
+    out = torch.zeros((2, *y.shape), dtype=y.dtype, device=y.device)
     for (a, b, c), shape in zip(blocks, shapes, strict=True):
-        group = _context_group(y[a:b, c], shape)
-        out[a:b, c] = _best_scales(y[a:b, c], x[a:b, c], group, 1 + CLASSES, grid)[group]
+        if wavefront.allowed(shape):
+            centre, group = _predictions(y[a:b, c], shape)
+            out[0, a:b, c] = _best_scales(y[a:b, c] - centre, x[a:b, c] - centre, group, wavefront.CLASSES,
+                                          grid)[group]
+            out[1, a:b, c] = centre
+        else:
+            group = _context_group(y[a:b, c], shape)
+            out[0, a:b, c] = _best_scales(y[a:b, c], x[a:b, c], group, 1 + CLASSES, grid)[group]
     return out
+
+
+def _predictions(values: torch.Tensor, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each of a block's rounded latents' prediction (in steps) and class, in C order over ``shape``, as the
+    coder finds them (:func:`neofield.wavefront.predict`, its middle symbol being 0 here): the median of the
+    earlier neighbours there are, by whole-tensor operations on the grid (a refresh of the fit's pricing over
+    353 k latents, every few steps; the coder's gathers took ~10x as long)."""
+    g = values.reshape(shape).long()
+    near, present = [], []
+    for axis in range(len(shape)):
+        pad = [0, 0] * len(shape)
+        pad[2 * (len(shape) - 1 - axis)] = 1  # one in front along ``axis``: each node sees the one before it
+        cut = [slice(None)] * len(shape)
+        cut[axis] = slice(0, shape[axis])
+        near.append(torch.nn.functional.pad(g, pad)[tuple(cut)])
+        present.append(torch.nn.functional.pad(torch.ones_like(g, dtype=torch.bool), pad)[tuple(cut)])
+    near, present = torch.stack(near, -1), torch.stack(present, -1)
+    count = present.sum(-1)
+    ordered = torch.where(present, near, torch.full_like(near, 1 << 40)).sort(-1).values  # those missing last
+    low = ordered.gather(-1, ((count - 1).clamp_min(0) // 2)[..., None])[..., 0]
+    high = ordered.gather(-1, (count // 2).clamp_max(len(shape) - 1)[..., None])[..., 0]
+    pred = torch.where(count > 0, torch.div(low + high, 2, rounding_mode="floor"), torch.zeros_like(low))
+    spread = torch.where(present, (near - pred[..., None]).abs(), 0).sum(-1) + pred.abs()
+    group = torch.bucketize(spread, torch.tensor(wavefront.EDGES, device=g.device), right=True)
+    return pred.reshape(-1).to(values.dtype), group.reshape(-1)
 
 
 def _best_scales(symbols: torch.Tensor, values: torch.Tensor, group: torch.Tensor, groups: int,
@@ -237,7 +281,8 @@ def _context_group(symbols: torch.Tensor, shape: tuple[int, ...]) -> torch.Tenso
 @torch.no_grad()
 def rounded_bits(table: torch.Tensor, blocks: tuple[tuple[int, int, int], ...], step: float,
                  scales: torch.Tensor | None = None) -> float:
-    """:func:`latent_bits` of the latents rounded to ``step``: what steering aims at the target."""
+    """:func:`latent_bits` of the latents rounded to ``step`` (centred where ``scales`` says): what steering
+    aims at the target."""
     return latent_bits(torch.round(table / step) * step, blocks, step, scales).item()
 
 

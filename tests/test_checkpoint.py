@@ -146,8 +146,8 @@ def test_a_checkpoint_whose_latent_scales_do_not_fit_the_table_is_refused_in_one
     out = copy_checkpoint(interrupted, tmp_path)
     path = out.with_name("clip.nf.ckpt")
     payload = torch.load(path, weights_only=True)
-    assert payload["state"]["scales"].ndim == 2  # priced in context: a scale per latent
-    payload["state"]["scales"] = payload["state"]["scales"][:-1]
+    assert payload["state"]["scales"].ndim == 3  # priced in context: a scale and a centre per latent
+    payload["state"]["scales"] = payload["state"]["scales"][:, :-1]
     torch.save(payload, path)
     result = encode_cli(tiny_clip, out, "--resume")
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
@@ -175,7 +175,7 @@ def test_a_corrupt_checkpoint_is_one_line(interrupted, tmp_path):
 def test_a_checkpoint_with_a_steered_lambda_of_the_wrong_type_is_refused(interrupted, tmp_path):
     path = copy_checkpoint(interrupted, tmp_path).with_name("clip.nf.ckpt")
     payload = torch.load(path, weights_only=True)
-    for lam, scales in ((-1.0, None), ("0.1", None), (0.1, torch.ones(2, 2, 2)), (0.1, [1.0])):
+    for lam, scales in ((-1.0, None), ("0.1", None), (0.1, torch.ones(2, 2)), (0.1, torch.ones(2, 2, 2, 2)), (0.1, [1.0])):
         payload["state"].update(lam=lam, scales=scales)
         torch.save(payload, path)
         with pytest.raises(NeofieldError, match="damaged|wrong type"):

@@ -185,9 +185,37 @@ def test_in_context_each_latent_is_priced_by_its_neighbours_and_clustered_latent
             table[a:b, 0, c][busy] = torch.randn(int(busy.sum()), generator=g)
     per_block = fit_scales(table, blocks, LATENT_STEP)
     in_context = fit_scales(table, blocks, LATENT_STEP, shapes)
-    assert in_context.shape == (len(table), field.layout.channels)
+    assert in_context.shape == (2, len(table), field.layout.channels)
     a, b, c = blocks[-1]  # the finest level: its still latents far from the busy ones get the least scale
     still = (table[a:b, 0, c] == 0) & (torch.arange(b - a) % shapes[-1][-1] < shapes[-1][-1] // 3)
-    assert in_context[a:b, c][still].max() < in_context[a:b, c][~still].max()
+    assert in_context[0, a:b, c][still].max() < in_context[0, a:b, c][~still].max()
     assert rounded_bits(table, blocks, LATENT_STEP, in_context) < 0.9 * rounded_bits(table, blocks, LATENT_STEP,
                                                                                      per_block)
+
+
+def test_in_context_a_latent_is_priced_from_its_prediction_so_a_smooth_level_costs_little(field):
+    # a grid is coded plane by plane, each latent as its distance from the median of its earlier neighbours
+    # (neofield.wavefront): a level at one value away from 0 costs next to nothing, where from 0 it costs much
+    table, blocks = rated(field)
+    shapes = grids(field)
+    with torch.no_grad():
+        table.fill_(5 * LATENT_STEP)
+    pricing = fit_scales(table, blocks, LATENT_STEP, shapes)
+    a, b, c = blocks[-1]
+    assert torch.equal(pricing[1, a + 1:b, c], torch.full((b - a - 1,), 5.0))  # all but the first: predicted 5
+    assert pricing[1, a, c] == 0  # the first node of a grid has no earlier neighbour
+    smooth = rounded_bits(table, blocks, LATENT_STEP, pricing)
+    assert smooth < 0.05 * rounded_bits(table, blocks, LATENT_STEP, fit_scales(table, blocks, LATENT_STEP))
+
+
+@pytest.mark.parametrize("shape", [(4, 5, 6), (7, 9), (1, 3, 8)])
+def test_the_rate_terms_predictions_are_the_coders(shape):
+    from neofield import wavefront
+    from neofield.latent_rate import _predictions
+
+    values = torch.randint(-4, 5, shape, generator=torch.Generator().manual_seed(1)).float().reshape(-1)
+    pred, group = _predictions(values, shape)
+    residual, classes = wavefront.residuals(values.long().numpy() + 4, shape, 9)
+    order, _, _ = wavefront.layout(shape)
+    assert torch.equal(pred[order].long(), torch.from_numpy(values.long().numpy()[order] - (residual - 8)))
+    assert torch.equal(group[order], torch.from_numpy(classes))
