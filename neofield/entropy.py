@@ -254,12 +254,12 @@ def fit_block(symbols: np.ndarray, shape: tuple[int, ...] | None, levels: int, c
     bits = sum(m.bits(s) for m, s in zip(models, segments)) + MODEL_SIDE_BITS * (len(models) - 1)
     if CHECKERBOARD in codings and bits < best[0]:
         best = (bits, CHECKERBOARD, models, list(zip(segments, models)))
-    if WAVEFRONT in codings and wavefront.allowed(shape) and alphabet(WAVEFRONT, levels) <= 1 << 16:
+    size = alphabet(WAVEFRONT, levels)
+    if WAVEFRONT in codings and wavefront.allowed(shape) and size <= 1 << 16:
         residual, classes = wavefront.residuals(symbols, shape, levels)
-        size = alphabet(WAVEFRONT, levels)
-        models = _fit_all([residual[classes == k] for k in range(wavefront.CLASSES)], size)
-        bits = sum(m.bits(residual[classes == k]) for k, m in enumerate(models)) + \
-            MODEL_SIDE_BITS * (len(models) - 1)
+        by_class = [residual[classes == k] for k in range(wavefront.CLASSES)]
+        models = _fit_all(by_class, size)
+        bits = sum(m.bits(r) for m, r in zip(models, by_class)) + MODEL_SIDE_BITS * (len(models) - 1)
         if bits < best[0]:
             runs = [(r, models[k]) for k, r in wavefront.segments(residual, classes, shape)]
             best = (bits, WAVEFRONT, models, runs)

@@ -224,8 +224,8 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
     make = getattr(field, "make_optimizer", None)
     opt = make(config.lr) if make else torch.optim.Adam(field.parameters(), lr=config.lr)
     mixed = autocast(device, config.precision)
-    # the rate term: the latents' bits per point of the signal under their scales (a block's anchors', and each
-    # class's of its other nodes, as the bundle codes them in context), weighted by lambda
+    # the rate term: the latents' bits per point of the signal under their pricing (each latent's scale and
+    # centre, as the bundle codes its level: fit_scales), weighted by lambda
     # (both refreshed every few steps, lambda when it is steered to a size or, by a probe, to a PSNR); the table
     # it prices, which it rounds rather than QAT
     penalty, priced, lam, scales, probe = None, "", None, None, None
@@ -240,8 +240,8 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
         def penalty() -> torch.Tensor:
             if laid.get("scales") is not scales:
                 laid.update(scales=scales, constants=scale_constants(scale_map(table, blocks, scales)))
-            return lam / signal.n_points * latent_bits(table, blocks, config.rate.step, constants=laid["constants"],
-                                                       centres=scales[1] if scales.ndim == 3 else None)
+            return lam / signal.n_points * latent_bits(table, blocks, config.rate.step, scales,
+                                                       constants=laid["constants"])
 
         probe = PsnrProbe(signal, STEER_PSNR_POINTS) if config.rate.target_psnr is not None else None
 

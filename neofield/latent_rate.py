@@ -2,10 +2,12 @@
 
 Issue 24. A fit with a rate term minimises ``MSE + lambda * bits / points``: ``bits`` is what the latents
 would cost coded at a fixed quantization step (:data:`LATENT_STEP`), each block of them (a pyramid's level
-and channel: :meth:`~neofield.fields.pyramid.PyramidLayout.blocks`) under zero-mean discrete Laplaces: as the
-bundle codes a level in context (:mod:`neofield.checkerboard`), one for its anchors and one for each class of
-its other latents, which their rounded neighbours choose, so a latent in a still region is priced as a zero
-among zeros and one in a busy region as one among spread values.
+and channel: :meth:`~neofield.fields.pyramid.PyramidLayout.blocks`) under discrete Laplaces, as the bundle
+codes a level: a grid of two axes or more plane by plane (:mod:`neofield.wavefront`), each latent centred on
+the median of its rounded earlier neighbours under the scale of its class; a line as a checkerboard
+(:mod:`neofield.checkerboard`), centred on 0, one scale for its anchors and one for each class of its other
+latents. So a latent in a still or smooth region is priced as one among its likes, and one in a busy region
+as one among spread values.
 Each block's scale is the one that codes its rounded latents in the fewest bits (:func:`fit_scales`, a
 search refreshed every :data:`STEER_EVERY` steps), as the bundle's coder fits its own: a fine level whose
 nodes are 92 % zeros is ~0.5 bits a node, where the continuous maximum-likelihood scale (the mean distance
@@ -85,7 +87,8 @@ def steer_to_psnr(lam: float, psnr: float, target_psnr: float) -> float:
 
 def grids(field: nn.Module) -> tuple[tuple[int, ...], ...] | None:
     """Each of :func:`rated`'s blocks' grid (its level's nodes per axis), where a latent's neighbours lie: the
-    bundle codes a level in context (:mod:`neofield.checkerboard`), and the rate term prices it so."""
+    bundle codes a level from them (:mod:`neofield.wavefront`, :mod:`neofield.checkerboard`), and the rate term
+    prices it so."""
     shapes = getattr(getattr(field, "layout", None), "block_shapes", None)
     return shapes() if shapes is not None else None
 
@@ -158,11 +161,10 @@ class _PricedBits(torch.autograd.Function):
 def scale_map(table: torch.Tensor, blocks: tuple[tuple[int, int, int], ...],
               scales: torch.Tensor | None) -> torch.Tensor:
     """``(rows, channels)``: each latent's Laplace scale, that of its block (:func:`latent_bits`), so that the
-    whole table is priced in one pass; ``scales`` already laid so (:func:`fit_scales` in context) as they are."""
+    whole table is priced in one pass; ``scales`` already laid so (:func:`fit_scales` in context: the first of
+    its scales and centres) as they are."""
     if scales is not None and scales.ndim == 3:
         return scales[0]
-    if scales is not None and scales.ndim == 2:
-        return scales
     y = table.detach().reshape(len(table), -1)
     out = torch.empty_like(y)
     for i, (a, b, c) in enumerate(blocks):
@@ -228,8 +230,9 @@ def fit_scales(table: torch.Tensor, blocks: tuple[tuple[int, int, int], ...], st
 def _predictions(values: torch.Tensor, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
     """Each of a block's rounded latents' prediction (in steps) and class, in C order over ``shape``, as the
     coder finds them (:func:`neofield.wavefront.predict`, its middle symbol being 0 here): the median of the
-    earlier neighbours there are, by whole-tensor operations on the grid (a refresh of the fit's pricing over
-    353 k latents, every few steps; the coder's gathers took ~10x as long)."""
+    earlier neighbours there are, by whole-tensor operations on the grid: over the 353 k latents of 2 s of
+    bikes, which a fit prices again every few steps, 25 ms where the coder's gathers (:func:`wavefront.residuals`)
+    take 48."""
     g = values.reshape(shape).long()
     near, present = [], []
     for axis in range(len(shape)):
