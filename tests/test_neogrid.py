@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from neofield.fields.grid import level_sizes
 from neofield.fields.gridmlp import grid_config_for
 from neofield.fields.neogrid import LeanNeoMLP, NeoGridConfig, NeoGridField, neogrid_for, pyramids_of
 from neofield.fields.registry import BATCHES, MAX_BATCH, arch_of, batch_for, parameter_count
@@ -64,6 +65,19 @@ def test_a_video_with_sound_has_a_picture_pyramid_and_a_sound_pyramid_over_time(
 def test_a_larger_budget_lays_finer_levels():
     small, large = (neogrid_for(parameters=n, **VIDEO).layout.pyramids[0].fine for n in (5_000, 80_000))
     assert all(a <= b for a, b in zip(small, large)) and small != large
+
+
+def test_the_time_axis_keeps_more_of_its_resolution_than_space_at_the_same_budget_and_never_passes_its_frames():
+    clip = {**VIDEO, "picture": (320, 136, 50)}
+    even, weighted = (grid_config_for(parameters=400_000, time_weight=w, **clip) for w in (1.0, 2.5))
+    assert even.fine[2] / 50 < weighted.fine[2] / 50 and weighted.fine[0] < even.fine[0]
+    assert weighted.fine[2] / 50 > weighted.fine[0] / 320  # time kept finer than space
+    budget = [sum(s[0] * s[1] * s[2] for s in level_sizes(c.coarse, c.fine, c.levels)) for c in (even, weighted)]
+    assert abs(budget[1] / budget[0] - 1) < 0.05  # the same nodes, laid differently
+    rich = grid_config_for(parameters=4_000_000, time_weight=2.5, **clip)
+    assert rich.fine[2] == 50  # as fine as the frames, no finer
+    image = {**VIDEO, "picture": (64, 28, 1)}  # a still keeps its layout
+    assert grid_config_for(parameters=50_000, time_weight=2.5, **image) == grid_config_for(parameters=50_000, **image)
 
 
 def test_a_decoded_point_costs_its_reads_and_one_layer_a_hundredth_of_the_papers_field():

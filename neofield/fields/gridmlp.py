@@ -139,23 +139,27 @@ AUDIO_SHARE = 0.2  # the least share of a video-with-sound field's parameters it
 def grid_config_for(low: tuple[float, ...], high: tuple[float, ...], picture: tuple[int, ...] | None,
                     audio_samples: int | None, out_features: int, audio_outputs: int, parameters: int,
                     width: int = 32, layers: int = 2, channels: int = CHANNELS,
-                    network: int | None = None) -> GridConfig:
+                    network: int | None = None, time_weight: float = 1.0) -> GridConfig:
     """A grid field with about ``parameters`` parameters over a signal of ``picture`` nodes per axis at its
     own resolution (width, height, frames) and ``audio_samples`` samples: its finest level is the signal's
     resolution scaled down evenly until the pyramid fits, the coarsest 1/32 of it in space (1/8 in time,
     1/2048 for sound). A video with sound shares the budget by points. ``network`` is what the per-point
-    network takes of the budget, where the caller has counted it (NeoGrid's layer); else the heads' estimate."""
-    def coarse_of(full: tuple[int, ...], shares: tuple[int, ...]) -> tuple[int, ...]:
-        return tuple(max(2, n // s) for n, s in zip(full, shares))
+    network takes of the budget, where the caller has counted it (NeoGrid's layer); else the heads' estimate.
+    ``time_weight``: the picture's time axis scaled as if it had this many times its frames (never finer than
+    its frames), so that the time axis keeps more of its resolution than space does."""
+    def fit(full: tuple[int, ...], shares: tuple[int, ...], levels: int, budget: float,
+            weights: tuple[float, ...]) -> tuple[tuple, tuple]:
+        coarse = tuple(max(2, round(n * w) // s) for n, s, w in zip(full, shares, weights))
+        top = tuple(max(n, c) for n, c in zip(full, coarse))  # no axis finer than the signal (or its coarsest)
 
-    def fit(full: tuple[int, ...], shares: tuple[int, ...], levels: int, budget: float) -> tuple[tuple, tuple]:
-        coarse = coarse_of(full, shares)
+        def fine_at(scale: float) -> tuple[int, ...]:
+            return tuple(min(t, max(c, round(n * w * scale))) for n, w, c, t in zip(full, weights, coarse, top))
+
         lo, hi = 0.0, 1.0
         for _ in range(40):  # the largest even scale whose pyramid fits the budget
             mid = (lo + hi) / 2
-            fine = tuple(max(c, round(n * mid)) for n, c in zip(full, coarse))
-            lo, hi = (mid, hi) if pyramid_parameters(coarse, fine, levels, channels) <= budget else (lo, mid)
-        return coarse, tuple(max(c, round(n * lo)) for n, c in zip(full, coarse))
+            lo, hi = (mid, hi) if pyramid_parameters(coarse, fine_at(mid), levels, channels) <= budget else (lo, mid)
+        return coarse, fine_at(lo)
 
     if network is None:
         network = 2 * (width * (PICTURE_LEVELS * channels + width + 4))  # about what the heads take
@@ -167,10 +171,10 @@ def grid_config_for(low: tuple[float, ...], high: tuple[float, ...], picture: tu
         share = min(share, 1 - AUDIO_SHARE)
     kw: dict = {}
     if picture:
-        kw["coarse"], kw["fine"] = fit(picture, (32, 32, 8), PICTURE_LEVELS, budget * share)
+        kw["coarse"], kw["fine"] = fit(picture, (32, 32, 8), PICTURE_LEVELS, budget * share, (1.0, 1.0, time_weight))
         kw.update(levels=PICTURE_LEVELS, channels=channels)
     if audio_outputs:
-        (c,), (f,) = fit((audio_points,), (2048,), AUDIO_LEVELS, budget * (1 - share) if picture else budget)
+        (c,), (f,) = fit((audio_points,), (2048,), AUDIO_LEVELS, budget * (1 - share) if picture else budget, (1.0,))
         kw.update(audio_coarse=c, audio_fine=f, audio_levels=AUDIO_LEVELS, audio_channels=channels)
     return GridConfig(len(low), out_features, tuple(low), tuple(high), audio_outputs=audio_outputs, width=width,
                       layers=layers, **kw)

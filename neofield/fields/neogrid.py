@@ -252,15 +252,15 @@ def pyramids_of(c: GridConfig) -> PyramidLayout:
 
 def neogrid_for(low: tuple[float, ...], high: tuple[float, ...], picture: tuple[int, ...] | None,
                 audio_samples: int | None, out_features: int, audio_outputs: int, parameters: int,
-                dim: int = 8, hidden_tokens: int = 2, ffn_dim: int = 0) -> NeoGridField:
+                dim: int = 8, hidden_tokens: int = 2, ffn_dim: int = 0, time_weight: float = 1.0) -> NeoGridField:
     """A NeoGrid field of about ``parameters`` parameters over the signal: its layer, and pyramids in the rest
     (sized as :func:`~.gridmlp.grid_config_for` sizes a grid field's: the finest level the signal's resolution
-    scaled down evenly until they fit)."""
+    scaled down until they fit, its time axis ``time_weight`` times finer than space)."""
     tokens = (PICTURE_LEVELS if picture else 0) + (AUDIO_LEVELS if audio_outputs else 0)
     config = NeoGridConfig(len(low), out_features, tokens, CHANNELS, dim=dim, hidden_tokens=hidden_tokens,
                            ffn_dim=ffn_dim)
     layout = pyramids_of(grid_config_for(low, high, picture, audio_samples, out_features, audio_outputs, parameters,
-                                         network=layer_parameters(config)))
+                                         network=layer_parameters(config), time_weight=time_weight))
     return NeoGridField(config, layout)
 
 
