@@ -8,7 +8,9 @@ latent symbols the bundle holds are range coded three times with ``neofield/entr
 * **one Gaussian per tensor**: the coder of format v3, before issue 24 (the reference);
 * **a Laplace per block** (a pyramid level and channel, integer tables): what format v4 writes;
 * **as a checkerboard** where it pays (a block's second half under models its decoded neighbours choose): v5;
-* **predicted** where it pays more (plane by plane, each node from the median of its earlier neighbours): v6.
+* **predicted** where it pays more (plane by plane, each node from the median of its earlier neighbours): v6;
+* **learned** where it pays more still (plane by plane under a context trained on these symbols, its 482
+  weights counted at ``bundle.CONTEXT_SIDE_BYTES``): v7. Its training is timed too (an encoder's cost).
 
 Every stream is decoded again (checked against the symbols) and timed, best of five; the table gives
 the bytes (a stream's models counted at 8 bytes each, as the bundle stores them before zstd), the bits per
@@ -29,14 +31,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from neofield import bundle as bundle_io, entropy  # noqa: E402
+from neofield import bundle as bundle_io, entropy, learned_context  # noqa: E402
 from neofield.quantize import BitDepths  # noqa: E402
 from neofield.render import render_media  # noqa: E402
 
 REPEATS = 5
-CONTEXTS = {"checkerboard": (entropy.WHOLE, entropy.CHECKERBOARD), "predicted": entropy.CODINGS}
-"""The coders in context: format v5's (a block whole or as a checkerboard) and v6's (or plane by plane,
-each node from its prediction)."""
+CONTEXTS = {"checkerboard": (entropy.WHOLE, entropy.CHECKERBOARD),
+            "predicted": (entropy.WHOLE, entropy.CHECKERBOARD, entropy.WAVEFRONT), "learned": entropy.CODINGS}
+"""The coders in context: format v5's (a block whole or as a checkerboard), v6's (or plane by plane, each node
+from its prediction) and v7's (or plane by plane under a learned context)."""
 
 
 def best_of(run: Callable[[], object], repeats: int = REPEATS) -> tuple[float, object]:
@@ -74,21 +77,27 @@ def measure(path: Path) -> dict:
         assert all(np.array_equal(d, s.ravel()) for d, s in zip(decoded, symbols, strict=True)), name
         side = 8 * len(models) if name != "gaussian per tensor" else 8
         out[name] = {"bytes": len(stream) + side, "seconds": seconds}
+    t0 = time.perf_counter()
+    weights = learned_context.train([(part, shape) for part, shape in zip(blocks, q.block_shapes, strict=True)
+                                     if learned_context.allowed(shape, q.levels)], q.levels)
+    out["train_seconds"] = time.perf_counter() - t0
+    context = learned_context.unpack(weights)
     for name, codings in CONTEXTS.items():
-        fitted = [entropy.fit_block(part, shape, q.levels, codings)
+        fitted = [entropy.fit_block(part, shape, q.levels, codings, context if name == "learned" else None)
                   for part, shape in zip(blocks, q.block_shapes, strict=True)]
         stream = entropy.encode([r for _, _, runs in fitted for r, _ in runs],
                                 [m for _, _, runs in fitted for _, m in runs])
 
         def read(fitted=fitted, stream=stream) -> list[np.ndarray]:
             reader = entropy.Reader(stream)
-            return [entropy.read_block(reader, coding, ms, shape)
+            return [entropy.read_block(reader, coding, ms, shape, q.levels, context)
                     for (coding, ms, _), shape in zip(fitted, q.block_shapes)]
 
         seconds, decoded = best_of(read)
         assert all(np.array_equal(d, s.ravel()) for d, s in zip(decoded, blocks, strict=True)), name
         stored = sum(len(ms) for _, ms, _ in fitted)
-        out[name] = {"bytes": len(stream) + 8 * stored + 4 * len(blocks), "seconds": seconds,
+        side = bundle_io.CONTEXT_SIDE_BYTES if entropy.LEARNED in [c for c, _, _ in fitted] else 0
+        out[name] = {"bytes": len(stream) + 8 * stored + 4 * len(blocks) + side, "seconds": seconds,
                      "codings": [c for c, _, _ in fitted]}
     field = loaded.field.eval()
     out["render_seconds"], _ = best_of(lambda: render_media(field, loaded.meta), repeats=1)
@@ -100,19 +109,23 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("bundles", type=Path, nargs="+", metavar="BUNDLE")
     args = ap.parse_args(argv)
     print("| bundle | latents | Gaussian per tensor: bytes (bits/latent) | Laplace per block (v4) | checkerboard "
-          "(v5) | predicted (v6; blocks whole / checkerboard / predicted) | v6 against v5 | decode ms, Gaussian / "
-          "Laplace / v5 / v6 | render of the whole signal, s |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "(v5) | predicted (v6; blocks whole / checkerboard / predicted) | learned (v7; + learned) | v7 against v6 "
+          "| decode ms, Gaussian / Laplace / v5 / v6 / v7 | training, s | render of the whole signal, s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for path in args.bundles:
         r = measure(path)
-        g, lp, cb, pr = r["gaussian per tensor"], r["laplace per block"], r["checkerboard"], r["predicted"]
+        g, lp, cb, pr, le = (r[k] for k in ("gaussian per tensor", "laplace per block", "checkerboard", "predicted",
+                                            "learned"))
         n = r["latents"]
-        kinds = " / ".join(str(pr["codings"].count(c)) for c in entropy.CODINGS)
-        print(f"| {r['bundle']} | {n:,} | {g['bytes']:,} ({8 * g['bytes'] / n:.3f}) | {lp['bytes']:,} "
-              f"({8 * lp['bytes'] / n:.3f}) | {cb['bytes']:,} ({8 * cb['bytes'] / n:.3f}) | {pr['bytes']:,} "
-              f"({8 * pr['bytes'] / n:.3f}; {kinds}) | {pr['bytes'] / cb['bytes'] - 1:+.1%} | "
-              f"{1e3 * g['seconds']:.1f} / {1e3 * lp['seconds']:.1f} / {1e3 * cb['seconds']:.1f} / "
-              f"{1e3 * pr['seconds']:.1f} | {r['render_seconds']:.2f} |", flush=True)
+
+        def cell(x: dict, kinds: tuple[int, ...] = ()) -> str:
+            counts = "; " + " / ".join(str(x["codings"].count(c)) for c in kinds) if kinds else ""
+            return f"{x['bytes']:,} ({8 * x['bytes'] / n:.3f}{counts})"
+
+        decode = " / ".join(f"{1e3 * x['seconds']:.1f}" for x in (g, lp, cb, pr, le))
+        print(f"| {r['bundle']} | {n:,} | {cell(g)} | {cell(lp)} | {cell(cb)} | {cell(pr, CONTEXTS['predicted'])} | "
+              f"{cell(le, entropy.CODINGS)} | {le['bytes'] / pr['bytes'] - 1:+.1%} | {decode} | "
+              f"{r['train_seconds']:.1f} | {r['render_seconds']:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

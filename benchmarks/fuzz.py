@@ -525,14 +525,20 @@ def mut_tensors(rng: random.Random, s: Seed, ctx) -> tuple[bytes, str]:
         return compress(build_payload(entries, metadata)), desc
     if s.dtype == "quantized":
         group = rng.choice(["backbone", "latents"])
-        target = rng.choice(["levels", "params", "stream", "models", "contexts"])
-        if f"{group}.{target}" not in by:  # a field without pyramids codes no blocks
+        target = rng.choice(["levels", "params", "stream", "models", "contexts", "context"])
+        if f"{group}.{target}" not in by:  # a field without pyramids codes no blocks, a small one learns no context
             target = "stream"
         e = by[f"{group}.{target}"]
-        if target in ("models", "contexts"):  # a block's Laplace (centre, decay), or how it is coded (0, 1, 2)
+        if target == "context":  # the learned context's int16 weights
+            a = np.frombuffer(e.data, "<i2").copy()
+            k = rng.randrange(len(a))
+            a[k] = v = rng.choice([0, 1, -1, 255, 32767, -32768])
+            e.data = a.tobytes()
+            desc = f"{e.name}[{k}] = {v}"
+        elif target in ("models", "contexts"):  # a block's Laplace (centre, decay), or how it is coded (0 .. 3)
             a = np.frombuffer(e.data, "<i4").copy()
             k = rng.randrange(len(a)) if len(a) else 0
-            v = rng.choice([0, 1, 2, 3, -1, 65535, 65536, 2**31 - 1, -2**31])
+            v = rng.choice([0, 1, 2, 3, 4, -1, 65535, 65536, 2**31 - 1, -2**31])
             if len(a):
                 a[k] = v
             e.data = a.tobytes()

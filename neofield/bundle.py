@@ -27,7 +27,7 @@ import torch
 import zstandard
 from torch import nn
 
-from . import __version__, entropy
+from . import __version__, entropy, learned_context
 from .errors import NeofieldError
 from .fields import layouts
 from .fields.neomlp import NeoMLPField
@@ -39,13 +39,15 @@ from .quantize import (QUANTIZED, STORAGE_DTYPES, BitDepths, QuantizedTensor, le
                        quantize_step, storage_bits)
 from .schema import DEFAULT_LIMITS, Limits, validate
 
-# v6: the zstd frame is compressed under the format's dictionary (:func:`dictionary`); v5: a pyramid level's
+# v7: a group's latent blocks may be coded under its learned context (``latents.context``); v6: the zstd frame
+# is compressed under the format's dictionary (:func:`dictionary`); v5: a pyramid level's
 # block may be coded in context (``latents.contexts``); v4: a pyramid's latents coded level by level and channel
 # by channel (``latents.models``); v3: range-coded quantized weights ("quantized"); every older version still loads
-FORMAT_VERSION = 6
+FORMAT_VERSION = 7
 BLOCKS_SINCE = 4
 CONTEXTS_SINCE = 5
 WAVEFRONT_SINCE = 6
+LEARNED_SINCE = 7
 ZSTD_LEVEL = 19
 DICTIONARY = Path(__file__).with_name("bundle.zdict")
 DICTIONARY_SHA256 = "a350ea6ff34f0263c54b980cfa784f569591ce3d7f478d679196a77627de7ce0"
@@ -156,6 +158,7 @@ class CodedGroup:
     gaussians: list[entropy.GaussianModel | None]
     blocks: list[entropy.LaplaceModel]
     contexts: list[int]
+    context: np.ndarray | None = None  # the learned context's int16 weights, where a block is coded under it
 
 
 def _block_symbols(q: QuantizedTensor) -> list[np.ndarray]:
@@ -163,31 +166,68 @@ def _block_symbols(q: QuantizedTensor) -> list[np.ndarray]:
     return [flat[a:b, c] for a, b, c in q.blocks]
 
 
-def code_groups(quantized: dict[str, QuantizedTensor]) -> dict[str, CodedGroup]:
+def code_groups(quantized: dict[str, QuantizedTensor], contexts: dict[str, np.ndarray | None] | None = None
+                ) -> dict[str, CodedGroup]:
     """Each group's tensors, in coding order (each tensor whole, or block by block), range coded into one
-    stream."""
+    stream, under the group's learned context where its stream and weights come out smaller. ``contexts``: the
+    contexts to try, per group (None: train them, :func:`learned_contexts`)."""
+    contexts = learned_contexts(quantized) if contexts is None else contexts
     out = {}
     for group in GROUPS:
         names = group_names(quantized, group)
-        symbols, models, gaussians, blocks, contexts = [], [], [], [], []
-        for n in names:
-            q = quantized[n]
-            if q.blocks:
-                shapes = q.block_shapes or [None] * len(q.blocks)  # grids unknown: every block whole
-                for part, shape in zip(_block_symbols(q), shapes, strict=True):
-                    coding, laplace, runs = entropy.fit_block(part, shape, q.levels)
-                    symbols += [run for run, _ in runs]
-                    models += [model for _, model in runs]
-                    blocks += laplace
-                    contexts.append(coding)
-                gaussians.append(None)
-            else:
-                gaussian = entropy.GaussianModel.fit(q.symbols, q.levels)
-                symbols.append(q.symbols)
-                models.append(gaussian)
-                gaussians.append(gaussian)
-        out[group] = CodedGroup(names, entropy.encode(symbols, models), gaussians, blocks, contexts)
+        out[group] = _code_group(quantized, names, None)
+        if contexts.get(group) is not None:
+            coded = _code_group(quantized, names, contexts[group])
+            if _cost(coded) < _cost(out[group]):
+                out[group] = coded
     return out
+
+
+def learned_contexts(quantized: dict[str, QuantizedTensor]) -> dict[str, np.ndarray | None]:
+    """Per group, a learned context trained on its grids (:mod:`neofield.learned_context`), where they are of
+    one level count and hold enough nodes to pay for it; else None."""
+    out = {}
+    for group in GROUPS:
+        grids = [(part, shape, q.levels) for q in (quantized[n] for n in group_names(quantized, group))
+                 if q.blocks and q.block_shapes
+                 for part, shape in zip(_block_symbols(q), q.block_shapes, strict=True)
+                 if learned_context.allowed(shape, q.levels)]
+        enough = sum(part.size for part, _, _ in grids) >= learned_context.MIN_NODES
+        out[group] = (learned_context.train([(part, shape) for part, shape, _ in grids], grids[0][2])
+                      if enough and len({lv for *_, lv in grids}) == 1 else None)
+    return out
+
+
+# what a learned context's 482 int16 weights add to a bundle under zstd, and a stored Laplace model (two int32)
+CONTEXT_SIDE_BYTES, MODEL_BYTES = 800, 5
+
+
+def _cost(coded: CodedGroup) -> int:
+    """About what a group adds to a bundle: its stream, its blocks' models and its learned context."""
+    return len(coded.stream) + MODEL_BYTES * len(coded.blocks) + CONTEXT_SIDE_BYTES * (coded.context is not None)
+
+
+def _code_group(quantized: dict[str, QuantizedTensor], names: list[str], context: np.ndarray | None) -> CodedGroup:
+    layers = learned_context.unpack(context) if context is not None else None
+    symbols, models, gaussians, blocks, contexts = [], [], [], [], []
+    for n in names:
+        q = quantized[n]
+        if q.blocks:
+            shapes = q.block_shapes or [None] * len(q.blocks)  # grids unknown: every block whole
+            for part, shape in zip(_block_symbols(q), shapes, strict=True):
+                coding, laplace, runs = entropy.fit_block(part, shape, q.levels, context=layers)
+                symbols += [run for run, _ in runs]
+                models += [model for _, model in runs]
+                blocks += laplace
+                contexts.append(coding)
+            gaussians.append(None)
+        else:
+            gaussian = entropy.GaussianModel.fit(q.symbols, q.levels)
+            symbols.append(q.symbols)
+            models.append(gaussian)
+            gaussians.append(gaussian)
+    return CodedGroup(names, entropy.encode(symbols, models), gaussians, blocks, contexts,
+                      context if entropy.LEARNED in contexts else None)
 
 
 @functools.cache
@@ -213,17 +253,21 @@ def compress(payload: bytes) -> bytes:
                                     write_checksum=True).compress(payload)
 
 
-def coded_bytes(quantized: dict[str, QuantizedTensor]) -> dict[str, int]:
-    """The bytes each group's stream takes: what rate control steers."""
-    return {group: len(coded.stream) for group, coded in code_groups(quantized).items()}
+def coded_bytes(quantized: dict[str, QuantizedTensor], contexts: dict[str, np.ndarray | None] | None = None
+                ) -> dict[str, int]:
+    """The bytes each group's stream takes, with its learned context's weights: what rate control steers."""
+    return {group: len(coded.stream) + (CONTEXT_SIDE_BYTES if coded.context is not None else 0)
+            for group, coded in code_groups(quantized, contexts).items()}
 
 
 def _load_quantized(field: NeoMLPField, quantized: dict[str, QuantizedTensor]) -> None:
     field.load_state_dict({k: torch.from_numpy(q.dequantize()) for k, q in quantized.items()}, strict=True)
 
 
-def pack(field: NeoMLPField, meta: dict, quantized: dict[str, QuantizedTensor] | None = None) -> bytes:
-    """Serialise a field and its metadata to bundle bytes (a quantized bundle stores ``quantized``)."""
+def pack(field: NeoMLPField, meta: dict, quantized: dict[str, QuantizedTensor] | None = None,
+         contexts: dict[str, np.ndarray | None] | None = None) -> bytes:
+    """Serialise a field and its metadata to bundle bytes (a quantized bundle stores ``quantized``, under
+    ``contexts`` where given: :func:`code_groups`)."""
     model = {"type": arch_of(field), "config": field.config.to_dict()}
     if hasattr(field, "layout"):  # NeoMLP's latent sets; the baselines have none
         model["segmentation"] = layouts.metadata(field.layout)  # the layout, under its historic name
@@ -232,7 +276,7 @@ def pack(field: NeoMLPField, meta: dict, quantized: dict[str, QuantizedTensor] |
         if quantized is None:
             quantized = quantize_state(field, BitDepths(**meta.get("quantization", {}).get("bits", {})))
         tensors = {}
-        for group, coded in code_groups(quantized).items():
+        for group, coded in code_groups(quantized, contexts).items():
             names, stream = coded.names, coded.stream
             tensors[f"{group}.stream"] = torch.frombuffer(bytearray(stream), dtype=torch.uint8) if stream \
                 else torch.zeros(0, dtype=torch.uint8)
@@ -242,10 +286,13 @@ def pack(field: NeoMLPField, meta: dict, quantized: dict[str, QuantizedTensor] |
                 [[float(quantized[n].scale), float(quantized[n].offset), m.mean if m else 0.0, m.std if m else 1.0]
                  for n, m in zip(names, coded.gaussians)], dtype=torch.float32).reshape(len(names), 4)
             tensors[f"{group}.levels"] = torch.tensor([quantized[n].levels for n in names], dtype=torch.int32)
-            if coded.blocks:  # per model of a block: its Laplace's centre and decay; per block: in context or not
+            if coded.blocks:  # per model of a block: its Laplace's centre and decay
                 tensors[f"{group}.models"] = torch.tensor([[m.centre, m.decay] for m in coded.blocks],
                                                           dtype=torch.int32)
+            if coded.contexts:  # per block: how it is coded
                 tensors[f"{group}.contexts"] = torch.tensor(coded.contexts, dtype=torch.int32)
+            if coded.context is not None:
+                tensors[f"{group}.context"] = torch.from_numpy(coded.context.astype(np.int16))
     else:
         dtype = WEIGHT_DTYPES[meta["weights_dtype"]]
         tensors = {name: t.detach().to("cpu", dtype).contiguous() for name, t in field.state_dict().items()}
@@ -342,6 +389,7 @@ def _decode_groups(field: NeoMLPField, tensors: dict[str, torch.Tensor],
                            or (params[:, 3] <= 0).any() or not (top < 3e38).all()):
             raise ValueError(f"{group}: invalid quantization parameters")
         codings = _block_codings(tensors, group, sum(len(blocks.get(n, ())) for n in names), codings_allowed)
+        context = _stored_context(tensors, group, entropy.LEARNED in codings)
         counts = np.array([entropy.MODELS[c] for c in codings], np.int64)
         stored = tensors[f"{group}.models"].numpy() if f"{group}.models" in tensors else np.zeros((0, 2), np.int32)
         if stored.shape != (int(counts.sum()), 2):
@@ -363,7 +411,7 @@ def _decode_groups(field: NeoMLPField, tensors: dict[str, torch.Tensor],
                     coding = next(block_codings)
                     laplace = [entropy.LaplaceModel(int(centre), int(decay), entropy.alphabet(coding, int(lv)))
                                for centre, decay in (next(models) for _ in range(entropy.MODELS[coding]))]
-                    flat[a:b, c] = entropy.read_block(reader, coding, laplace, grid)
+                    flat[a:b, c] = entropy.read_block(reader, coding, laplace, grid, int(lv), context)
                 s = flat
             else:
                 s = reader.read(entropy.GaussianModel(float(p[2]), float(p[3]), int(lv)),
@@ -374,16 +422,31 @@ def _decode_groups(field: NeoMLPField, tensors: dict[str, torch.Tensor],
 
 
 def _codings(version: int) -> tuple[int, ...]:
-    """The codings of a block a bundle of ``version`` may use: whole alone before v5, no wavefront before v6."""
+    """The codings of a block a bundle of ``version`` may use: whole alone before v5, no wavefront before v6, no
+    learned context before v7."""
     if version < CONTEXTS_SINCE:
         return (entropy.WHOLE,)
-    return entropy.CODINGS if version >= WAVEFRONT_SINCE else (entropy.WHOLE, entropy.CHECKERBOARD)
+    return entropy.CODINGS[:2 + (version >= WAVEFRONT_SINCE) + (version >= LEARNED_SINCE)]
+
+
+def _stored_context(tensors: dict[str, torch.Tensor], group: str, used: bool) -> list[np.ndarray] | None:
+    """The group's learned context's layers, which a block coded under it needs (and only then is one stored)."""
+    name = f"{group}.context"
+    if used != (name in tensors):
+        raise ValueError(f"{group}: {'no' if used else 'a'} learned context, where {'a' if used else 'no'} block "
+                         "is coded under one")
+    if not used:
+        return None
+    weights = tensors[name]
+    if weights.dtype != torch.int16:
+        raise ValueError(f"{group}: a learned context of {weights.dtype}, not int16")
+    return learned_context.unpack(weights.numpy())
 
 
 def _block_codings(tensors: dict[str, torch.Tensor], group: str, n_blocks: int, allowed: tuple[int, ...]
                    ) -> np.ndarray:
     """How each of a group's ``n_blocks`` blocks is coded (:data:`entropy.CODINGS`), from its ``contexts`` flags;
-    ``allowed``: the codings the bundle's version knows (whole alone before v5, no wavefront before v6)."""
+    ``allowed``: the codings the bundle's version knows (:func:`_codings`)."""
     name = f"{group}.contexts"
     if allowed == (entropy.WHOLE,) or name not in tensors:
         if len(allowed) > 1 and n_blocks:
@@ -398,7 +461,7 @@ def _block_codings(tensors: dict[str, torch.Tensor], group: str, n_blocks: int, 
 
 def stored_bytes(data: bytes, limits: Limits = DEFAULT_LIMITS) -> dict[str, int]:
     """Where a bundle's bytes go: ``backbone`` and ``latents`` (the weights) and
-    ``side`` (metadata, quantization parameters, container headers).
+    ``side`` (metadata, quantization parameters, models, a learned context, container headers).
 
     Each group is compressed on its own to estimate its share of the compressed
     bundle: a quantized bundle's coded stream, or a float bundle's tensors. The

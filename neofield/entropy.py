@@ -27,7 +27,7 @@ from functools import cached_property
 
 import numpy as np
 
-from . import wavefront
+from . import learned_context, wavefront
 from .checkerboard import CLASSES, anchors, context_classes
 
 MIN_STD = 0.05  # a constant tensor still gets a valid (very peaked) model
@@ -85,6 +85,66 @@ def _decays() -> np.ndarray:
     return out
 
 
+def geometric_frequencies(distance: np.ndarray, decay: int) -> np.ndarray:
+    """An integer frequency table (int64, each at least 1, summing to ``2**PRECISION``) with weights
+    ``(decay / 65536) ** distance``, one per symbol, computed by integer arithmetic alone: every machine builds
+    the very same table, which a decoder needs to read the stream the encoder wrote."""
+    # weights r**d in 32-bit fixed point by binary powering, each product floored: unsigned 64-bit integer
+    # arithmetic only (no product reaches 2**64), so exact and the same everywhere
+    span = int(distance.max()) + 1
+    d = np.arange(span, dtype=np.uint64)
+    w = np.full(span, 1 << 32, dtype=np.uint64)
+    base = np.uint64(decay << 16)
+    for bit in range(span.bit_length()):
+        odd = (d >> np.uint64(bit)) & np.uint64(1) == 1
+        w[odd] = (w[odd] * base) >> np.uint64(32)
+        base = (base * base) >> np.uint64(32)
+    weight = w.astype(np.int64)[distance]
+    # every symbol gets at least 1, the rest shared in proportion (floor), the remainder to the nearest; no
+    # product passes 2**56
+    spare = (1 << PRECISION) - len(distance)
+    freq = 1 + (weight * spare) // int(weight.sum())
+    freq[int(np.argmin(distance))] += (1 << PRECISION) - int(freq.sum())
+    return freq
+
+
+class TableModel:
+    """A fixed integer frequency table over ``0 .. levels - 1`` (:func:`geometric_frequencies`); what the
+    learned context's classes code under (:func:`learned_models`)."""
+
+    def __init__(self, table: np.ndarray) -> None:
+        self._table = table
+        self.levels = len(table)
+
+    def frequencies(self) -> np.ndarray:
+        return self._table.copy()
+
+    def bits_of(self, counts: np.ndarray) -> float:
+        return float(-(counts * (np.log2(self._table) - PRECISION)).sum())
+
+    def bits(self, symbols: np.ndarray) -> float:
+        return self.bits_of(np.bincount(np.asarray(symbols).ravel().astype(np.int64), minlength=self.levels))
+
+    @cached_property
+    def _coder_model(self):
+        import constriction
+
+        return constriction.stream.model.Categorical(self._table.astype(np.float64), perfect=False)
+
+    def constriction(self):
+        return self._coder_model
+
+
+@functools.lru_cache(maxsize=8)
+def learned_models(levels: int) -> tuple[TableModel, ...]:
+    """The learned context's tables for symbols ``0 .. levels - 1`` (:mod:`neofield.learned_context`), one per
+    class ``quarter + 4 x scale``: over the residual ``j = symbol - base`` (alphabet ``2 levels - 1``), a discrete
+    Laplace about ``j = quarter / 4`` with the scale step's decay per quarter symbol."""
+    quarters = learned_context.QUARTERS * np.arange(-(levels - 1), levels, dtype=np.int64)
+    return tuple(TableModel(geometric_frequencies(np.abs(quarters - f), decay))
+                 for decay in learned_context.DECAYS for f in range(learned_context.QUARTERS))
+
+
 @dataclass(frozen=True)
 class LaplaceModel:
     """A discrete Laplace over the symbols ``0 .. levels - 1``: ``p(k)`` proportional to ``r ** |k - centre|``,
@@ -106,24 +166,7 @@ class LaplaceModel:
 
     @cached_property
     def _table(self) -> np.ndarray:
-        # weights r**d in 32-bit fixed point by binary powering, each product floored: unsigned 64-bit integer
-        # arithmetic only (no product reaches 2**64), so exact and the same everywhere
-        span = max(self.centre, self.levels - 1 - self.centre) + 1
-        d = np.arange(span, dtype=np.uint64)
-        w = np.full(span, 1 << 32, dtype=np.uint64)
-        base = np.uint64(self.decay << 16)
-        for bit in range(span.bit_length()):
-            odd = (d >> np.uint64(bit)) & np.uint64(1) == 1
-            w[odd] = (w[odd] * base) >> np.uint64(32)
-            base = (base * base) >> np.uint64(32)
-        k = np.arange(self.levels, dtype=np.int64)
-        weight = w.astype(np.int64)[np.abs(k - self.centre)]
-        # every symbol gets at least 1, the rest shared in proportion (floor), the remainder to the centre; no
-        # product passes 2**56
-        spare = (1 << PRECISION) - self.levels
-        freq = 1 + (weight * spare) // int(weight.sum())
-        freq[self.centre] += (1 << PRECISION) - int(freq.sum())
-        return freq
+        return geometric_frequencies(np.abs(np.arange(self.levels, dtype=np.int64) - self.centre), self.decay)
 
     def frequencies(self) -> np.ndarray:
         """The integer frequency table, int64, each at least 1, summing to ``2**PRECISION``."""
@@ -209,18 +252,20 @@ def decode(data: bytes, models: list[GaussianModel | LaplaceModel], sizes: list[
 
 # How a block of a grid is coded (a group's ``contexts`` flags): whole, under one model; as a checkerboard (format
 # v5 on): the anchors under the block's first model, then each other node under the model of its class
-# (:mod:`neofield.checkerboard`); or plane by plane (v6 on): each node's distance from its prediction under the
-# model of its class (:mod:`neofield.wavefront`), in an alphabet of 2 L - 1 symbols
-WHOLE, CHECKERBOARD, WAVEFRONT = 0, 1, 2
-CODINGS = (WHOLE, CHECKERBOARD, WAVEFRONT)
+# (:mod:`neofield.checkerboard`); plane by plane (v6 on): each node's distance from its prediction under the
+# model of its class (:mod:`neofield.wavefront`), in an alphabet of 2 L - 1 symbols; or plane by plane under the
+# group's learned context (v7 on): each node's distance from its centre under a fixed table the context's MLP
+# picks (:mod:`neofield.learned_context`), no model stored
+WHOLE, CHECKERBOARD, WAVEFRONT, LEARNED = 0, 1, 2, 3
+CODINGS = (WHOLE, CHECKERBOARD, WAVEFRONT, LEARNED)
 CONTEXT_MODELS = 1 + CLASSES  # the checkerboard's: the anchors', then one per class
-MODELS = {WHOLE: 1, CHECKERBOARD: CONTEXT_MODELS, WAVEFRONT: wavefront.CLASSES}  # stored models of a block
+MODELS = {WHOLE: 1, CHECKERBOARD: CONTEXT_MODELS, WAVEFRONT: wavefront.CLASSES, LEARNED: 0}  # stored models
 MODEL_SIDE_BITS = 32  # what a stored model costs (two int32 under zstd, about), in the choice of a coding
 
 
 def alphabet(coding: int, levels: int) -> int:
-    """The symbols a block's models range over: a wavefront's residuals take ``2 levels - 1``."""
-    return 2 * levels - 1 if coding == WAVEFRONT else levels
+    """The symbols a block's models range over: residuals from a prediction take ``2 levels - 1``."""
+    return 2 * levels - 1 if coding in (WAVEFRONT, LEARNED) else levels
 
 
 def block_segments(symbols: np.ndarray, shape: tuple[int, ...], centre: int) -> list[np.ndarray]:
@@ -238,11 +283,13 @@ def _fit_all(segments: list[np.ndarray], levels: int, fallback: LaplaceModel | N
     return [LaplaceModel.fit(s, levels) if s.size else LaplaceModel(centre, DECAY_ONE // 2, levels) for s in segments]
 
 
-def fit_block(symbols: np.ndarray, shape: tuple[int, ...] | None, levels: int, codings: tuple[int, ...] = CODINGS
-              ) -> tuple[int, list[LaplaceModel], list[tuple[np.ndarray, LaplaceModel]]]:
+def fit_block(symbols: np.ndarray, shape: tuple[int, ...] | None, levels: int, codings: tuple[int, ...] = CODINGS,
+              context: list[np.ndarray] | None = None
+              ) -> tuple[int, list[LaplaceModel], list[tuple[np.ndarray, LaplaceModel | TableModel]]]:
     """How to code a block, whichever of ``codings`` takes the fewest bits, its models' storage counted: the
     coding, its models (as stored) and its symbols in coding order, cut into runs each with its model.
-    ``shape``: the block's grid; None where it is not known, and the block is coded whole."""
+    ``shape``: the block's grid; None where it is not known, and the block is coded whole. ``context``: the
+    group's learned context's layers (:func:`learned_context.unpack`), where it has one."""
     symbols = np.asarray(symbols).ravel()
     whole = LaplaceModel.fit(symbols, levels)
     best = (whole.bits(symbols), WHOLE, [whole], [(symbols, whole)])
@@ -263,21 +310,36 @@ def fit_block(symbols: np.ndarray, shape: tuple[int, ...] | None, levels: int, c
         if bits < best[0]:
             runs = [(r, models[k]) for k, r in wavefront.segments(residual, classes, shape)]
             best = (bits, WAVEFRONT, models, runs)
+    if LEARNED in codings and context is not None and learned_context.allowed(shape, levels):
+        residual, classes = learned_context.residuals(symbols, shape, levels, context)
+        tables = learned_models(levels)
+        bits = sum(tables[k].bits(residual[classes == k]) for k in np.unique(classes).tolist())
+        if bits < best[0]:
+            best = (bits, LEARNED, [], [(r, tables[k]) for k, r in wavefront.segments(residual, classes, shape)])
     return best[1:]
 
 
-def read_block(reader: Reader, coding: int, models: list[LaplaceModel], shape: tuple[int, ...]) -> np.ndarray:
-    """The inverse of coding :func:`fit_block`'s runs: the block's symbols, flat in C order (the models' alphabet
-    says the symbols' levels)."""
+def read_block(reader: Reader, coding: int, models: list[LaplaceModel], shape: tuple[int, ...], levels: int,
+               context: list[np.ndarray] | None = None) -> np.ndarray:
+    """The inverse of coding :func:`fit_block`'s runs: the block's symbols (``0 .. levels - 1``), flat in C order;
+    ``context``: the group's learned context, for a block coded under it."""
     size = int(np.prod(shape, dtype=np.int64))
     if coding not in CODINGS or len(models) != MODELS[coding]:
         raise ValueError(f"a block coded {coding} has {MODELS.get(coding)} models, not {len(models)}")
+    if coding == LEARNED:
+        if context is None or not learned_context.allowed(shape, levels):
+            raise ValueError(f"a grid of {shape} nodes at {levels} levels is not coded under a learned context "
+                             "(or the bundle has none)")
+        tables = learned_models(levels)
+        out = learned_context.decode(lambda k, n: reader.read(tables[k], n), shape, levels, context)
+        if out.min(initial=0) < 0 or out.max(initial=0) >= levels:
+            raise ValueError("symbols predicted outside their levels")
+        return out.astype(np.int32)
     if coding == WHOLE:
         return reader.read(models[0], size)
     if coding == WAVEFRONT:
         if not wavefront.allowed(shape):
             raise ValueError(f"a grid of {shape} nodes is not coded plane by plane")
-        levels = (models[0].levels + 1) // 2
         out = wavefront.decode(lambda k, n: reader.read(models[k], n), shape, levels)
         if out.min(initial=0) < 0 or out.max(initial=0) >= levels:
             raise ValueError("symbols predicted outside their levels")

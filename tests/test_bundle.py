@@ -8,7 +8,7 @@ import safetensors.torch
 import torch
 import zstandard
 
-from neofield import bundle, entropy
+from neofield import bundle, entropy, learned_context
 from neofield.codec import make_field, signal_metadata
 from neofield.errors import NeofieldError
 from neofield.media import Media, Selection
@@ -314,7 +314,7 @@ def test_smooth_latents_are_coded_plane_by_plane_and_come_back_exactly(neogrid_a
     assert np.array_equal(loaded.quantized["latents.table"].symbols, quantized["latents.table"].symbols)
     assert bundle.pack(loaded.field, loaded.meta, loaded.quantized) == data
     real = entropy.fit_block
-    monkeypatch.setattr(bundle.entropy, "fit_block", lambda s, shape, levels: real(
+    monkeypatch.setattr(bundle.entropy, "fit_block", lambda s, shape, levels, context=None: real(
         s, shape, levels, (entropy.WHOLE, entropy.CHECKERBOARD)))  # v5's coder
     v5 = bundle.coded_bytes(quantized)["latents"]
     monkeypatch.undo()
@@ -323,6 +323,48 @@ def test_smooth_latents_are_coded_plane_by_plane_and_come_back_exactly(neogrid_a
     stored_meta = {**json.loads(_header(data)["__metadata__"]["neofield"]), "format_version": 5}
     payload = safetensors.torch.save(tensors, {"neofield": json.dumps(stored_meta, sort_keys=True)})
     with pytest.raises(NeofieldError, match="corrupted.*flags of 0, 1"):
+        bundle.unpack(zstandard.ZstdCompressor().compress(payload))
+
+
+def _learned(neogrid_and_meta, monkeypatch) -> tuple[bytes, dict, dict]:
+    """A bundle whose latents are coded under a learned context (its thresholds lowered for a small field), its
+    tensors and its metadata."""
+    field, meta = neogrid_and_meta
+    _smooth_latents(field)
+    with torch.no_grad():
+        field.latents.table.add_(torch.randn_like(field.latents.table) * 0.3)
+    monkeypatch.setattr(learned_context, "MIN_NODES", 100)
+    monkeypatch.setattr(learned_context, "TRAIN_STEPS", 150)
+    monkeypatch.setattr(bundle, "CONTEXT_SIDE_BYTES", 0)
+    data = bundle.pack(field, meta, bundle.round_weights(field, "quantized", BitDepths(6, 6), latent_step=0.2))
+    return data, safetensors.torch.load(bundle.decompress(data)), json.loads(_header(data)["__metadata__"]["neofield"])
+
+
+def test_latents_coded_under_a_learned_context_come_back_exactly(neogrid_and_meta, monkeypatch):
+    data, tensors, _ = _learned(neogrid_and_meta, monkeypatch)
+    assert (tensors["latents.contexts"] == entropy.LEARNED).any()
+    assert tensors["latents.context"].dtype == torch.int16 and tensors["latents.context"].shape == (
+        learned_context.WEIGHTS,)
+    loaded = bundle.unpack(data)
+    assert bundle.pack(loaded.field, loaded.meta, loaded.quantized) == data  # trained again, to the same weights
+
+
+def test_a_damaged_learned_context_is_a_clear_error(neogrid_and_meta, monkeypatch):
+    _, tensors, stored_meta = _learned(neogrid_and_meta, monkeypatch)
+    weights = tensors["latents.context"]
+    no_learned = tensors["latents.contexts"].clone()
+    no_learned[no_learned == entropy.LEARNED] = entropy.WHOLE
+    cases = {"no learned context": {k: v for k, v in tensors.items() if k != "latents.context"},
+             "not 3": {**tensors, "latents.context": weights[:3].contiguous()},
+             "not int16": {**tensors, "latents.context": weights.float()},
+             "a learned context, where no": {**tensors, "latents.contexts": no_learned}}
+    for message, damaged in cases.items():
+        payload = safetensors.torch.save(damaged, {"neofield": json.dumps(stored_meta, sort_keys=True)})
+        with pytest.raises(NeofieldError, match=f"corrupted.*{message}"):
+            bundle.unpack(zstandard.ZstdCompressor().compress(payload))
+    # a version 6 bundle cannot hold a block coded under a learned context: one that says so is damaged
+    payload = safetensors.torch.save(tensors, {"neofield": json.dumps({**stored_meta, "format_version": 6})})
+    with pytest.raises(NeofieldError, match="corrupted.*flags of 0, 1, 2"):
         bundle.unpack(zstandard.ZstdCompressor().compress(payload))
 
 
@@ -346,7 +388,7 @@ def test_a_version_four_bundle_with_every_block_whole_still_loads(neogrid_and_me
     _clustered_latents(field)
     quantized = bundle.round_weights(field, "quantized", BitDepths(6, 6), latent_step=0.2)
     # v4 wrote each block under one Laplace and no contexts tensor
-    def whole(s, shape, levels, codings=entropy.CODINGS):
+    def whole(s, shape, levels, codings=entropy.CODINGS, context=None):
         model = entropy.LaplaceModel.fit(s, levels)
         return entropy.WHOLE, [model], [(np.asarray(s).ravel(), model)]
 
@@ -360,7 +402,7 @@ def test_a_version_four_bundle_with_every_block_whole_still_loads(neogrid_and_me
     loaded = bundle.unpack(zstandard.ZstdCompressor().compress(payload))
     assert loaded.meta["format_version"] == 4
     assert np.array_equal(loaded.quantized["latents.table"].symbols, quantized["latents.table"].symbols)
-    again = bundle.unpack(bundle.pack(loaded.field, loaded.meta, loaded.quantized))  # saved again, as v6
+    again = bundle.unpack(bundle.pack(loaded.field, loaded.meta, loaded.quantized))  # saved again, as v7
     assert np.array_equal(again.quantized["latents.table"].symbols, quantized["latents.table"].symbols)
 
 

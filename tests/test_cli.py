@@ -96,7 +96,7 @@ def test_truncated_and_corrupted_bundles(encoded, tmp_path):
 def test_newer_bundle_version(encoded, tmp_path, monkeypatch):
     out, _ = encoded
     b = bundle.load(out)
-    monkeypatch.setattr(bundle, "FORMAT_VERSION", 7)
+    monkeypatch.setattr(bundle, "FORMAT_VERSION", bundle.FORMAT_VERSION + 1)
     (tmp_path / "future.nf").write_bytes(bundle.pack(b.field, b.meta))
     assert_one_line_error(neofield("decode", tmp_path / "future.nf", "-o", tmp_path / "y.mp4"), "newer")
     assert not (tmp_path / "y.mp4").exists()

@@ -125,7 +125,7 @@ def _coded(symbols: np.ndarray, shape: tuple[int, ...], levels: int) -> tuple[in
     other = np.arange(50, dtype=np.int32) % 5
     gaussian = entropy.GaussianModel.fit(other, 5)
     reader = entropy.Reader(entropy.encode([r for r, _ in runs] + [other], [m for _, m in runs] + [gaussian]))
-    back = entropy.read_block(reader, coding, models, shape)
+    back = entropy.read_block(reader, coding, models, shape, levels)
     assert np.array_equal(reader.read(gaussian, other.size), other)
     return coding, sum(m.bits(r) for r, m in runs), back
 
@@ -184,12 +184,13 @@ def test_a_line_of_nodes_is_never_coded_plane_by_plane():
     assert entropy.fit_block(symbols, (3_000,), 41)[0] != entropy.WAVEFRONT
     models = [entropy.LaplaceModel(40, 100, 81)] * wavefront.CLASSES
     with pytest.raises(ValueError, match="not coded plane by plane"):
-        entropy.read_block(entropy.Reader(b""), entropy.WAVEFRONT, models, (3_000,))
+        entropy.read_block(entropy.Reader(b""), entropy.WAVEFRONT, models, (3_000,), 41)
 
 
 def test_a_block_with_the_wrong_number_of_models_is_refused():
     with pytest.raises(ValueError, match="has 7 models, not 3"):
-        entropy.read_block(entropy.Reader(b""), entropy.CHECKERBOARD, [entropy.LaplaceModel(0, 100, 4)] * 3, (2, 2))
+        entropy.read_block(entropy.Reader(b""), entropy.CHECKERBOARD, [entropy.LaplaceModel(0, 100, 4)] * 3, (2, 2),
+                           4)
 
 
 def test_a_stream_whose_predictions_leave_the_levels_is_refused():
@@ -199,4 +200,4 @@ def test_a_stream_whose_predictions_leave_the_levels_is_refused():
 
     models = [entropy.LaplaceModel(2, 100, 5)] * wavefront.CLASSES
     with pytest.raises(ValueError, match="outside their levels"):
-        entropy.read_block(Largest(), entropy.WAVEFRONT, models, (2, 2))
+        entropy.read_block(Largest(), entropy.WAVEFRONT, models, (2, 2), 3)
