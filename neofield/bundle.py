@@ -170,32 +170,36 @@ def code_groups(quantized: dict[str, QuantizedTensor], contexts: dict[str, np.nd
                 ) -> dict[str, CodedGroup]:
     """Each group's tensors, in coding order (each tensor whole, or block by block), range coded into one
     stream, under the group's learned context where its stream and weights come out smaller. ``contexts``: the
-    contexts to try, per group (None: train them, :func:`learned_contexts`)."""
-    contexts = learned_contexts(quantized) if contexts is None else contexts
+    contexts to try, per group (None: learned where the stream is long enough to pay, :func:`learned_contexts`)."""
     out = {}
     for group in GROUPS:
         names = group_names(quantized, group)
         out[group] = _code_group(quantized, names, None)
-        if contexts.get(group) is not None:
-            coded = _code_group(quantized, names, contexts[group])
+        context = contexts.get(group) if contexts is not None else _learned_context(quantized, names, out[group])
+        if context is not None:
+            coded = _code_group(quantized, names, context)
             if _cost(coded) < _cost(out[group]):
                 out[group] = coded
     return out
 
 
 def learned_contexts(quantized: dict[str, QuantizedTensor]) -> dict[str, np.ndarray | None]:
-    """Per group, a learned context trained on its grids (:mod:`neofield.learned_context`), where they are of
-    one level count and hold enough nodes to pay for it; else None."""
-    out = {}
-    for group in GROUPS:
-        grids = [(part, shape, q.levels) for q in (quantized[n] for n in group_names(quantized, group))
-                 if q.blocks and q.block_shapes
-                 for part, shape in zip(_block_symbols(q), q.block_shapes, strict=True)
-                 if learned_context.allowed(shape, q.levels)]
-        enough = sum(part.size for part, _, _ in grids) >= learned_context.MIN_NODES
-        out[group] = (learned_context.train([(part, shape) for part, shape, _ in grids], grids[0][2])
-                      if enough and len({lv for *_, lv in grids}) == 1 else None)
-    return out
+    """Per group, a learned context trained on its grids (:mod:`neofield.learned_context`), or None where the
+    group's stream without one is too short for its weights to pay or its grids differ in levels."""
+    return {group: _learned_context(quantized, names, _code_group(quantized, names, None))
+            for group, names in ((g, group_names(quantized, g)) for g in GROUPS)}
+
+
+def _learned_context(quantized: dict[str, QuantizedTensor], names: list[str], plain: CodedGroup
+                     ) -> np.ndarray | None:
+    if len(plain.stream) < learned_context.MIN_STREAM_BYTES:
+        return None
+    grids = [(part, shape, q.levels) for q in (quantized[n] for n in names) if q.blocks and q.block_shapes
+             for part, shape in zip(_block_symbols(q), q.block_shapes, strict=True)
+             if learned_context.allowed(shape, q.levels)]
+    if not grids or len({lv for *_, lv in grids}) != 1:
+        return None
+    return learned_context.train([(part, shape) for part, shape, _ in grids], grids[0][2])
 
 
 # what a learned context's 482 int16 weights add to a bundle under zstd, and a stored Laplace model (two int32)

@@ -16,8 +16,8 @@ product bounded, :func:`forward`), so every machine finds the same centres and s
 MLP in float (:func:`train`, any machine: only what it writes is read back), then codes with the integer one.
 
 On the latents of 2 s of bikes fitted for 120 s (docs/rate-term.md) a float prototype of this model coded
-them in 14-17 % fewer bits than the median rule; quarters and 16 scales keep most of it (-12.6 % at lambda
-0.003).
+them in 14-17 % fewer bits than the median rule, and quarters and 16 scales kept -12.6 % (lambda 0.003); as
+built, trained for ~7 s, it saves 8-9 % of that bundle's latent bytes, its weights counted.
 """
 
 from __future__ import annotations
@@ -45,9 +45,10 @@ DECAYS = (2, 104, 1313, 6115, 15548, 27386, 38604, 47541, 53941, 58236, 61006, 6
 """Per scale step ``b``, the Laplace's decay over a quarter of a symbol in 1/65,536: ``exp(-0.25 / s)`` at
 ``s = exp(-3.75 + 0.5 b)``, rounded once and written here, so no machine's ``exp`` decides a table."""
 CLASSES = QUARTERS * SCALES
-MIN_NODES = 32_768
-"""A bundle trains a context only for latents of at least this many nodes coded so: under it the 482 weights
-cost more than they save (a float prototype saved ~8 % of the bits of 353 k nodes at lambda 0.3)."""
+MIN_STREAM_BYTES = 16_000
+"""A bundle trains a context only for a group whose stream takes at least this many bytes without one: the 482
+weights take ~800 bytes, and the context saved 8-9 % of a 55 KB stream, 2-3 % of a 21 KB one and nothing of a
+5 KB one (benchmarks/entropy_models.py on 120 s fits of 2 s of bikes)."""
 # the training: ~7 s on a 2-core CPU whatever the bundle; on 353 k latents of a 120 s fit of 2 s of bikes, 600 steps of
 # 4,096 nodes saved -4.5 % at lambda 0.003 (the weights counted), 2,000 of 8,192 -8.1 %, 4,000 -8.9 %
 TRAIN_NODES, TRAIN_STEPS, TRAIN_BATCH = 1 << 18, 3000, 8192

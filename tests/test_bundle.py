@@ -333,7 +333,7 @@ def _learned(neogrid_and_meta, monkeypatch) -> tuple[bytes, dict, dict]:
     _smooth_latents(field)
     with torch.no_grad():
         field.latents.table.add_(torch.randn_like(field.latents.table) * 0.3)
-    monkeypatch.setattr(learned_context, "MIN_NODES", 100)
+    monkeypatch.setattr(learned_context, "MIN_STREAM_BYTES", 100)
     monkeypatch.setattr(learned_context, "TRAIN_STEPS", 150)
     monkeypatch.setattr(bundle, "CONTEXT_SIDE_BYTES", 0)
     data = bundle.pack(field, meta, bundle.round_weights(field, "quantized", BitDepths(6, 6), latent_step=0.2))
@@ -347,6 +347,18 @@ def test_latents_coded_under_a_learned_context_come_back_exactly(neogrid_and_met
         learned_context.WEIGHTS,)
     loaded = bundle.unpack(data)
     assert bundle.pack(loaded.field, loaded.meta, loaded.quantized) == data  # trained again, to the same weights
+
+
+def test_a_stream_too_short_for_a_context_to_pay_trains_none(neogrid_and_meta, monkeypatch):
+    field, meta = neogrid_and_meta
+    _smooth_latents(field)
+
+    def refuse(*_, **__):
+        raise AssertionError("trained a context for a short stream")
+
+    monkeypatch.setattr(learned_context, "train", refuse)
+    data = bundle.pack(field, meta, bundle.round_weights(field, "quantized", BitDepths(6, 6), latent_step=0.2))
+    assert "latents.context" not in safetensors.torch.load(bundle.decompress(data))
 
 
 def test_a_damaged_learned_context_is_a_clear_error(neogrid_and_meta, monkeypatch):
