@@ -8,7 +8,8 @@ tensor's only side information; a pyramid's latents, level by level and
 channel by channel, under a discrete Laplace (:class:`LaplaceModel`) whose
 integer table every machine builds alike, or where it pays in context: half
 the level first, the other half under models chosen by its decoded
-neighbours (:func:`fit_block`).
+neighbours; plane by plane from their predictions; or plane by plane under a
+learned context's fixed tables (:func:`fit_block`).
 
 Why this model (measured on the demo bundle's 8-bit symbols, 33,217 of them,
 ``benchmarks/quantize.py`` and docs/format.md): their order-0 empirical entropy
