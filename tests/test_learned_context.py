@@ -109,3 +109,19 @@ def test_a_stream_whose_centres_leave_the_levels_is_refused():
 
     with pytest.raises(ValueError, match="outside their levels"):
         entropy.read_block(Largest(), entropy.LEARNED, [], (2, 2), 3, lc.unpack(np.zeros(lc.WEIGHTS)))
+
+
+def test_any_weights_over_any_stream_decode_to_symbols_or_one_clear_error():
+    """A hostile bundle's context: extreme or random int16 weights over random words read as symbols in their
+    levels, or say the symbols left them; never anything else."""
+    rng = np.random.default_rng(3)
+    for trial in range(6):
+        weights = rng.integers(-32768, 32768, lc.WEIGHTS) if trial % 2 else np.full(lc.WEIGHTS, (-1) ** trial * 32767)
+        words = rng.integers(0, 2 ** 32, 64, dtype=np.uint64).astype("<u4").tobytes()
+        try:
+            out = entropy.read_block(entropy.Reader(words), entropy.LEARNED, [], (3, 5, 6), 9,
+                                     lc.unpack(weights.astype(np.int16)))
+        except ValueError as e:
+            assert "outside their levels" in str(e)
+        else:
+            assert out.shape == (90,) and out.min() >= 0 and out.max() < 9
