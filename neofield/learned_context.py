@@ -120,18 +120,8 @@ def residuals(symbols: np.ndarray, shape: tuple[int, ...], levels: int, layers: 
 def decode(read, shape: tuple[int, ...], levels: int, layers: list[np.ndarray]) -> np.ndarray:
     """The block's symbols, flat in C order, from ``read(k, n)``: the next ``n`` residuals of class ``k``, as
     :func:`wavefront.segments` cut them."""
-    order, bounds, _ = wavefront.layout(shape)
-    near = neighbours(shape)
-    size = len(order)
-    padded = np.full(size + 1, (levels - 1) // 2, np.int64)
-    for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
-        base, classes = predict(layers, padded[near[a:b]], levels)
-        value = np.empty(b - a, np.int64)
-        for k, n in enumerate(np.bincount(classes, minlength=CLASSES).tolist()):
-            if n:
-                value[classes == k] = read(k, n)
-        padded[order[a:b]] = value + base - (levels - 1)
-    return padded[:size]
+    return wavefront.decode_planes(read, shape, levels, neighbours(shape), (levels - 1) // 2,
+                                   lambda a, b, near: predict(layers, near, levels), CLASSES)
 
 
 def train(blocks: list[tuple[np.ndarray, tuple[int, ...]]], levels: int, seed: int = 0) -> np.ndarray:

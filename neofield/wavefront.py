@@ -97,16 +97,26 @@ def segments(residual: np.ndarray, classes: np.ndarray, shape: tuple[int, ...]) 
 def decode(read, shape: tuple[int, ...], levels: int) -> np.ndarray:
     """The block's symbols, flat in C order, from ``read(k, n)``: the next ``n`` residuals of class ``k``, as the
     coder wrote them (:func:`segments`)."""
-    order, bounds, earlier = layout(shape)
+    _, _, earlier = layout(shape)
+    present = earlier < len(earlier)
+    return decode_planes(read, shape, levels, earlier, 0, lambda a, b, near: predict(near, present[a:b], levels),
+                         CLASSES)
+
+
+def decode_planes(read, shape: tuple[int, ...], levels: int, near: np.ndarray, fill: int, predict_plane,
+                  classes: int) -> np.ndarray:
+    """Plane by plane, the residuals ``read(k, n)`` gives class by class turned back into symbols: each plane's
+    nodes' ``(prediction, class)`` from ``predict_plane(a, b, values)``, ``values`` the symbols at ``near[a:b]``
+    (indices of decoded nodes, or the padding slot, which holds ``fill``). The median rule's decoder and the
+    learned context's (:mod:`neofield.learned_context`)."""
+    order, bounds, _ = layout(shape)
     size = len(order)
-    present = earlier < size
-    padded = np.zeros(size + 1, np.int64)
+    padded = np.full(size + 1, fill, np.int64)
     for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
-        near = earlier[a:b]
-        pred, classes = predict(padded[near], present[a:b], levels)
+        pred, cls = predict_plane(a, b, padded[near[a:b]])
         value = np.empty(b - a, np.int64)
-        for k, n in enumerate(np.bincount(classes, minlength=CLASSES).tolist()):
+        for k, n in enumerate(np.bincount(cls, minlength=classes).tolist()):
             if n:
-                value[classes == k] = read(k, n)
+                value[cls == k] = read(k, n)
         padded[order[a:b]] = value + pred - (levels - 1)
     return padded[:size]
