@@ -28,6 +28,8 @@ import zstandard
 from torch import nn
 
 from . import __version__, entropy, learned_context
+from .streams import (CONTEXT_SIDE_BYTES, GROUPS, CodedGroup, code_groups, coded_bytes,  # noqa: F401
+                      group_names, group_of, learned_contexts)
 from .errors import NeofieldError
 from .fields import layouts
 from .fields.neomlp import NeoMLPField
@@ -52,13 +54,8 @@ ZSTD_LEVEL = 19
 DICTIONARY = Path(__file__).with_name("bundle.zdict")
 DICTIONARY_SHA256 = "a350ea6ff34f0263c54b980cfa784f569591ce3d7f478d679196a77627de7ce0"
 WEIGHT_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
-GROUPS = ("backbone", "latents")  # each group of tensors is one coded stream, so its bytes are known exactly
 LEGACY_Q8 = "q8"  # format v2: uint8 symbols under NAME, [scale, offset] under NAME + ":quant"
 METADATA_KEY = "neofield"
-
-
-def group_of(name: str) -> str:
-    return "latents" if name.startswith("latents.") else "backbone"
 
 
 QAT_FRACTION = 0.1
@@ -76,11 +73,6 @@ def quantization_aware(field: nn.Module, bits: BitDepths | Callable[[nn.Module],
     if callable(bits):
         return QuantizationAware(lambda f: levels(bits(f)), fraction)
     return QuantizationAware(levels(bits), fraction)
-
-
-def group_names(names, group: str) -> list[str]:
-    """A group's tensor names in coding order (sorted): the one order writer and reader share."""
-    return sorted(n for n in names if group_of(n) == group)
 
 
 @dataclass
@@ -146,94 +138,6 @@ def quantize_state(field: NeoMLPField, bits: BitDepths, latent_step: float | Non
             for name, t in field.state_dict().items()}
 
 
-@dataclass(frozen=True)
-class CodedGroup:
-    """One group's tensors range coded into one stream: a Gaussian per whole tensor (None for a tensor coded
-    in blocks), the Laplace models of its blocks in coding order, and how each block is coded
-    (:data:`entropy.CODINGS`: whole, as a checkerboard or plane by plane; :data:`entropy.MODELS` says how many
-    models each has)."""
-
-    names: list[str]
-    stream: bytes
-    gaussians: list[entropy.GaussianModel | None]
-    blocks: list[entropy.LaplaceModel]
-    contexts: list[int]
-    context: np.ndarray | None = None  # the learned context's int16 weights, where a block is coded under it
-
-
-def _block_symbols(q: QuantizedTensor) -> list[np.ndarray]:
-    flat = q.symbols.reshape(q.symbols.shape[0], -1)
-    return [flat[a:b, c] for a, b, c in q.blocks]
-
-
-def code_groups(quantized: dict[str, QuantizedTensor], contexts: dict[str, np.ndarray | None] | None = None
-                ) -> dict[str, CodedGroup]:
-    """Each group's tensors, in coding order (each tensor whole, or block by block), range coded into one
-    stream, under the group's learned context where its stream and weights come out smaller. ``contexts``: the
-    contexts to try, per group (None: learned where the stream is long enough to pay, :func:`learned_contexts`)."""
-    out = {}
-    for group in GROUPS:
-        names = group_names(quantized, group)
-        out[group] = _code_group(quantized, names, None)
-        context = contexts.get(group) if contexts is not None else _learned_context(quantized, names, out[group])
-        if context is not None:
-            coded = _code_group(quantized, names, context)
-            if _cost(coded) < _cost(out[group]):
-                out[group] = coded
-    return out
-
-
-def learned_contexts(quantized: dict[str, QuantizedTensor]) -> dict[str, np.ndarray | None]:
-    """Per group, a learned context trained on its grids (:mod:`neofield.learned_context`), or None where the
-    group's stream without one is too short for its weights to pay or its grids differ in levels."""
-    return {group: _learned_context(quantized, names, _code_group(quantized, names, None))
-            for group, names in ((g, group_names(quantized, g)) for g in GROUPS)}
-
-
-def _learned_context(quantized: dict[str, QuantizedTensor], names: list[str], plain: CodedGroup
-                     ) -> np.ndarray | None:
-    if len(plain.stream) < learned_context.MIN_STREAM_BYTES:
-        return None
-    grids = [(part, shape, q.levels) for q in (quantized[n] for n in names) if q.blocks and q.block_shapes
-             for part, shape in zip(_block_symbols(q), q.block_shapes, strict=True)
-             if learned_context.allowed(shape, q.levels)]
-    if not grids or len({lv for *_, lv in grids}) != 1:
-        return None
-    return learned_context.train([(part, shape) for part, shape, _ in grids], grids[0][2])
-
-
-# what a learned context's 482 int16 weights add to a bundle under zstd, and a stored Laplace model (two int32)
-CONTEXT_SIDE_BYTES, MODEL_BYTES = 800, 5
-
-
-def _cost(coded: CodedGroup) -> int:
-    """About what a group adds to a bundle: its stream, its blocks' models and its learned context."""
-    return len(coded.stream) + MODEL_BYTES * len(coded.blocks) + CONTEXT_SIDE_BYTES * (coded.context is not None)
-
-
-def _code_group(quantized: dict[str, QuantizedTensor], names: list[str], context: np.ndarray | None) -> CodedGroup:
-    layers = learned_context.unpack(context) if context is not None else None
-    symbols, models, gaussians, blocks, contexts = [], [], [], [], []
-    for n in names:
-        q = quantized[n]
-        if q.blocks:
-            shapes = q.block_shapes or [None] * len(q.blocks)  # grids unknown: every block whole
-            for part, shape in zip(_block_symbols(q), shapes, strict=True):
-                coding, laplace, runs = entropy.fit_block(part, shape, q.levels, context=layers)
-                symbols += [run for run, _ in runs]
-                models += [model for _, model in runs]
-                blocks += laplace
-                contexts.append(coding)
-            gaussians.append(None)
-        else:
-            gaussian = entropy.GaussianModel.fit(q.symbols, q.levels)
-            symbols.append(q.symbols)
-            models.append(gaussian)
-            gaussians.append(gaussian)
-    return CodedGroup(names, entropy.encode(symbols, models), gaussians, blocks, contexts,
-                      context if entropy.LEARNED in contexts else None)
-
-
 @functools.cache
 def dictionary() -> zstandard.ZstdCompressionDict:
     """The zstd dictionary a bundle is compressed under (format v6 on): the headers of a few bundles, which a
@@ -255,13 +159,6 @@ def compress(payload: bytes) -> bytes:
     checksum stated."""
     return zstandard.ZstdCompressor(level=ZSTD_LEVEL, dict_data=dictionary(), write_content_size=True,
                                     write_checksum=True).compress(payload)
-
-
-def coded_bytes(quantized: dict[str, QuantizedTensor], contexts: dict[str, np.ndarray | None] | None = None
-                ) -> dict[str, int]:
-    """The bytes each group's stream takes, with its learned context's weights: what rate control steers."""
-    return {group: len(coded.stream) + (CONTEXT_SIDE_BYTES if coded.context is not None else 0)
-            for group, coded in code_groups(quantized, contexts).items()}
 
 
 def _load_quantized(field: NeoMLPField, quantized: dict[str, QuantizedTensor]) -> None:

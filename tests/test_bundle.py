@@ -8,7 +8,7 @@ import safetensors.torch
 import torch
 import zstandard
 
-from neofield import bundle, entropy, learned_context
+from neofield import bundle, entropy, learned_context, streams
 from neofield.codec import make_field, signal_metadata
 from neofield.errors import NeofieldError
 from neofield.media import Media, Selection
@@ -335,7 +335,7 @@ def _learned(neogrid_and_meta, monkeypatch) -> tuple[bytes, dict, dict]:
         field.latents.table.add_(torch.randn_like(field.latents.table) * 0.3)
     monkeypatch.setattr(learned_context, "MIN_STREAM_BYTES", 100)
     monkeypatch.setattr(learned_context, "TRAIN_STEPS", 150)
-    monkeypatch.setattr(bundle, "CONTEXT_SIDE_BYTES", 0)
+    monkeypatch.setattr(streams, "CONTEXT_SIDE_BYTES", 0)
     data = bundle.pack(field, meta, bundle.round_weights(field, "quantized", BitDepths(6, 6), latent_step=0.2))
     return data, safetensors.torch.load(bundle.decompress(data)), json.loads(_header(data)["__metadata__"]["neofield"])
 
