@@ -109,31 +109,45 @@ def geometric_frequencies(distance: np.ndarray, decay: int) -> np.ndarray:
     return freq
 
 
-class TableModel:
-    """A fixed integer frequency table over ``0 .. levels - 1`` (:func:`geometric_frequencies`); what the
-    learned context's classes code under (:func:`learned_models`)."""
+class IntegerTable:
+    """What a model with an integer frequency table (``_table``, int64 over ``0 .. levels - 1``, summing to
+    ``2**PRECISION``) gives the coder: its ideal costs and its constriction model."""
 
-    def __init__(self, table: np.ndarray) -> None:
-        self._table = table
-        self.levels = len(table)
+    _table: np.ndarray
+    levels: int
 
     def frequencies(self) -> np.ndarray:
+        """The integer frequency table, int64, each at least 1, summing to ``2**PRECISION``."""
         return self._table.copy()
 
     def bits_of(self, counts: np.ndarray) -> float:
+        """Ideal cost, in bits, of symbols with these ``counts`` per symbol."""
         return float(-(counts * (np.log2(self._table) - PRECISION)).sum())
 
     def bits(self, symbols: np.ndarray) -> float:
+        """Ideal cost of ``symbols`` under this model (the coder's target), in bits."""
         return self.bits_of(np.bincount(np.asarray(symbols).ravel().astype(np.int64), minlength=self.levels))
+
+    def constriction(self):
+        return self._coder_model
 
     @cached_property
     def _coder_model(self):
         import constriction
 
+        # the integer table, as exact float64 values; constriction rescales it to its own fixed point with
+        # IEEE-754 basic arithmetic only (no library functions), which is the same on every machine. Kept: a block
+        # coded plane by plane codes hundreds of runs under each of its models
         return constriction.stream.model.Categorical(self._table.astype(np.float64), perfect=False)
 
-    def constriction(self):
-        return self._coder_model
+
+class TableModel(IntegerTable):
+    """A fixed integer frequency table (:func:`geometric_frequencies`); what the learned context's classes code
+    under (:func:`learned_models`)."""
+
+    def __init__(self, table: np.ndarray) -> None:
+        self._table = table
+        self.levels = len(table)
 
 
 @functools.lru_cache(maxsize=8)
@@ -147,7 +161,7 @@ def learned_models(levels: int) -> tuple[TableModel, ...]:
 
 
 @dataclass(frozen=True)
-class LaplaceModel:
+class LaplaceModel(IntegerTable):
     """A discrete Laplace over the symbols ``0 .. levels - 1``: ``p(k)`` proportional to ``r ** |k - centre|``,
     with ``r = decay / 65536``. Both parameters are integers, and so is its frequency table
     (:meth:`frequencies`), computed by integer arithmetic alone: every machine builds the very same table,
@@ -169,10 +183,6 @@ class LaplaceModel:
     def _table(self) -> np.ndarray:
         return geometric_frequencies(np.abs(np.arange(self.levels, dtype=np.int64) - self.centre), self.decay)
 
-    def frequencies(self) -> np.ndarray:
-        """The integer frequency table, int64, each at least 1, summing to ``2**PRECISION``."""
-        return self._table.copy()
-
     @classmethod
     def fit(cls, symbols: np.ndarray, levels: int) -> LaplaceModel:
         """The centre at the median symbol and, of 96 decays, the one that codes ``symbols`` in the fewest bits
@@ -191,26 +201,6 @@ class LaplaceModel:
         nearby = grid[max(at - 3, 0):at + 3]
         best = min(nearby, key=lambda d: cls(centre, int(d), int(levels)).bits_of(counts))
         return cls(centre, int(best), int(levels))
-
-    def bits_of(self, counts: np.ndarray) -> float:
-        """Ideal cost, in bits, of symbols with these ``counts`` per symbol."""
-        return float(-(counts * (np.log2(self._table) - PRECISION)).sum())
-
-    def bits(self, symbols: np.ndarray) -> float:
-        """Ideal cost of ``symbols`` under this model (the coder's target), in bits."""
-        return self.bits_of(np.bincount(np.asarray(symbols).ravel().astype(np.int64), minlength=self.levels))
-
-    def constriction(self):
-        return self._coder_model
-
-    @cached_property
-    def _coder_model(self):
-        import constriction
-
-        # the integer table, as exact float64 values; constriction rescales it to its own fixed point with
-        # IEEE-754 basic arithmetic only (no library functions), which is the same on every machine. Kept: a block
-        # coded plane by plane codes hundreds of runs under each of its models
-        return constriction.stream.model.Categorical(self._table.astype(np.float64), perfect=False)
 
 
 def encode(symbols: list[np.ndarray], models: list[GaussianModel | LaplaceModel]) -> bytes:

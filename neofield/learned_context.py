@@ -107,14 +107,22 @@ def predict(layers: list[np.ndarray], values: np.ndarray, levels: int) -> tuple[
     return np.clip(base, 0, levels - 1), np.where(inside, quarters & 3, 0) + QUARTERS * scale
 
 
+def gathered(symbols: np.ndarray, shape: tuple[int, ...], levels: int) -> tuple[np.ndarray, np.ndarray]:
+    """A block's symbols (flat, C order) in plane-by-plane order, and each one's :data:`OFFSETS` neighbours'
+    symbols ``(nodes, INPUTS)`` (the middle symbol where one lies outside the grid): what the coder codes, and
+    what the MLP reads."""
+    order, _, _ = wavefront.layout(shape)
+    padded = np.append(np.asarray(symbols, np.int64).ravel(), (levels - 1) // 2)
+    return padded[order], padded[neighbours(shape)]
+
+
 def residuals(symbols: np.ndarray, shape: tuple[int, ...], levels: int, layers: list[np.ndarray]
               ) -> tuple[np.ndarray, np.ndarray]:
     """A block's symbols (flat, C order) as coded: in plane-by-plane order, each as ``symbol - base + levels - 1``
     (``0 .. 2 levels - 2``), and each one's class."""
-    order, _, _ = wavefront.layout(shape)
-    padded = np.append(np.asarray(symbols, np.int64).ravel(), (levels - 1) // 2)
-    base, classes = predict(layers, padded[neighbours(shape)], levels)
-    return padded[order] - base + levels - 1, classes
+    ordered, near = gathered(symbols, shape, levels)
+    base, classes = predict(layers, near, levels)
+    return ordered - base + levels - 1, classes
 
 
 def decode(read, shape: tuple[int, ...], levels: int, layers: list[np.ndarray]) -> np.ndarray:
@@ -131,13 +139,8 @@ def train(blocks: list[tuple[np.ndarray, tuple[int, ...]]], levels: int, seed: i
     import torch
 
     middle = (levels - 1) // 2
-    xs, ys = [], []
-    for symbols, shape in blocks:
-        order, _, _ = wavefront.layout(shape)
-        padded = np.append(np.asarray(symbols, np.int64).ravel(), middle)
-        xs.append(np.clip(padded[neighbours(shape)] - middle, -CLIP, CLIP))
-        ys.append(padded[order] - middle)
-    x, y = np.concatenate(xs), np.concatenate(ys)
+    ys, xs = zip(*(gathered(symbols, shape, levels) for symbols, shape in blocks))
+    x, y = np.clip(np.concatenate(xs) - middle, -CLIP, CLIP), np.concatenate(ys) - middle
     rng = np.random.default_rng(seed)
     if len(y) > TRAIN_NODES:
         pick = rng.choice(len(y), TRAIN_NODES, replace=False)
