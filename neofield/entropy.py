@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from functools import cached_property
+from typing import NamedTuple
 
 import numpy as np
 
@@ -274,6 +275,16 @@ def _fit_all(segments: list[np.ndarray], levels: int, fallback: LaplaceModel | N
     return [LaplaceModel.fit(s, levels) if s.size else LaplaceModel(centre, DECAY_ONE // 2, levels) for s in segments]
 
 
+class BlockCode(NamedTuple):
+    """How a block is coded: its ideal bits (its models' storage counted), the coding, its models (as stored)
+    and its symbols in coding order, cut into runs each with its model."""
+
+    bits: float
+    coding: int
+    models: list[LaplaceModel]
+    runs: list[tuple[np.ndarray, LaplaceModel | TableModel]]
+
+
 def fit_block(symbols: np.ndarray, shape: tuple[int, ...] | None, levels: int, codings: tuple[int, ...] = CODINGS,
               context: list[np.ndarray] | None = None
               ) -> tuple[int, list[LaplaceModel], list[tuple[np.ndarray, LaplaceModel | TableModel]]]:
@@ -281,33 +292,48 @@ def fit_block(symbols: np.ndarray, shape: tuple[int, ...] | None, levels: int, c
     coding, its models (as stored) and its symbols in coding order, cut into runs each with its model.
     ``shape``: the block's grid; None where it is not known, and the block is coded whole. ``context``: the
     group's learned context's layers (:func:`learned_context.unpack`), where it has one."""
+    return best_block(symbols, shape, levels, codings, context)[1:]
+
+
+def best_block(symbols: np.ndarray, shape: tuple[int, ...] | None, levels: int, codings: tuple[int, ...] = CODINGS,
+               context: list[np.ndarray] | None = None) -> BlockCode:
+    """:func:`fit_block`, with the chosen coding's bits."""
     symbols = np.asarray(symbols).ravel()
     whole = LaplaceModel.fit(symbols, levels)
-    best = (whole.bits(symbols), WHOLE, [whole], [(symbols, whole)])
+    best = BlockCode(whole.bits(symbols), WHOLE, [whole], [(symbols, whole)])
     if shape is None or symbols.size < 2:
-        return best[1:]
+        return best
     anchor = LaplaceModel.fit(symbols[anchors(shape)], levels)
     segments = block_segments(symbols, shape, anchor.centre)
     models = [anchor] + _fit_all(segments[1:], levels, anchor)
     bits = sum(m.bits(s) for m, s in zip(models, segments)) + MODEL_SIDE_BITS * (len(models) - 1)
-    if CHECKERBOARD in codings and bits < best[0]:
-        best = (bits, CHECKERBOARD, models, list(zip(segments, models)))
+    if CHECKERBOARD in codings and bits < best.bits:
+        best = BlockCode(bits, CHECKERBOARD, models, list(zip(segments, models)))
     size = alphabet(WAVEFRONT, levels)
     if WAVEFRONT in codings and wavefront.allowed(shape) and size <= 1 << 16:
         residual, classes = wavefront.residuals(symbols, shape, levels)
         by_class = [residual[classes == k] for k in range(wavefront.CLASSES)]
         models = _fit_all(by_class, size)
         bits = sum(m.bits(r) for m, r in zip(models, by_class)) + MODEL_SIDE_BITS * (len(models) - 1)
-        if bits < best[0]:
+        if bits < best.bits:
             runs = [(r, models[k]) for k, r in wavefront.segments(residual, classes, shape)]
-            best = (bits, WAVEFRONT, models, runs)
-    if LEARNED in codings and context is not None and learned_context.allowed(shape, levels):
-        residual, classes = learned_context.residuals(symbols, shape, levels, context)
-        tables = learned_models(levels)
-        bits = sum(tables[k].bits(residual[classes == k]) for k in np.unique(classes).tolist())
-        if bits < best[0]:
-            best = (bits, LEARNED, [], [(r, tables[k]) for k, r in wavefront.segments(residual, classes, shape)])
-    return best[1:]
+            best = BlockCode(bits, WAVEFRONT, models, runs)
+    learned = learned_block(symbols, shape, levels, context) if LEARNED in codings else None
+    return learned if learned is not None and learned.bits < best.bits else best
+
+
+def learned_block(symbols: np.ndarray, shape: tuple[int, ...] | None, levels: int,
+                  context: list[np.ndarray] | None) -> BlockCode | None:
+    """The block coded under a learned context (no models stored), or None where it cannot be: no context,
+    no grid, or a grid the context does not code. A coder that has the block's other codings already compares
+    this one's bits with theirs (:mod:`neofield.streams`) instead of fitting them again."""
+    symbols = np.asarray(symbols).ravel()
+    if context is None or shape is None or symbols.size < 2 or not learned_context.allowed(shape, levels):
+        return None
+    residual, classes = learned_context.residuals(symbols, shape, levels, context)
+    tables = learned_models(levels)
+    bits = sum(tables[k].bits(residual[classes == k]) for k in np.unique(classes).tolist())
+    return BlockCode(bits, LEARNED, [], [(r, tables[k]) for k, r in wavefront.segments(residual, classes, shape)])
 
 
 def read_block(reader: Reader, coding: int, models: list[LaplaceModel], shape: tuple[int, ...], levels: int,

@@ -52,10 +52,11 @@ def code_groups(quantized: dict[str, QuantizedTensor], contexts: dict[str, np.nd
     out = {}
     for group in GROUPS:
         names = group_names(quantized, group)
-        out[group] = _code_group(quantized, names, None)
+        fitted = _fitted(quantized, names)
+        out[group] = _code_group(quantized, names, fitted, None)
         context = contexts.get(group) if contexts is not None else _learned_context(quantized, names, out[group])
         if context is not None:
-            coded = _code_group(quantized, names, context)
+            coded = _code_group(quantized, names, fitted, context)
             if _cost(coded) < _cost(out[group]):
                 out[group] = coded
     return out
@@ -64,7 +65,7 @@ def code_groups(quantized: dict[str, QuantizedTensor], contexts: dict[str, np.nd
 def learned_contexts(quantized: dict[str, QuantizedTensor]) -> dict[str, np.ndarray | None]:
     """Per group, a learned context trained on its grids (:mod:`neofield.learned_context`), or None where the
     group's stream without one is too short for its weights to pay or its grids differ in levels."""
-    return {group: _learned_context(quantized, names, _code_group(quantized, names, None))
+    return {group: _learned_context(quantized, names, _code_group(quantized, names, _fitted(quantized, names), None))
             for group, names in ((g, group_names(quantized, g)) for g in GROUPS)}
 
 
@@ -89,19 +90,34 @@ def _cost(coded: CodedGroup) -> int:
     return len(coded.stream) + MODEL_BYTES * len(coded.blocks) + CONTEXT_SIDE_BYTES * (coded.context is not None)
 
 
-def _code_group(quantized: dict[str, QuantizedTensor], names: list[str], context: np.ndarray | None) -> CodedGroup:
+def _blocks(q: QuantizedTensor) -> list[tuple[np.ndarray, tuple[int, ...] | None]]:
+    """A blocked tensor's blocks: each one's symbols and grid (None where its grid is unknown: coded whole)."""
+    return list(zip(_block_symbols(q), q.block_shapes or [None] * len(q.blocks), strict=True))
+
+
+def _fitted(quantized: dict[str, QuantizedTensor], names: list[str]) -> dict[str, list[entropy.BlockCode]]:
+    """Each blocked tensor's blocks coded the cheapest way without a learned context: fitted once, for the
+    group coded with a context and without."""
+    return {n: [entropy.best_block(part, shape, quantized[n].levels) for part, shape in _blocks(quantized[n])]
+            for n in names if quantized[n].blocks}
+
+
+def _code_group(quantized: dict[str, QuantizedTensor], names: list[str], fitted: dict[str, list[entropy.BlockCode]],
+                context: np.ndarray | None) -> CodedGroup:
+    """The group coded, each block as ``fitted`` or under ``context`` where that takes fewer bits."""
     layers = learned_context.unpack(context) if context is not None else None
     symbols, models, gaussians, blocks, contexts = [], [], [], [], []
     for n in names:
         q = quantized[n]
         if q.blocks:
-            shapes = q.block_shapes or [None] * len(q.blocks)  # grids unknown: every block whole
-            for part, shape in zip(_block_symbols(q), shapes, strict=True):
-                coding, laplace, runs = entropy.fit_block(part, shape, q.levels, context=layers)
-                symbols += [run for run, _ in runs]
-                models += [model for _, model in runs]
-                blocks += laplace
-                contexts.append(coding)
+            for (part, shape), best in zip(_blocks(q), fitted[n], strict=True):
+                learned = entropy.learned_block(part, shape, q.levels, layers)
+                if learned is not None and learned.bits < best.bits:
+                    best = learned
+                symbols += [run for run, _ in best.runs]
+                models += [model for _, model in best.runs]
+                blocks += best.models
+                contexts.append(best.coding)
             gaussians.append(None)
         else:
             gaussian = entropy.GaussianModel.fit(q.symbols, q.levels)

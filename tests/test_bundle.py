@@ -313,8 +313,8 @@ def test_smooth_latents_are_coded_plane_by_plane_and_come_back_exactly(neogrid_a
     loaded = bundle.unpack(data)
     assert np.array_equal(loaded.quantized["latents.table"].symbols, quantized["latents.table"].symbols)
     assert bundle.pack(loaded.field, loaded.meta, loaded.quantized) == data
-    real = entropy.fit_block
-    monkeypatch.setattr(bundle.entropy, "fit_block", lambda s, shape, levels, context=None: real(
+    real = entropy.best_block
+    monkeypatch.setattr(bundle.entropy, "best_block", lambda s, shape, levels: real(
         s, shape, levels, (entropy.WHOLE, entropy.CHECKERBOARD)))  # v5's coder
     v5 = bundle.coded_bytes(quantized)["latents"]
     monkeypatch.undo()
@@ -402,9 +402,9 @@ def test_a_version_four_bundle_with_every_block_whole_still_loads(neogrid_and_me
     # v4 wrote each block under one Laplace and no contexts tensor
     def whole(s, shape, levels, codings=entropy.CODINGS, context=None):
         model = entropy.LaplaceModel.fit(s, levels)
-        return entropy.WHOLE, [model], [(np.asarray(s).ravel(), model)]
+        return entropy.BlockCode(model.bits(s), entropy.WHOLE, [model], [(np.asarray(s).ravel(), model)])
 
-    monkeypatch.setattr(bundle.entropy, "fit_block", whole)
+    monkeypatch.setattr(bundle.entropy, "best_block", whole)
     data = bundle.pack(field, meta, quantized)
     monkeypatch.undo()
     tensors = safetensors.torch.load(bundle.decompress(data))
