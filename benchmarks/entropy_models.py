@@ -10,7 +10,7 @@ latent symbols the bundle holds are range coded three times with ``neofield/entr
 * **as a checkerboard** where it pays (a block's second half under models its decoded neighbours choose): v5;
 * **predicted** where it pays more (plane by plane, each node from the median of its earlier neighbours): v6;
 * **learned** where it pays more still (plane by plane under a context trained on these symbols, its 482
-  weights counted at ``bundle.CONTEXT_SIDE_BYTES``): v7. Its training is timed too (an encoder's cost).
+  weights counted at ``streams.CONTEXT_SIDE_BYTES``): v7. Its training is timed too (an encoder's cost).
 
 Every stream is decoded again (checked against the symbols) and timed, best of five; the table gives
 the bytes (a stream's models counted at 8 bytes each, as the bundle stores them before zstd), the bits per
@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from neofield import bundle as bundle_io, entropy, learned_context  # noqa: E402
+from neofield import bundle as bundle_io, entropy, learned_context, streams  # noqa: E402
 from neofield.quantize import BitDepths  # noqa: E402
 from neofield.render import render_media  # noqa: E402
 
@@ -96,7 +96,7 @@ def measure(path: Path) -> dict:
         seconds, decoded = best_of(read)
         assert all(np.array_equal(d, s.ravel()) for d, s in zip(decoded, blocks, strict=True)), name
         stored = sum(len(ms) for _, ms, _ in fitted)
-        side = bundle_io.CONTEXT_SIDE_BYTES if entropy.LEARNED in [c for c, _, _ in fitted] else 0
+        side = streams.CONTEXT_SIDE_BYTES if entropy.LEARNED in [c for c, _, _ in fitted] else 0
         out[name] = {"bytes": len(stream) + 8 * stored + 4 * len(blocks) + side, "seconds": seconds,
                      "codings": [c for c, _, _ in fitted]}
     field = loaded.field.eval()

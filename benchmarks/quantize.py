@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import neofield  # noqa: E402
 from neofield.media import Selection, read_media  # noqa: E402
 from neofield.compare import compare  # noqa: E402
-from neofield.bundle import coded_bytes as range_coded_bytes  # noqa: E402
+from neofield.streams import coded_bytes as range_coded_bytes  # noqa: E402
 from neofield.quantize import QuantizedTensor, entropy_bytes, quantize  # noqa: E402
 from neofield.render import render_media  # noqa: E402
 

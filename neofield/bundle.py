@@ -28,8 +28,7 @@ import zstandard
 from torch import nn
 
 from . import __version__, entropy, learned_context
-from .streams import (CONTEXT_SIDE_BYTES, GROUPS, CodedGroup, code_groups, coded_bytes,  # noqa: F401
-                      group_names, group_of, learned_contexts)
+from .streams import GROUPS, CodedGroup, code_groups, codings, group_names, group_of
 from .errors import NeofieldError
 from .fields import layouts
 from .fields.neomlp import NeoMLPField
@@ -167,37 +166,53 @@ def _load_quantized(field: NeoMLPField, quantized: dict[str, QuantizedTensor]) -
 
 def pack(field: NeoMLPField, meta: dict, quantized: dict[str, QuantizedTensor] | None = None,
          contexts: dict[str, np.ndarray | None] | None = None) -> bytes:
-    """Serialise a field and its metadata to bundle bytes (a quantized bundle stores ``quantized``, under
-    ``contexts`` where given: :func:`code_groups`)."""
+    """Serialise a field and its metadata to bundle bytes. A quantized bundle stores ``quantized`` (by default
+    the field's weights at the metadata's bit depths) under ``contexts`` where given (:func:`code_groups`
+    keeps each where it estimates the group smaller); else under learned contexts where the whole bundle
+    comes out smaller with them than without, packed both ways."""
     model = {"type": arch_of(field), "config": field.config.to_dict()}
     if hasattr(field, "layout"):  # NeoMLP's latent sets; the baselines have none
         model["segmentation"] = layouts.metadata(field.layout)  # the layout, under its historic name
     meta = {**meta, "format_version": FORMAT_VERSION, "model": model}
-    if meta["weights_dtype"] == QUANTIZED:
-        if quantized is None:
-            quantized = quantize_state(field, BitDepths(**meta.get("quantization", {}).get("bits", {})))
-        tensors = {}
-        for group, coded in code_groups(quantized, contexts).items():
-            names, stream = coded.names, coded.stream
-            tensors[f"{group}.stream"] = torch.frombuffer(bytearray(stream), dtype=torch.uint8) if stream \
-                else torch.zeros(0, dtype=torch.uint8)
-            # per tensor: scale, offset (the dequantizer), mean, std (its Gaussian; 0, 1 for a tensor coded in
-            # blocks); and the levels
-            tensors[f"{group}.params"] = torch.tensor(
-                [[float(quantized[n].scale), float(quantized[n].offset), m.mean if m else 0.0, m.std if m else 1.0]
-                 for n, m in zip(names, coded.gaussians)], dtype=torch.float32).reshape(len(names), 4)
-            tensors[f"{group}.levels"] = torch.tensor([quantized[n].levels for n in names], dtype=torch.int32)
-            if coded.blocks:  # per model of a block: its Laplace's centre and decay
-                tensors[f"{group}.models"] = torch.tensor([[m.centre, m.decay] for m in coded.blocks],
-                                                          dtype=torch.int32)
-            if coded.contexts:  # per block: how it is coded
-                tensors[f"{group}.contexts"] = torch.tensor(coded.contexts, dtype=torch.int32)
-            if coded.context is not None:
-                tensors[f"{group}.context"] = torch.from_numpy(coded.context.astype(np.int16))
-    else:
+    if meta["weights_dtype"] != QUANTIZED:
         dtype = WEIGHT_DTYPES[meta["weights_dtype"]]
         tensors = {name: t.detach().to("cpu", dtype).contiguous() for name, t in field.state_dict().items()}
+        return _container(tensors, meta)
+    if quantized is None:
+        quantized = quantize_state(field, BitDepths(**meta.get("quantization", {}).get("bits", {})))
+    if contexts is not None:
+        return _container(_coded_tensors(quantized, code_groups(quantized, contexts)), meta)
+    # a context's weights, the models it spares and the stream all pass through zstd: decided on the bytes (the
+    # first, without a context, where both come out the same)
+    return min((_container(_coded_tensors(quantized, coded), meta) for coded in codings(quantized)), key=len)
+
+
+def _container(tensors: dict[str, torch.Tensor], meta: dict) -> bytes:
     return compress(safetensors.torch.save(tensors, metadata={METADATA_KEY: json.dumps(meta, sort_keys=True)}))
+
+
+def _coded_tensors(quantized: dict[str, QuantizedTensor], groups: dict[str, CodedGroup]) -> dict[str, torch.Tensor]:
+    """What a quantized bundle stores of its coded ``groups``: each one's stream, its tensors' dequantizers and
+    levels, its blocks' models and codings, and its learned context where it was coded under one."""
+    tensors = {}
+    for group, coded in groups.items():
+        names, stream = coded.names, coded.stream
+        tensors[f"{group}.stream"] = torch.frombuffer(bytearray(stream), dtype=torch.uint8) if stream \
+            else torch.zeros(0, dtype=torch.uint8)
+        # per tensor: scale, offset (the dequantizer), mean, std (its Gaussian; 0, 1 for a tensor coded in
+        # blocks); and the levels
+        tensors[f"{group}.params"] = torch.tensor(
+            [[float(quantized[n].scale), float(quantized[n].offset), m.mean if m else 0.0, m.std if m else 1.0]
+             for n, m in zip(names, coded.gaussians)], dtype=torch.float32).reshape(len(names), 4)
+        tensors[f"{group}.levels"] = torch.tensor([quantized[n].levels for n in names], dtype=torch.int32)
+        if coded.blocks:  # per model of a block: its Laplace's centre and decay
+            tensors[f"{group}.models"] = torch.tensor([[m.centre, m.decay] for m in coded.blocks],
+                                                      dtype=torch.int32)
+        if coded.contexts:  # per block: how it is coded
+            tensors[f"{group}.contexts"] = torch.tensor(coded.contexts, dtype=torch.int32)
+        if coded.context is not None:
+            tensors[f"{group}.context"] = torch.from_numpy(coded.context.astype(np.int16))
+    return tensors
 
 
 def decompress(data: bytes, name: str = "bundle", limit: int = DEFAULT_LIMITS.payload_bytes) -> bytes:

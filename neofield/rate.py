@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import bundle as bundle_io
+from . import bundle as bundle_io, streams
 from .errors import NeofieldError
 from .fields.neomlp import NeoMLPField
 from .probe import PSNR_POINTS, PsnrProbe, masked_mse, mse_to_psnr  # noqa: F401  (re-exported)
@@ -84,7 +84,7 @@ def width_for_size(make: Callable[[int], NeoMLPField], target_bytes: int, side_b
 
 def coded_bytes(field: NeoMLPField, bits: float) -> int:
     """The coded streams' bytes with every tensor at ``bits``."""
-    return sum(bundle_io.coded_bytes(bundle_io.quantize_state(field, BitDepths(bits, bits)), {}).values())
+    return sum(streams.coded_bytes(bundle_io.quantize_state(field, BitDepths(bits, bits)), {}).values())
 
 
 def bits_for_size(field: NeoMLPField, stream_bytes: int) -> float:
@@ -323,7 +323,7 @@ class SteeredRate:
             return RateTerm(PSNR_LAMBDA_START, self.fitted_step, target_psnr=self.target.psnr)
         quantized, draft = self.trial(field_, LATENT_STEP, {})  # a fresh field's latents: no context to learn
         side = bundle_io.stored_bytes(draft)["side"] + SIDE_MARGIN
-        self.floor = side + bundle_io.coded_bytes(quantized, {}).get("backbone", 0)
+        self.floor = side + streams.coded_bytes(quantized, {}).get("backbone", 0)
         latent_bits = max(8.0 * (self.target.bytes - self.floor) * STEER_AIM, 8.0)
         self.fitted_step = self.step = latent_step_for(latent_bits / field_.latents.table.numel())
         return RateTerm(lambda_for(latent_bits / self.n_points), self.fitted_step, target_bits=latent_bits)
@@ -333,10 +333,13 @@ class SteeredRate:
         field, and lambda and the scales travel in the fit's state."""
         return {"bits": {"backbone": self.bits.backbone}, "floor": self.floor, "steered": True}
 
-    def trial(self, field_: NeoMLPField, step: float, contexts: dict | None = None) -> tuple[dict, bytes]:
-        """The field's symbols with the latents at ``step``, and the bundle of them (but for the fit and
-        quality record, which come later), under ``contexts`` (None: learned for these symbols)."""
-        quantized = bundle_io.quantize_state(field_, self.bits, step)
+    def trial(self, field_: NeoMLPField, step: float, contexts: dict | None = None,
+              quantized: dict | None = None) -> tuple[dict, bytes]:
+        """The field's symbols with the latents at ``step`` (``quantized``, where already at hand), and the
+        bundle of them (but for the fit and quality record, which come later), under ``contexts`` (None:
+        learned for these symbols)."""
+        if quantized is None:
+            quantized = bundle_io.quantize_state(field_, self.bits, step)
         meta = {**self.meta, "quantization": {"bits": {"backbone": self.bits.backbone}, "lambda": 1.0,
                                               "latent_step": step}}
         return quantized, bundle_io.pack(field_, meta, quantized, contexts)
@@ -344,9 +347,12 @@ class SteeredRate:
     def coded(self, field_: NeoMLPField, step: float) -> int:
         """The bundle's bytes with the latents at ``step``, the fit and quality record at its margin; under the
         learned contexts of the fitted step's symbols (learned once: a search tries up to 17 steps)."""
+        quantized = bundle_io.quantize_state(field_, self.bits, step)
         if self.contexts is None:
-            self.contexts = bundle_io.learned_contexts(bundle_io.quantize_state(field_, self.bits, self.fitted_step))
-        return len(self.trial(field_, step, self.contexts)[1]) + SIDE_MARGIN
+            fitted = quantized if step == self.fitted_step else \
+                bundle_io.quantize_state(field_, self.bits, self.fitted_step)
+            self.contexts = streams.learned_contexts(fitted)
+        return len(self.trial(field_, step, self.contexts, quantized)[1]) + SIDE_MARGIN
 
     def finish(self, field_: NeoMLPField, lam: float | None) -> float:
         """The step to store the latents at: the one they were fitted for, unless that misses the size by

@@ -62,6 +62,23 @@ def code_groups(quantized: dict[str, QuantizedTensor], contexts: dict[str, np.nd
     return out
 
 
+def codings(quantized: dict[str, QuantizedTensor]) -> list[dict[str, CodedGroup]]:
+    """The ways a bundle may code its groups: each without a learned context, then, where a group's stream is
+    long enough for one to pay and a block takes it, the same with that group under the context learned for it.
+    Each group's blocks are fitted once, for both."""
+    plain, learned = {}, {}
+    for group in GROUPS:
+        names = group_names(quantized, group)
+        fitted = _fitted(quantized, names)
+        plain[group] = _code_group(quantized, names, fitted, None)
+        context = _learned_context(quantized, names, plain[group])
+        if context is not None:
+            coded = _code_group(quantized, names, fitted, context)
+            if coded.context is not None:
+                learned[group] = coded
+    return [plain] + ([{**plain, **learned}] if learned else [])
+
+
 def learned_contexts(quantized: dict[str, QuantizedTensor]) -> dict[str, np.ndarray | None]:
     """Per group, a learned context trained on its grids (:mod:`neofield.learned_context`), or None where the
     group's stream without one is too short for its weights to pay or its grids differ in levels."""

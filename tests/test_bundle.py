@@ -253,7 +253,7 @@ def test_a_pyramids_latents_are_coded_level_by_level_and_channel_by_channel(neog
     assert np.array_equal(loaded.quantized["latents.table"].symbols, quantized["latents.table"].symbols)
     assert bundle.pack(loaded.field, loaded.meta, loaded.quantized) == data  # byte exact
     whole = {k: dataclasses.replace(q, blocks=None) for k, q in quantized.items()}  # v3's one Gaussian
-    assert bundle.coded_bytes(quantized)["latents"] < 0.9 * bundle.coded_bytes(whole)["latents"]
+    assert streams.coded_bytes(quantized)["latents"] < 0.9 * streams.coded_bytes(whole)["latents"]
 
 
 def test_damaged_block_models_are_a_clear_error(neogrid_and_meta):
@@ -291,7 +291,7 @@ def test_clustered_latents_are_coded_in_context_and_come_back_exactly(neogrid_an
     assert np.array_equal(loaded.quantized["latents.table"].symbols, quantized["latents.table"].symbols)
     assert bundle.pack(loaded.field, loaded.meta, loaded.quantized) == data
     flat = {k: dataclasses.replace(q, block_shapes=None) for k, q in quantized.items()}  # no grid, no neighbours
-    assert bundle.coded_bytes(quantized)["latents"] < bundle.coded_bytes(flat)["latents"]
+    assert streams.coded_bytes(quantized)["latents"] < streams.coded_bytes(flat)["latents"]
 
 
 def _smooth_latents(field) -> None:
@@ -316,9 +316,9 @@ def test_smooth_latents_are_coded_plane_by_plane_and_come_back_exactly(neogrid_a
     real = entropy.best_block
     monkeypatch.setattr(bundle.entropy, "best_block", lambda s, shape, levels: real(
         s, shape, levels, (entropy.WHOLE, entropy.CHECKERBOARD)))  # v5's coder
-    v5 = bundle.coded_bytes(quantized)["latents"]
+    v5 = streams.coded_bytes(quantized)["latents"]
     monkeypatch.undo()
-    assert bundle.coded_bytes(quantized)["latents"] < 0.8 * v5
+    assert streams.coded_bytes(quantized)["latents"] < 0.8 * v5
     # a version 5 bundle cannot hold a block coded plane by plane: one that says so is damaged
     stored_meta = {**json.loads(_header(data)["__metadata__"]["neofield"]), "format_version": 5}
     payload = safetensors.torch.save(tensors, {"neofield": json.dumps(stored_meta, sort_keys=True)})
@@ -335,8 +335,9 @@ def _learned(neogrid_and_meta, monkeypatch) -> tuple[bytes, dict, dict]:
         field.latents.table.add_(torch.randn_like(field.latents.table) * 0.3)
     monkeypatch.setattr(learned_context, "MIN_STREAM_BYTES", 100)
     monkeypatch.setattr(learned_context, "TRAIN_STEPS", 150)
-    monkeypatch.setattr(streams, "CONTEXT_SIDE_BYTES", 0)
-    data = bundle.pack(field, meta, bundle.round_weights(field, "quantized", BitDepths(6, 6), latent_step=0.2))
+    monkeypatch.setattr(streams, "CONTEXT_SIDE_BYTES", 0)  # kept, given, wherever a block takes it
+    quantized = bundle.round_weights(field, "quantized", BitDepths(6, 6), latent_step=0.2)
+    data = bundle.pack(field, meta, quantized, streams.learned_contexts(quantized))
     return data, safetensors.torch.load(bundle.decompress(data)), json.loads(_header(data)["__metadata__"]["neofield"])
 
 
@@ -346,7 +347,8 @@ def test_latents_coded_under_a_learned_context_come_back_exactly(neogrid_and_met
     assert tensors["latents.context"].dtype == torch.int16 and tensors["latents.context"].shape == (
         learned_context.WEIGHTS,)
     loaded = bundle.unpack(data)
-    assert bundle.pack(loaded.field, loaded.meta, loaded.quantized) == data  # trained again, to the same weights
+    again = bundle.pack(loaded.field, loaded.meta, loaded.quantized, streams.learned_contexts(loaded.quantized))
+    assert again == data  # trained again, to the same weights
 
 
 def test_a_stream_too_short_for_a_context_to_pay_trains_none(neogrid_and_meta, monkeypatch):
@@ -359,6 +361,23 @@ def test_a_stream_too_short_for_a_context_to_pay_trains_none(neogrid_and_meta, m
     monkeypatch.setattr(learned_context, "train", refuse)
     data = bundle.pack(field, meta, bundle.round_weights(field, "quantized", BitDepths(6, 6), latent_step=0.2))
     assert "latents.context" not in safetensors.torch.load(bundle.decompress(data))
+
+
+def test_a_learned_context_is_kept_only_where_the_bundle_comes_out_smaller(neogrid_and_meta, monkeypatch):
+    field, meta = neogrid_and_meta
+    _smooth_latents(field)
+    with torch.no_grad():
+        field.latents.table.add_(torch.randn_like(field.latents.table) * 0.3)
+    monkeypatch.setattr(learned_context, "MIN_STREAM_BYTES", 100)
+    monkeypatch.setattr(learned_context, "TRAIN_STEPS", 150)
+    monkeypatch.setattr(streams, "CONTEXT_SIDE_BYTES", 0)  # the estimate would keep any context a block takes
+    quantized = bundle.round_weights(field, "quantized", BitDepths(6, 6), latent_step=0.2)
+    plain = bundle.pack(field, meta, quantized, {})
+    learned = bundle.pack(field, meta, quantized, streams.learned_contexts(quantized))
+    assert len(plain) != len(learned)
+    chosen = bundle.pack(field, meta, quantized)
+    assert chosen == min(plain, learned, key=len)
+    assert ("latents.context" in safetensors.torch.load(bundle.decompress(chosen))) == (len(learned) < len(plain))
 
 
 def test_a_damaged_learned_context_is_a_clear_error(neogrid_and_meta, monkeypatch):
