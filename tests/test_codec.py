@@ -462,6 +462,17 @@ def test_a_video_grids_default_batch_follows_its_size_and_a_given_batch_is_kept(
     assert neofield.load(kept.path).meta["fit"]["config"]["batch_size"] == 300
 
 
+def test_a_latent_grid_is_fitted_with_a_shorter_adam_memory_than_a_network(tiny_clip):
+    from neofield.codec.encoder import fit_config, resolve
+    from neofield.codec.options import EncodeOptions
+    from neofield.signal import Signal
+
+    signal = Signal(read_media(tiny_clip))
+    beta2 = {arch: fit_config(resolve(EncodeOptions(arch=arch, steps=1), signal)).adam_beta2
+             for arch in ("neogrid", "grid", "neomlp", "siren")}
+    assert beta2 == {"neogrid": 0.99, "grid": 0.99, "neomlp": 0.999, "siren": 0.999}
+
+
 def test_a_sound_at_a_fixed_lambda_stores_its_latents_at_sounds_finer_step(tiny_sound, tmp_path):
     from neofield import rate
 

@@ -37,6 +37,15 @@ def test_fit_is_reproducible_with_a_seed(tiny_clip):
     assert torch.equal(weights[0], weights[1])
 
 
+def test_the_fit_runs_adam_with_the_configs_beta2(tiny_clip):
+    signal = Signal(read_media(tiny_clip))
+    for beta2 in (0.999, 0.99):
+        field, states = make_field(signal, "tiny", segments=2, seed=3), []
+        fit(field, signal, FitConfig(steps=2, batch_size=64, device="cpu", adam_beta2=beta2, checkpoint_every=1e-9),
+            on_checkpoint=states.append)
+        assert states and all(g["betas"] == (0.9, beta2) for g in states[-1].optimizer["param_groups"])
+
+
 def test_time_budget_stops_the_fit(tiny_clip):
     signal = Signal(read_media(tiny_clip))
     field = make_field(signal, "tiny", segments=1)

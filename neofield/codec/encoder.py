@@ -23,7 +23,7 @@ from .. import checkpoint as ckpt
 from ..errors import NeofieldError
 from ..fields.layouts import default_segments
 from ..fields.neomlp import PRESETS
-from ..fields.registry import AUTO_PRECISION, BATCHES, GRID_AUDIO_SHARE, RATES, batch_for
+from ..fields.registry import ADAM_BETA2, AUTO_PRECISION, BATCHES, GRID_AUDIO_SHARE, RATES, batch_for
 from ..files import check_output
 from ..fit import DEFAULT_BATCH, FitConfig, FitInterrupted, FitProgress, FitResult, fit
 from ..latent_rate import RateTerm
@@ -250,7 +250,7 @@ def fit_config(run: EncodeOptions, **overrides) -> FitConfig:
     config = FitConfig(lr=run.lr, warmup_steps=run.warmup_steps, batch_size=run.batch_size, steps=run.steps,
                        epochs=run.epochs, time_budget=run.time_budget, seed=run.seed, device=run.device,
                        precision=run.precision, compile=run.compile_mode, checkpoint_every=every,
-                       checkpoint_min_seconds=min_fit)
+                       checkpoint_min_seconds=min_fit, adam_beta2=ADAM_BETA2.get(run.arch, 0.999))
     return dataclasses.replace(config, **overrides)
 
 

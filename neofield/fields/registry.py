@@ -82,6 +82,11 @@ def parameter_count(arch: str, config, layout: layouts.LatentLayout | None = Non
 # (1e-3 broke on sound); SPDER shares SIREN's network and initialisation; the RFF-MLP 1e-3 after 50 warm-up
 # steps, best of 1e-3 and 3e-3 at 30 s on all three signals (docs/cpu-defaults.md, "The paper's Table 1").
 RATES = {"siren": (3e-4, 0), "spder": (3e-4, 0), "rffnet": (3e-3, 50), "grid": (1e-2, 20), "neogrid": (1e-2, 20)}
+# Adam's beta2 where not torch's 0.999: a latent grid's node is in a step's batch now and then, and an average of
+# its squared gradients over ~100 steps, not ~1,000, follows its own scale sooner (Instant-NGP's 0.99). At a fixed
+# 3,000 steps on 2 s of bikes: -3.6 % BD-rate over 30.1-35.3 dB, +0.53 dB at lambda 0.003 for 6.8 % more bytes
+# (docs/rate-term.md, "Adam's memory")
+ADAM_BETA2 = {"grid": 0.99, "neogrid": 0.99}
 # Points per step where not 1,024: a latent grid's step is cheap and moves only the nodes near its points, so
 # larger batches pay (benchmarks/prototypes.py: 4,096 beat 16,384 at equal time on bikes, 29.41 against 28.81 dB)
 BATCHES = {"grid": 4096, "neogrid": 4096}
