@@ -326,17 +326,23 @@ def test_smooth_latents_are_coded_plane_by_plane_and_come_back_exactly(neogrid_a
         bundle.unpack(zstandard.ZstdCompressor().compress(payload))
 
 
-def _learned(neogrid_and_meta, monkeypatch) -> tuple[bytes, dict, dict]:
-    """A bundle whose latents are coded under a learned context (its thresholds lowered for a small field), its
-    tensors and its metadata."""
+def _context_ready(neogrid_and_meta, monkeypatch) -> tuple:
+    """A field, its metadata and its symbols, with a learned context's thresholds lowered for a small field and
+    its weights counted at nothing where a group's coding is estimated: a context given is kept wherever a block
+    takes it."""
     field, meta = neogrid_and_meta
     _smooth_latents(field)
     with torch.no_grad():
         field.latents.table.add_(torch.randn_like(field.latents.table) * 0.3)
     monkeypatch.setattr(learned_context, "MIN_STREAM_BYTES", 100)
     monkeypatch.setattr(learned_context, "TRAIN_STEPS", 150)
-    monkeypatch.setattr(streams, "CONTEXT_SIDE_BYTES", 0)  # kept, given, wherever a block takes it
-    quantized = bundle.round_weights(field, "quantized", BitDepths(6, 6), latent_step=0.2)
+    monkeypatch.setattr(streams, "CONTEXT_SIDE_BYTES", 0)
+    return field, meta, bundle.round_weights(field, "quantized", BitDepths(6, 6), latent_step=0.2)
+
+
+def _learned(neogrid_and_meta, monkeypatch) -> tuple[bytes, dict, dict]:
+    """A bundle whose latents are coded under a learned context, its tensors and its metadata."""
+    field, meta, quantized = _context_ready(neogrid_and_meta, monkeypatch)
     data = bundle.pack(field, meta, quantized, streams.learned_contexts(quantized))
     return data, safetensors.torch.load(bundle.decompress(data)), json.loads(_header(data)["__metadata__"]["neofield"])
 
@@ -364,14 +370,7 @@ def test_a_stream_too_short_for_a_context_to_pay_trains_none(neogrid_and_meta, m
 
 
 def test_a_learned_context_is_kept_only_where_the_bundle_comes_out_smaller(neogrid_and_meta, monkeypatch):
-    field, meta = neogrid_and_meta
-    _smooth_latents(field)
-    with torch.no_grad():
-        field.latents.table.add_(torch.randn_like(field.latents.table) * 0.3)
-    monkeypatch.setattr(learned_context, "MIN_STREAM_BYTES", 100)
-    monkeypatch.setattr(learned_context, "TRAIN_STEPS", 150)
-    monkeypatch.setattr(streams, "CONTEXT_SIDE_BYTES", 0)  # the estimate would keep any context a block takes
-    quantized = bundle.round_weights(field, "quantized", BitDepths(6, 6), latent_step=0.2)
+    field, meta, quantized = _context_ready(neogrid_and_meta, monkeypatch)  # the estimate would keep any context
     plain = bundle.pack(field, meta, quantized, {})
     learned = bundle.pack(field, meta, quantized, streams.learned_contexts(quantized))
     assert len(plain) != len(learned)
