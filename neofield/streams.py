@@ -51,14 +51,8 @@ def code_groups(quantized: dict[str, QuantizedTensor], contexts: dict[str, np.nd
     contexts to try, per group (None: learned where the stream is long enough to pay, :func:`learned_contexts`)."""
     out = {}
     for group in GROUPS:
-        names = group_names(quantized, group)
-        fitted = _fitted(quantized, names)
-        out[group] = _code_group(quantized, names, fitted, None)
-        context = contexts.get(group) if contexts is not None else _learned_context(quantized, names, out[group])
-        if context is not None:
-            coded = _code_group(quantized, names, fitted, context)
-            if _cost(coded) < _cost(out[group]):
-                out[group] = coded
+        plain, under = _both_ways(quantized, group, contexts)
+        out[group] = under if under is not None and _cost(under) < _cost(plain) else plain
     return out
 
 
@@ -66,17 +60,22 @@ def codings(quantized: dict[str, QuantizedTensor]) -> list[dict[str, CodedGroup]
     """The ways a bundle may code its groups: each without a learned context, then, where a group's stream is
     long enough for one to pay and a block takes it, the same with that group under the context learned for it.
     Each group's blocks are fitted once, for both."""
-    plain, learned = {}, {}
-    for group in GROUPS:
-        names = group_names(quantized, group)
-        fitted = _fitted(quantized, names)
-        plain[group] = _code_group(quantized, names, fitted, None)
-        context = _learned_context(quantized, names, plain[group])
-        if context is not None:
-            coded = _code_group(quantized, names, fitted, context)
-            if coded.context is not None:
-                learned[group] = coded
+    ways = {group: _both_ways(quantized, group, None) for group in GROUPS}
+    plain = {group: coded for group, (coded, _) in ways.items()}
+    learned = {group: under for group, (_, under) in ways.items() if under is not None}
     return [plain] + ([{**plain, **learned}] if learned else [])
+
+
+def _both_ways(quantized: dict[str, QuantizedTensor], group: str, contexts: dict[str, np.ndarray | None] | None
+               ) -> tuple[CodedGroup, CodedGroup | None]:
+    """A group coded without a learned context, and under its context in ``contexts`` (None: the one learned
+    where its stream is long enough) where a block takes it (else None); its blocks fitted once, for both."""
+    names = group_names(quantized, group)
+    fitted = _fitted(quantized, names)
+    plain = _code_group(quantized, names, fitted, None)
+    context = contexts.get(group) if contexts is not None else _learned_context(quantized, names, plain)
+    under = _code_group(quantized, names, fitted, context) if context is not None else None
+    return plain, under if under is not None and under.context is not None else None
 
 
 def learned_contexts(quantized: dict[str, QuantizedTensor]) -> dict[str, np.ndarray | None]:
