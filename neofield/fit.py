@@ -24,10 +24,10 @@ from torch import nn
 from . import distributed
 from .checkpoint import FitState
 from .errors import NeofieldError
-from .latent_rate import (STEER_EVERY, RateTerm, fit_scales, grids, latent_bits, perturb_latents, rated, rounded_bits,
-                          scale_constants, scale_map, steer, steer_to_psnr)
+from .latent_rate import RateTerm, rated
 from .options import check_device
-from .probe import PsnrProbe, masked_mse, mse_to_psnr
+from .pricing import Pricing
+from .probe import masked_mse, mse_to_psnr
 from .qat import QuantizationAware, perturb
 from .runtime import COMPILE_MODES, autocast, compiler_available, flush_denormals
 from .schedule import (
@@ -145,8 +145,6 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-STEER_PSNR_POINTS = 8_192  # points of the probe a fit steering lambda to a PSNR scores, every STEER_EVERY steps
-STEER_PSNR_FROM = 0.2  # ... from this share of the steps on: before, the field is still far from any PSNR
 
 
 SNAPSHOT_EVERY = 100  # steps between in-memory snapshots that a divergence rolls back to
@@ -226,26 +224,11 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
     opt = make(config.lr) if make else torch.optim.Adam(field.parameters(), lr=config.lr,
                                                          betas=(0.9, config.adam_beta2))
     mixed = autocast(device, config.precision)
-    # the rate term: the latents' bits per point of the signal under their pricing (each latent's scale and
-    # centre, as the bundle codes its level: fit_scales), weighted by lambda
-    # (both refreshed every few steps, lambda when it is steered to a size or, by a probe, to a PSNR); the table
-    # it prices, which it rounds rather than QAT
-    penalty, priced, lam, scales, probe = None, "", None, None, None
-    if config.rate is not None:
-        table, blocks = rated(field)
-        shapes = grids(field)
-        priced = next(name for name, p in field.named_parameters() if p is table)
-        lam = config.rate.lam
-
-        laid = {}  # what the scales laid over the table price with, (re)made when fit_scales refreshes them
-
-        def penalty() -> torch.Tensor:
-            if laid.get("scales") is not scales:
-                laid.update(scales=scales, constants=scale_constants(scale_map(table, blocks, scales)))
-            return lam / signal.n_points * latent_bits(table, blocks, config.rate.step, scales,
-                                                       constants=laid["constants"])
-
-        probe = PsnrProbe(signal, STEER_PSNR_POINTS) if config.rate.target_psnr is not None else None
+    # the rate term (lambda times the latents' bits per point) and the state it carries: lambda, steered to a
+    # size or a PSNR, and the scales it prices the latents with
+    pricing = Pricing(field, signal, config.rate) if config.rate is not None else None
+    penalty = pricing.penalty if pricing is not None else None
+    priced = pricing.name if pricing is not None else ""  # the table it rounds, rather than QAT
 
     total = planned_steps(config, signal.n_points)  # None when only a time budget is given
     final = config.time_budget is None  # a budget revises the step count after the speed probe
@@ -263,10 +246,11 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
         step, total, final, announced, ema, spent = (resume.step, resume.total, resume.final, resume.announced,
                                                      resume.ema, resume.elapsed)
         replans, levels, q_start = list(resume.replans), resume.levels, resume.q_start
-        lam = resume.lam if resume.lam is not None else lam
-        scales = resume.scales
-        if scales is not None and penalty is not None and tuple(scales.shape) != _scales_shape(table, blocks, shapes):
-            raise NeofieldError("the checkpoint does not fit this model (its latents' scales are of another shape)")
+        if pricing is not None:
+            try:
+                pricing.load(resume.lam, resume.scales)
+            except ValueError as e:
+                raise NeofieldError(f"the checkpoint does not fit this model ({e})") from None
         lr_scale, rollbacks = resume.lr_scale, resume.rollbacks
         periodic = config.checkpoint_every is not None and (periodic or resume.periodic)
     t_start = time.perf_counter() - spent
@@ -303,17 +287,19 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
                         optimizer=copy.deepcopy(opt.state_dict()), sampler=sample_gen.get_state(),
                         levels=dict(levels) if levels is not None else None, q_start=q_start, lr_scale=lr_scale,
                         rollbacks=rollbacks, replans=list(replans), compiled=compiled_at is not None,
-                        periodic=periodic, lam=lam, scales=scales)
+                        periodic=periodic, lam=pricing.lam if pricing else None,
+                        scales=pricing.scales if pricing else None)
 
     def roll_back(what: str, at: int) -> None:
-        nonlocal step, ema, levels, q_start, lr_scale, rollbacks, snapshot, lam, scales
+        nonlocal step, ema, levels, q_start, lr_scale, rollbacks, snapshot
         if snapshot is None or rollbacks >= MAX_ROLLBACKS:
             again = f", again after {rollbacks} rollbacks that halved the learning rate" if rollbacks else ""
             raise NeofieldError(f"the fit diverged at step {at} ({what}){again}; try a lower --lr")
         field.load_state_dict(snapshot.field)
         opt.load_state_dict(copy.deepcopy(snapshot.optimizer))  # loading would share the snapshot's tensors
         step, ema, levels, q_start = snapshot.step, snapshot.ema, snapshot.levels, snapshot.q_start
-        lam, scales = snapshot.lam, snapshot.scales
+        if pricing is not None:
+            pricing.load(snapshot.lam, snapshot.scales)
         lr_scale, rollbacks = lr_scale * 0.5, rollbacks + 1
         snapshot = None  # taken again at once, with the new rate
         _report(callback, step, total if final else None, ema, config, time.perf_counter() - t_start,
@@ -385,20 +371,14 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
             lr *= lr_scale  # 1 unless a divergence was rolled back
             for group in opt.param_groups:
                 group["lr"] = lr * group.get("lr_scale", 1.0)
-            if penalty is not None and (scales is None or step % STEER_EVERY == 0):  # the weights are whole here
-                scales = fit_scales(table, blocks, config.rate.step, shapes)
-                if config.rate.target_bits is not None:
-                    bits = rounded_bits(table, blocks, config.rate.step, scales)
-                    lam = sync.from_main(steer(lam, bits, config.rate.target_bits))
-                elif probe is not None and final and step >= STEER_PSNR_FROM * total:
-                    psnr = _rounded_psnr(field, probe, table, config.rate.step)
-                    lam = sync.from_main(steer_to_psnr(lam, psnr, config.rate.target_psnr))
+            if pricing is not None:  # the weights are whole here
+                pricing.refresh(field, step, total, final, sync)
             coords, target, mask = (t.to(device, non_blocking=True)
                                     for t in signal.sample(batch, sample_gen))
             saved = perturb(field, {k: v for k, v in levels.items() if k != priced}, q.mode, sample_gen) \
                 if levels is not None else None
-            if penalty is not None:  # the latents a step's noise from their values, or rounded once finetuning
-                saved = [*(saved or []), perturb_latents(table, config.rate.step, levels is not None, sample_gen)]
+            if pricing is not None:  # the latents a step's noise from their values, or rounded once finetuning
+                saved = [*(saved or []), pricing.perturb(levels is not None, sample_gen)]
             opt.zero_grad(set_to_none=True)
             try:
                 loss = _forward_backward(forward, coords, target, mask, mixed, penalty)
@@ -441,23 +421,8 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
     seconds = time.perf_counter() - t_start
     field.eval()
     return FitResult(steps=step, seconds=seconds, final_loss=ema if ema is not None else float("nan"),
-                     points_per_second=step * config.batch_size / max(seconds, 1e-9), lam=lam)
-
-
-def _rounded_psnr(field: nn.Module, probe: PsnrProbe, table: nn.Parameter, step: float) -> float:
-    """The probe's PSNR of the field with its latents rounded to ``step``, as the bundle will hold them."""
-    _, values = perturb_latents(table, step, True, None)
-    try:
-        return probe(field)
-    finally:
-        with torch.no_grad():
-            table.copy_(values)
-
-
-def _scales_shape(table: torch.Tensor, blocks: tuple, shapes: tuple | None) -> tuple[int, ...]:
-    """What :func:`fit_scales` gives: a scale per block, or (``shapes``: priced in context) a scale and a centre
-    per latent."""
-    return (2, len(table), table[0].numel()) if shapes is not None else (len(blocks),)
+                     points_per_second=step * config.batch_size / max(seconds, 1e-9),
+                     lam=pricing.lam if pricing else None)
 
 
 def _restore(field: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator, state: FitState,
