@@ -40,11 +40,12 @@ from .quantize import (QUANTIZED, STORAGE_DTYPES, BitDepths, QuantizedTensor, le
                        quantize_step, storage_bits)
 from .schema import DEFAULT_LIMITS, Limits, validate
 
-# v7: a group's latent blocks may be coded under its learned context (``latents.context``); v6: the zstd frame
+# v8: a pyramid may read its finest levels at taps (``model.segmentation.pyramids[].taps``); v7: a group's
+# latent blocks may be coded under its learned context (``latents.context``); v6: the zstd frame
 # is compressed under the format's dictionary (:func:`dictionary`); v5: a pyramid level's
 # block may be coded in context (``latents.contexts``); v4: a pyramid's latents coded level by level and channel
 # by channel (``latents.models``); v3: range-coded quantized weights ("quantized"); every older version still loads
-FORMAT_VERSION = 7
+FORMAT_VERSION = 8
 BLOCKS_SINCE = 4
 CONTEXTS_SINCE = 5
 WAVEFRONT_SINCE = 6

@@ -427,7 +427,7 @@ def test_a_rate_term_writes_latents_at_its_step_and_says_so(tiny_clip, tmp_path)
     out = tmp_path / "rated.nf"
     report = neofield.encode(tiny_clip, out, rate_lambda=0.05, **{**FAST, "batch_size": 512})
     loaded = neofield.load(out)
-    assert loaded.meta["format_version"] == 7  # its latents coded in blocks, in context where it pays
+    assert loaded.meta["format_version"] == 8  # its latents coded in blocks, in context where it pays
     assert loaded.meta["quantization"] == {"bits": {"backbone": 6.0}, "lambda": 0.05, "latent_step": LATENT_STEP}
     assert loaded.meta["fit"]["config"]["rate"] == {"lambda": 0.05, "step": LATENT_STEP}
     steps = loaded.field.latents.table.detach() / LATENT_STEP

@@ -88,6 +88,16 @@ def test_a_decoded_point_costs_its_reads_and_one_layer_a_hundredth_of_the_papers
     assert 500 < macs_per_point(field) < 5_000  # against ~177 k for the paper's field (tests/test_cost.py)
 
 
+def test_taps_give_the_picture_four_more_tokens_within_the_same_parameters():
+    plain, tapped = (neogrid_for(parameters=20_000, taps=t, **VIDEO) for t in (0, 1))
+    assert tapped.config.tokens == plain.config.tokens + 4 == tapped.layout.tokens
+    # the wider linear map takes its few weights from the pyramid's share of the budget
+    assert 0.97 * plain.layout.sets <= tapped.layout.sets <= plain.layout.sets
+    assert neogrid_for(parameters=20_000, taps=1, **SOUND).layout.tokens == 8  # a sound has no taps
+    coords = torch.rand(64, 3) * 2 - 1
+    assert tapped(coords).shape == (64, 3)
+
+
 def test_the_config_must_read_what_the_layout_lays():
     layout = pyramids_of(grid_config_for(parameters=20_000, **VIDEO))
     with pytest.raises(ValueError, match="tokens and channels"):

@@ -19,7 +19,7 @@ from ..fields.gridmlp import GridField, grid_config_for
 from ..fields.neogrid import NeoGridField, neogrid_for
 from ..fields.layouts import TimeSegments
 from ..fields.neomlp import PRESETS, NeoMLPField, build_config
-from ..fields.registry import HIDDEN_TOKENS, baseline_for
+from ..fields.registry import HIDDEN_TOKENS, PICTURE_TAPS, baseline_for
 from ..signal import Signal, audio_rff_sigma
 from .options import MAX_SEGMENTS, EncodeOptions
 
@@ -92,11 +92,12 @@ def grid_field(signal: Signal, parameters: int) -> GridField:
 
 def neogrid_field(signal: Signal, parameters: int) -> NeoGridField:
     """``--arch neogrid`` with about ``parameters`` parameters, nearly all of them in its pyramids, the hidden
-    tokens its kind of signal learns best with (:data:`~neofield.fields.registry.HIDDEN_TOKENS`), and its time
-    axis as fine as the picture's motion asks (:func:`time_weight`)."""
+    tokens its kind of signal learns best with (:data:`~neofield.fields.registry.HIDDEN_TOKENS`), the picture's
+    finest level tapped (:data:`~neofield.fields.registry.PICTURE_TAPS`), and its time axis as fine as the
+    picture's motion asks (:func:`time_weight`)."""
     weight = time_weight(signal.video.numpy()) if signal.video is not None else 1.0
     return neogrid_for(parameters=parameters, hidden_tokens=HIDDEN_TOKENS[signal.kind], time_weight=weight,
-                       **grid_shape(signal))
+                       taps=PICTURE_TAPS[signal.kind], **grid_shape(signal))
 
 
 # How much finer than space a picture pyramid lays time: as much as the picture changes more from frame to frame

@@ -239,11 +239,12 @@ class NeoGridField(nn.Module):
         return {"backbone": backbone, "latents": latents, "total": backbone + latents}
 
 
-def pyramids_of(c: GridConfig) -> PyramidLayout:
-    """The grid field's pyramids as a layout: the picture's over (x, y, t), the sound's over t."""
+def pyramids_of(c: GridConfig, taps: int = 0) -> PyramidLayout:
+    """The grid field's pyramids as a layout: the picture's over (x, y, t), its finest ``taps`` levels tapped
+    (:class:`~.pyramid.Pyramid`), the sound's over t."""
     pyramids = []
     if c.out_features > c.audio_outputs:
-        pyramids.append(Pyramid((0, 1, 2), c.low, c.high, c.coarse, c.fine, c.levels))
+        pyramids.append(Pyramid((0, 1, 2), c.low, c.high, c.coarse, c.fine, c.levels, taps))
     if c.audio_outputs:
         t = c.in_features - 1
         pyramids.append(Pyramid((t,), (c.low[t],), (c.high[t],), (c.audio_coarse,), (c.audio_fine,), c.audio_levels))
@@ -252,15 +253,19 @@ def pyramids_of(c: GridConfig) -> PyramidLayout:
 
 def neogrid_for(low: tuple[float, ...], high: tuple[float, ...], picture: tuple[int, ...] | None,
                 audio_samples: int | None, out_features: int, audio_outputs: int, parameters: int,
-                dim: int = 8, hidden_tokens: int = 2, ffn_dim: int = 0, time_weight: float = 1.0) -> NeoGridField:
+                dim: int = 8, hidden_tokens: int = 2, ffn_dim: int = 0, time_weight: float = 1.0,
+                taps: int = 0) -> NeoGridField:
     """A NeoGrid field of about ``parameters`` parameters over the signal: its layer, and pyramids in the rest
     (sized as :func:`~.gridmlp.grid_config_for` sizes a grid field's: the finest level the signal's resolution
-    scaled down until they fit, its time axis ``time_weight`` times finer than space)."""
-    tokens = (PICTURE_LEVELS if picture else 0) + (AUDIO_LEVELS if audio_outputs else 0)
+    scaled down until they fit, its time axis ``time_weight`` times finer than space; the picture's finest
+    ``taps`` levels tapped)."""
+    taps = taps if picture else 0
+    tokens = (PICTURE_LEVELS + len(Pyramid.TAP_OFFSETS) * taps if picture else 0) + \
+        (AUDIO_LEVELS if audio_outputs else 0)
     config = NeoGridConfig(len(low), out_features, tokens, CHANNELS, dim=dim, hidden_tokens=hidden_tokens,
                            ffn_dim=ffn_dim)
     layout = pyramids_of(grid_config_for(low, high, picture, audio_samples, out_features, audio_outputs, parameters,
-                                         network=layer_parameters(config), time_weight=time_weight))
+                                         network=layer_parameters(config), time_weight=time_weight), taps)
     return NeoGridField(config, layout)
 
 

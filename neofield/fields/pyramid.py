@@ -9,6 +9,13 @@ by a constant factor from ``coarse`` to ``fine`` nodes per axis (:func:`~.grid.l
 of an ``n``-node axis sits at the centre of the ``i``-th of ``n`` equal slices of the pyramid's box, so
 a level as fine as the signal has a node on every pixel centre and frame time.
 
+A pyramid over two axes or more may also read its finest ``taps`` levels half a node away along its first two
+axes (x and y), both ways: four more tokens a level tapped. The field's linear map then mixes five reads of
+one grid, a filter over its latents learned with the rest, and the picture it draws has breaks between
+nodes where bilinear interpolation has them only on nodes: finer detail from the same latents. On 2 s of bikes
+at 120 s (the finest level tapped): +0.86 dB at 2.6 % fewer bytes at lambda 0.003, +0.68 dB at 2.7 % fewer at
+0.01, its steps ~1.4x as long (docs/rate-term.md, "Taps").
+
 It is a :class:`~.layouts.LatentLayout` like today's time segments: the backbone, the fit loop, the
 renderer and the bundle take it through the same protocol.
 """
@@ -35,6 +42,20 @@ class Pyramid:
     coarse: tuple[int, ...]
     fine: tuple[int, ...]
     levels: int
+    taps: int = 0  # the finest levels also read half a node away along the first two axes, both ways
+
+    # the four taps of a tapped level, in its nodes along (x, y)
+    TAP_OFFSETS: ClassVar[tuple[tuple[float, float], ...]] = ((0.5, 0.0), (-0.5, 0.0), (0.0, 0.5), (0.0, -0.5))
+
+    @property
+    def tokens(self) -> int:
+        """Tokens a coordinate reads of this pyramid: one a level, four more a tapped level."""
+        return self.levels + len(self.TAP_OFFSETS) * self.taps
+
+    def tap_shifts(self, size: tuple[int, ...]) -> list[tuple[float, ...]]:
+        """A tapped level's four offsets in grid_sample's units (a node is ``2 / n`` of them), per axis."""
+        return [tuple(o * 2 / n for o, n in zip(offset, size)) + (0.0,) * (len(size) - 2)
+                for offset in self.TAP_OFFSETS]
 
     @property
     def sizes(self) -> list[tuple[int, ...]]:
@@ -45,13 +66,14 @@ class Pyramid:
         return sum(math.prod(s) for s in self.sizes)
 
     def to_dict(self) -> dict:
-        return {"axes": list(self.axes), "low": list(self.low), "high": list(self.high),
-                "coarse": list(self.coarse), "fine": list(self.fine), "levels": self.levels}
+        d = {"axes": list(self.axes), "low": list(self.low), "high": list(self.high),
+             "coarse": list(self.coarse), "fine": list(self.fine), "levels": self.levels}
+        return {**d, "taps": self.taps} if self.taps else d  # an untapped pyramid's entry is format 7's
 
     @classmethod
     def from_dict(cls, d: dict) -> Pyramid:
         return cls(tuple(d["axes"]), tuple(float(v) for v in d["low"]), tuple(float(v) for v in d["high"]),
-                   tuple(d["coarse"]), tuple(d["fine"]), d["levels"])
+                   tuple(d["coarse"]), tuple(d["fine"]), d["levels"], d.get("taps", 0))
 
     def grid_units(self, coords: torch.Tensor) -> torch.Tensor:
         """The pyramid's axes of ``coords`` as grid_sample's ``[-1, 1]`` (edges of the outer slices)."""
@@ -86,8 +108,8 @@ class PyramidLayout:
 
     @property
     def tokens(self) -> int:
-        """Tokens a coordinate reads: one per level of every pyramid."""
-        return sum(p.levels for p in self.pyramids)
+        """Tokens a coordinate reads: one per level of every pyramid, four more per tapped level."""
+        return sum(p.tokens for p in self.pyramids)
 
     def _levels(self):
         """(pyramid, first row, nodes per axis) of every level, in table order."""
@@ -114,7 +136,8 @@ class PyramidLayout:
 
     def gather(self, table: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
         """``(B, tokens, channels)``: every level read at every coordinate (:func:`~.grid.read_grids`: linear
-        interpolation, clamped at the borders), laid level-major in memory so that ``reshape(B, -1)`` is a
+        interpolation, clamped at the borders), pyramid by pyramid, each one's levels and then its taps (each
+        tapped level at its four offsets), laid level-major in memory so that ``reshape(B, -1)`` is a
         view a matrix product takes as it is."""
         levels = list(self._levels())
         # one split, not a slice per level: a slice's backward writes a gradient the size of the whole table,
@@ -124,15 +147,31 @@ class PyramidLayout:
         for p in self.pyramids:
             grids = [part.t().reshape(self.channels, *reversed(size)) for (q, _, size), part in zip(levels, parts)
                      if q is p]
-            out += read_grids(grids, p.grid_units(coords))
+            u = p.grid_units(coords)
+            out += read_grids(grids, u)
+            for grid, size in zip(grids[len(grids) - p.taps:], p.sizes[p.levels - p.taps:]):
+                for shift in p.tap_shifts(size):
+                    out += read_grids([grid], u + u.new_tensor(shift))
         return torch.stack(out).permute(2, 0, 1)
 
+    def _reads(self):
+        """(pyramid, first row, nodes per axis, shift) of every read a token makes, in :meth:`gather`'s order:
+        each level unshifted, then each tapped level at its four shifts (grid units)."""
+        levels = list(self._levels())
+        for p in self.pyramids:
+            mine = [(first, size) for q, first, size in levels if q is p]
+            yield from ((p, first, size, None) for first, size in mine)
+            for first, size in mine[len(mine) - p.taps:]:
+                yield from ((p, first, size, shift) for shift in p.tap_shifts(size))
+
     def rows(self, coords: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(B, K)`` rows and weights: every level's 2**axes nodes around each coordinate. ``gather`` is
-        the weighted sum of these rows, level by level (``blend`` of each level's share of the rows)."""
+        """``(B, K)`` rows and weights: each token's 2**axes nodes around each coordinate (a tap's around its
+        shifted one). ``gather`` is the weighted sum of these rows, token by token."""
         ids, weights = [], []
-        for p, first, size in self._levels():
+        for p, first, size, shift in self._reads():
             u = p.grid_units(coords)
+            if shift is not None:
+                u = u + u.new_tensor(shift)
             n = u.new_tensor(size)
             pos = ((u + 1) / 2 * n - 0.5).clamp(min=torch.zeros_like(n), max=n - 1)
             i0 = pos.floor()
@@ -153,14 +192,17 @@ class PyramidLayout:
 
     def rows_for(self, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
         """Every node whose interpolation reaches into the box ``low <= coords <= high``: per level, the
-        nodes between those around its corners."""
+        nodes between those around its corners (a tapped level's: around its corners moved out by half a node)."""
         out = []
         lo_c, hi_c = torch.as_tensor(low, dtype=torch.float32)[None], torch.as_tensor(high, dtype=torch.float32)[None]
-        for p, first, size in self._levels():
+        for p, first, size, shift in self._reads():
             n = torch.tensor(size, dtype=torch.float32)
             spans = []
             for c in (lo_c, hi_c):
-                pos = ((p.grid_units(c)[0] + 1) / 2 * n - 0.5).clamp(min=torch.zeros_like(n), max=n - 1)
+                u = p.grid_units(c)[0]
+                if shift is not None:
+                    u = u + u.new_tensor(shift)
+                pos = ((u + 1) / 2 * n - 0.5).clamp(min=torch.zeros_like(n), max=n - 1)
                 spans.append(pos)
             a0 = spans[0].floor().long()
             a1 = torch.minimum(spans[1].floor().long() + 1, (n - 1).long())
@@ -176,7 +218,7 @@ class PyramidLayout:
 
     def macs_per_point(self) -> int:
         """Multiply-adds of one coordinate's reads: each of its tokens' channels blends 2**axes nodes."""
-        return sum(p.levels * self.channels * 2 ** len(p.axes) for p in self.pyramids)
+        return sum(p.tokens * self.channels * 2 ** len(p.axes) for p in self.pyramids)
 
     def to_dict(self) -> dict:
         return {"pyramids": [p.to_dict() for p in self.pyramids], "channels": self.channels}
@@ -197,7 +239,7 @@ class PyramidLayout:
             where = f"{path}.pyramids[{k}]"
             if not isinstance(p, dict):
                 raise c.fail(where, "must be an object", p)
-            c.known(p, ("axes", "low", "high", "coarse", "fine", "levels"), where)
+            c.known(p, ("axes", "low", "high", "coarse", "fine", "levels", "taps"), where)
             axes = p.get("axes")
             if not (isinstance(axes, list) and 1 <= len(axes) <= 3 and len(set(axes)) == len(axes) and all(
                     isinstance(a, int) and not isinstance(a, bool) and 0 <= a < in_features for a in axes)):
@@ -218,4 +260,6 @@ class PyramidLayout:
                         for x in v)):
                     raise c.fail(f"{where}.{key}", f"must be {n} whole numbers of nodes", v)
             c.integer(p, "levels", f"{where}.levels", 1, MAX_LEVELS)
+            if "taps" in p:  # format 8 on
+                c.integer(p, "taps", f"{where}.taps", 0, p["levels"] if n >= 2 else 0)
             # the node count is checked against the limits through the field's parameter count

@@ -119,6 +119,10 @@ def batch_for(arch: str, kind: str, parameters: int, default: int) -> int:
 # on a small field and nothing on the rate term's large ones (2.5 s of bikes, 120 s: 30.43 against 30.38 dB, the
 # same bytes), for 1.45x the decode's time at 720p and 2.3x an epoch-bound fit's (docs/field-designs.md)
 HIDDEN_TOKENS = {"video": 2, "image": 2, "audio": 8, "audiovisual": 8}
+# The picture pyramid's finest levels read at taps (fields.pyramid.Pyramid.taps), by the kind of signal: on 2 s of
+# bikes at 120 s, one tapped level gave +0.86 dB at 2.6 % fewer bytes at lambda 0.003 and +0.68 dB at 2.7 % fewer at
+# 0.01, its steps ~1.4x as long (docs/rate-term.md, "Taps")
+PICTURE_TAPS = {"video": 1, "image": 1, "audio": 0, "audiovisual": 1}
 # The share of a video-with-sound batch drawn from the sound, where not its share of the points (~3 % on Big Buck
 # Bunny): a sound's pyramid nodes are few and far apart in the batch, and at 3 % they stayed at silence (SNR
 # -0.08 dB after 120 s; at 20 %, with 20 % of the parameters, +5.64 dB at -0.2 dB of video: docs/field-designs.md)
