@@ -13,8 +13,8 @@ A pyramid over two axes or more may also read its finest ``taps`` levels half a 
 axes (x and y), both ways: four more tokens a level tapped. The field's linear map then mixes five reads of
 one grid, a filter over its latents learned with the rest, and the picture it draws has breaks between
 nodes where bilinear interpolation has them only on nodes: finer detail from the same latents. On 2 s of bikes
-at 120 s (the finest level tapped): +0.86 dB at 2.6 % fewer bytes at lambda 0.003, +0.68 dB at 2.7 % fewer at
-0.01, its steps ~1.4x as long (docs/rate-term.md, "Taps").
+(the finest level tapped, 3,000 steps): +0.80 dB at 2.4 % fewer bytes at lambda 0.003, in about the same time
+(docs/rate-term.md, "Taps").
 
 It is a :class:`~.layouts.LatentLayout` like today's time segments: the backbone, the fit loop, the
 renderer and the bundle take it through the same protocol.

@@ -120,8 +120,8 @@ def batch_for(arch: str, kind: str, parameters: int, default: int) -> int:
 # same bytes), for 1.45x the decode's time at 720p and 2.3x an epoch-bound fit's (docs/field-designs.md)
 HIDDEN_TOKENS = {"video": 2, "image": 2, "audio": 8, "audiovisual": 8}
 # The picture pyramid's finest levels read at taps (fields.pyramid.Pyramid.taps), by the kind of signal: on 2 s of
-# bikes at 120 s, one tapped level gave +0.86 dB at 2.6 % fewer bytes at lambda 0.003 and +0.68 dB at 2.7 % fewer at
-# 0.01, its steps ~1.4x as long (docs/rate-term.md, "Taps")
+# bikes, one tapped level gave +0.64 to +0.86 dB at 2.4-2.9 % fewer bytes at lambda 0.003 (three fits of four; the
+# fourth +0.2), on Big Buck Bunny with sound +0.78 dB for 3.3 % more bytes (docs/rate-term.md, "Taps")
 PICTURE_TAPS = {"video": 1, "image": 1, "audio": 0, "audiovisual": 1}
 # The share of a video-with-sound batch drawn from the sound, where not its share of the points (~3 % on Big Buck
 # Bunny): a sound's pyramid nodes are few and far apart in the batch, and at 3 % they stayed at silence (SNR
