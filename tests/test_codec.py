@@ -433,6 +433,10 @@ def test_a_rate_term_writes_latents_at_its_step_and_says_so(tiny_clip, tmp_path)
     steps = loaded.field.latents.table.detach() / LATENT_STEP
     assert torch.allclose(steps, steps.round(), atol=1e-3)
     assert neofield.psnr(tiny_clip, out)["video_psnr_db"] == pytest.approx(report.quality["video_psnr_db"], abs=0.01)
+    # the finest level keeps its taps only where its latents are in use (all at 0, its taps would read nothing)
+    first, end = loaded.field.layout.spans()[loaded.field.layout.pyramids[0].levels - 1]
+    in_use = bool(loaded.field.latents.table.detach()[first:end].abs().sum() > 0)
+    assert loaded.field.layout.pyramids[0].taps == (1 if in_use else 0)
 
 
 def test_a_fixed_lambda_fits_a_field_its_budget_sizes_unless_a_preset_is_asked_for(tiny_clip, tmp_path):

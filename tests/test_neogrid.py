@@ -187,3 +187,26 @@ def test_a_video_grids_batch_grows_with_its_parameters_in_powers_of_two_and_a_so
     assert batch_for("neogrid", "video", 10**9, 1024) == MAX_BATCH
     assert batch_for("neogrid", "audio", 10**7, 1024) == batch_for("neogrid", "audiovisual", 10**7, 1024) == 4096
     assert batch_for("neomlp", "video", 10**7, 1024) == 1024  # a per-point transformer keeps its own
+
+
+def test_taps_of_a_level_whose_latents_all_round_to_zero_are_dropped_and_the_field_is_unchanged():
+    from neofield.fields.neogrid import without_idle_taps
+
+    torch.manual_seed(0)
+    tapped = neogrid_for(parameters=20_000, taps=1, **VIDEO)
+    first, end = tapped.layout.spans()[-1]
+    with torch.no_grad():
+        tapped.latents.table.normal_(0, 0.5)
+        tapped.latents.table[first:end] = 0.04  # the finest level: all under half of a 0.1 step
+        tapped.backbone.to_hidden.weight.normal_(0, 0.3)
+    assert without_idle_taps(tapped, 0.05) is tapped  # at a finer step the level is in use: kept as it is
+    lean = without_idle_taps(tapped, 0.1)
+    assert lean.layout.pyramids[0].taps == 0 and lean.config.tokens == tapped.config.tokens - 4
+    with torch.no_grad():
+        rounded = torch.round(tapped.latents.table / 0.1) * 0.1
+        tapped.latents.table.copy_(rounded)
+        lean.latents.table.copy_(rounded)
+    coords = torch.rand(500, 3) * 2 - 1
+    assert torch.allclose(lean(coords), tapped(coords), atol=1e-6)
+    sound = neogrid_for(parameters=20_000, **SOUND)
+    assert without_idle_taps(sound, 0.1) is sound

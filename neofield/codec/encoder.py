@@ -22,6 +22,7 @@ from .. import bundle as bundle_io
 from .. import checkpoint as ckpt
 from ..errors import NeofieldError
 from ..fields.layouts import default_segments
+from ..fields.neogrid import without_idle_taps
 from ..fields.neomlp import PRESETS
 from ..fields.registry import ADAM_BETA2, AUTO_PRECISION, BATCHES, GRID_AUDIO_SHARE, RATES, batch_for
 from ..files import check_output
@@ -128,7 +129,7 @@ def encode(source: str | Path, output: str | Path | None = None, options: Encode
     if not distributed.is_main():  # a data-parallel fit's other processes: rank 0 has the same weights, and writes
         return EncodeReport(path=output, bytes=0, kind=signal.kind, parameters=field_.num_parameters(),
                             fit=result, budget=options.budget(), quality={})
-    symbols, bits, latents = store(field_, run, control, config.rate, result.lam)
+    field_, symbols, bits, latents = store(field_, run, control, config.rate, result.lam)
     quality = measure(field_, signal, result.points_per_second) if run.evaluate else {}
     meta.update(fit={**result.to_dict(), "config": config.record()}, quality=quality)
     nbytes = write(output, field_, meta, symbols, bits, latents, run.force)
@@ -274,10 +275,10 @@ def fit_and_keep(field_: nn.Module, signal: Signal, config: FitConfig, run: Enco
         written = None
         if run.save_on_interrupt and distributed.is_main():  # the field as it is, through the usual rounding
             field_.cpu()
-            symbols, bits, latents = store(field_, run, control, config.rate, stop.result.lam)
+            stored, symbols, bits, latents = store(field_, run, control, config.rate, stop.result.lam)
             meta.update(fit={**stop.result.to_dict(), "interrupted": True, "config": config.record()}, quality={})
             written = output
-            write(output, field_, meta, symbols, bits, latents, run.force, keep_checkpoint=True)
+            write(output, stored, meta, symbols, bits, latents, run.force, keep_checkpoint=True)
         state = stop.state
         raise EncodeInterrupted(state.step, state.total if state.final else None,
                                 ckpt_path if stop.checkpointed else None, written) from None
@@ -285,15 +286,19 @@ def fit_and_keep(field_: nn.Module, signal: Signal, config: FitConfig, run: Enco
 
 def store(field_: nn.Module, run: EncodeOptions, control, term: RateTerm | None, lam: float | None):
     """Round the weights, in place, to what the bundle stores (rate control's final depths or latent step, if
-    it ran): what the encoder then measures is what every decoder computes. Returns the symbols, the depths,
-    and for a fit with a rate term its lambda (where it ended) and the latents' step (or None)."""
+    it ran): what the encoder then measures is what every decoder computes. Returns the field to store (without
+    the taps of levels whose latents all round to 0: :func:`~neofield.fields.neogrid.without_idle_taps`), the
+    symbols, the depths, and for a fit with a rate term its lambda (where it ended) and the latents' step (or
+    None)."""
     if isinstance(control, rate.SteeredRate):
         bits, step = run.bits, control.finish(field_, lam)
     else:
         bits, step = (control.finish(field_) if control else run.bits), term.step if term else None
     latents = {"lambda": float(f"{lam if lam is not None else term.lam:.4g}"), "latent_step": step} \
         if term is not None else None
-    return bundle_io.round_weights(field_, run.weights_dtype, bits, latent_step=step), bits, latents
+    if run.weights_dtype == bundle_io.QUANTIZED:
+        field_ = without_idle_taps(field_, step)
+    return field_, bundle_io.round_weights(field_, run.weights_dtype, bits, latent_step=step), bits, latents
 
 
 def steers(run: EncodeOptions) -> bool:

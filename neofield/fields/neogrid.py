@@ -19,6 +19,7 @@ Output tokens are learned embeddings shared by every coordinate; all that is loc
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -267,6 +268,35 @@ def neogrid_for(low: tuple[float, ...], high: tuple[float, ...], picture: tuple[
     layout = pyramids_of(grid_config_for(low, high, picture, audio_samples, out_features, audio_outputs, parameters,
                                          network=layer_parameters(config), time_weight=time_weight), taps)
     return NeoGridField(config, layout)
+
+
+def without_idle_taps(field: nn.Module, step: float | None) -> nn.Module:
+    """``field`` without the taps of a pyramid whose tapped levels' latents all round to 0 at ``step``: such a level
+    reads 0 at every point, at its taps too, so their columns of the linear map multiply nothing, and the field
+    without them decodes exactly as the bundle of the field with them would, in fewer bytes (128 weights: ~80 bytes
+    at the default depth; a short clip at the default lambda leaves its two finest levels at 0). Any other field
+    (no step, no taps, or a tapped level in use) is returned as it is."""
+    layout = getattr(field, "layout", None)
+    if step is None or not isinstance(field, NeoGridField) or not any(p.taps for p in layout.pyramids):
+        return field
+    rounded = torch.round(field.latents.table.detach().float() / torch.tensor(step, dtype=torch.float32))
+    spans, channels = layout.spans(), layout.channels
+    kept, pyramids, token, level = [], [], 0, 0
+    for p in layout.pyramids:
+        tapped = spans[level + p.levels - p.taps:level + p.levels]
+        idle = p.taps > 0 and all(bool((rounded[a:b] == 0).all()) for a, b in tapped)
+        reads = p.levels if idle else p.tokens
+        kept += range(token * channels, (token + reads) * channels)  # the map's columns of the reads kept
+        pyramids.append(dataclasses.replace(p, taps=0) if idle else p)
+        token, level = token + p.tokens, level + p.levels
+    if len(kept) == layout.tokens * channels:
+        return field
+    untapped = PyramidLayout(tuple(pyramids), channels)
+    lean = NeoGridField(dataclasses.replace(field.config, tokens=untapped.tokens), untapped)
+    state = field.state_dict()
+    state["backbone.to_hidden.weight"] = state["backbone.to_hidden.weight"][:, kept]
+    lean.load_state_dict(state)
+    return lean.to(field.latents.table.device).train(field.training)
 
 
 def layer_parameters(c: NeoGridConfig) -> int:
