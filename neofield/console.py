@@ -112,7 +112,13 @@ class FitDisplay:
             err.print(f"[bold]model[/]  NeoMLP {c.dim}d x {c.layers} layers, {n['total']:,} parameters "
                       f"({n['backbone']:,} backbone + {n['latents']:,} latents in {len(field.latents)} sets)")
         elif arch == "neogrid":
-            err.print(f"[bold]model[/]  neogrid: {n['latents']:,} latents in pyramids ({c.tokens} levels) + a "
+            pyramids = field.layout.pyramids
+            levels = sum(p.levels for p in pyramids)
+            taps = sum(p.taps for p in pyramids)
+            read = f"{levels} levels"
+            if taps:  # fields.pyramid.Pyramid.taps
+                read += ", the finest also read at 4 taps" if taps == 1 else f", the finest {taps} also read at 4 taps"
+            err.print(f"[bold]model[/]  neogrid: {n['latents']:,} latents in pyramids ({read}) + a "
                       f"one-layer NeoMLP, D {c.dim} ({n['backbone']:,}), {n['total']:,} parameters, "
                       f"{macs_per_point(field):,} multiply-adds a point")
         elif arch == "grid":
