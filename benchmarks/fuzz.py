@@ -669,6 +669,14 @@ def mut_meta_config(rng: random.Random, s: Seed, ctx) -> tuple[bytes, str]:
         value = rng.choice(["softmax", "xyz", ""])
         meta["model"]["config"]["attention"] = value
         changes.append(f"model.config.attention = {value!r}")
+    pyramids = meta["model"].get("segmentation", {}).get("pyramids")
+    if isinstance(pyramids, list) and pyramids and rng.random() < 0.3:  # a pyramid's taps (format v8)
+        k = rng.randrange(len(pyramids))
+        value = rng.choice([-1, 1, 2, 6, 7, 32, 2**31, True, 1.5, "1", None])
+        pyramids[k]["taps"] = value
+        if rng.random() < 0.5:  # the tokens to match, so that only the layout's own check can refuse it
+            meta["model"]["config"]["tokens"] = rng.choice([10, 14, 30, 2**31])
+        changes.append(f"model.segmentation.pyramids[{k}].taps = {value!r}")
     return _meta_bundle(s, meta), "; ".join(changes)
 
 

@@ -108,5 +108,5 @@ def test_the_schema_entry_refuses_a_layout_a_decoder_should_not_build(change, me
 def test_a_pyramid_over_one_axis_has_no_taps():
     d = PyramidLayout((SOUND,), channels=2).to_dict()
     d["pyramids"][0]["taps"] = 1
-    with pytest.raises(Exception, match="taps"):
+    with pytest.raises(Exception, match="taps must be 0 for a pyramid over one axis"):
         PyramidLayout.check(Checker("bundle", DEFAULT_LIMITS), d, "model.segmentation", 3)

@@ -261,5 +261,7 @@ class PyramidLayout:
                     raise c.fail(f"{where}.{key}", f"must be {n} whole numbers of nodes", v)
             c.integer(p, "levels", f"{where}.levels", 1, MAX_LEVELS)
             if "taps" in p:  # format 8 on
-                c.integer(p, "taps", f"{where}.taps", 0, p["levels"] if n >= 2 else 0)
+                taps = c.integer(p, "taps", f"{where}.taps", 0, p["levels"])
+                if taps and n < 2:
+                    raise c.fail(f"{where}.taps", "must be 0 for a pyramid over one axis", taps)
             # the node count is checked against the limits through the field's parameter count
