@@ -273,9 +273,10 @@ def neogrid_for(low: tuple[float, ...], high: tuple[float, ...], picture: tuple[
 def without_idle_taps(field: nn.Module, step: float | None) -> nn.Module:
     """``field`` without the taps of a pyramid whose tapped levels' latents all round to 0 at ``step``: such a level
     reads 0 at every point, at its taps too, so their columns of the linear map multiply nothing, and the field
-    without them decodes exactly as the bundle of the field with them would, in fewer bytes (128 weights: ~80 bytes
-    at the default depth; a short clip at the default lambda leaves its two finest levels at 0). Any other field
-    (no step, no taps, or a tapped level in use) is returned as it is."""
+    without them computes what the field with them computes, with the latents at the step (the bundle then
+    quantizes the smaller map: 128 weights fewer, ~80 bytes at the default depth; a short clip at the default
+    lambda leaves its two finest levels at 0). Any other field (no step, no taps, or a tapped level in use) is
+    returned as it is."""
     layout = getattr(field, "layout", None)
     if step is None or not isinstance(field, NeoGridField) or not any(p.taps for p in layout.pyramids):
         return field
