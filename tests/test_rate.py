@@ -116,6 +116,18 @@ def test_latents_with_more_bits_each_are_fitted_at_a_finer_step():
     assert steps[3] == rate.LATENT_STEP / 4 and steps[4] == rate.LATENT_STEP / 16  # no finer than a 16th
 
 
+def test_a_pictures_latents_at_a_low_fixed_lambda_are_fitted_at_a_finer_step_and_sounds_keep_theirs():
+    steps = [rate.fixed_step("video", lam) for lam in (0.3, rate.DEFAULT_LAMBDAS["video"], 0.03, 0.01, 0.003, 1e-9)]
+    assert steps[:2] == [rate.LATENT_STEP] * 2  # the default lambda and above: the step as before
+    assert all(a > b for a, b in zip(steps[1:], steps[2:]))  # finer as lambda falls ...
+    assert steps[-1] == rate.LATENT_STEP / 16  # ... down to a floor
+    assert rate.fixed_step("image", 0.003) == steps[4] and 0.09 < steps[4] < 0.11
+    assert rate.fixed_step("video", 0.003) == float(f"{steps[4]:.4g}")  # as the metadata holds it
+    assert {rate.fixed_step(kind, 0.003) for kind in ("audio", "audiovisual")} == {rate.FIXED_STEPS["audio"],
+                                                                                    rate.LATENT_STEP}
+    assert rate.fixed_step("video") == rate.LATENT_STEP  # no lambda named: the kind's step
+
+
 def test_a_psnr_target_on_neogrid_is_met_by_steering_lambda_and_a_lower_one_costs_fewer_bytes(small_clip, tmp_path):
     low, high = (neofield.encode(small_clip, tmp_path / f"p{p}.nf", steps=300, device="cpu", target_psnr=p)
                  for p in (28.0, 31.0))

@@ -308,8 +308,8 @@ def steers(run: EncodeOptions) -> bool:
 
 def rate_term(run: EncodeOptions, kind: str) -> RateTerm | None:
     """The fit's rate term on the latents at a fixed lambda (``--lambda``), at the latents' step for this
-    kind of signal (:func:`rate.fixed_step`); or None."""
-    return RateTerm(run.rate_lambda, rate.fixed_step(kind)) if run.rate_lambda is not None else None
+    kind of signal and lambda (:func:`rate.fixed_step`); or None."""
+    return RateTerm(run.rate_lambda, rate.fixed_step(kind, run.rate_lambda)) if run.rate_lambda is not None else None
 
 
 def write(output: Path, field_: nn.Module, meta: dict, symbols, bits, latents: dict | None, force: bool,
