@@ -488,10 +488,13 @@ def test_a_sound_at_a_fixed_lambda_stores_its_latents_at_sounds_finer_step(tiny_
 def test_a_video_at_a_low_fixed_lambda_stores_its_latents_at_the_finer_step_that_lambda_gets(tiny_clip, tmp_path):
     from neofield import rate
 
-    neofield.encode(tiny_clip, tmp_path / "v.nf", rate_lambda=0.003, steps=5, batch_size=256, device="cpu",
+    neofield.encode(tiny_clip, tmp_path / "v.nf", rate_lambda=0.0003, steps=5, batch_size=256, device="cpu",
                     evaluate=False)
     q = neofield.load(tmp_path / "v.nf").meta["quantization"]
-    assert (q["lambda"], q["latent_step"]) == (0.003, rate.fixed_step("video", 0.003)) and q["latent_step"] < 0.11
+    field = neofield.load(tmp_path / "v.nf").field
+    per_point = field.latents.table.numel() / (4 * 14 * 32)  # the tiny clip's frames x height x width
+    assert (q["lambda"], q["latent_step"]) == (0.0003, rate.fixed_step("video", 0.0003, per_point))
+    assert q["latent_step"] < rate.LATENT_STEP
 
 
 def test_an_encode_naming_no_operating_point_fits_at_its_kinds_default_lambda_and_bits_keep_fixed_depths(

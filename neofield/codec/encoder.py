@@ -120,7 +120,7 @@ def encode(source: str | Path, output: str | Path | None = None, options: Encode
     depths = control.choose if control and not steered else run.bits
     config = fit_config(run, quantization=bundle_io.quantization_aware(field_, depths)
                         if run.weights_dtype == bundle_io.QUANTIZED else None,
-                        rate=control.term(field_) if steered else rate_term(run, signal.kind))
+                        rate=control.term(field_) if steered else rate_term(run, signal, field_))
     if on_signal:
         on_signal(signal, field_, {**options.budget(), "batch_size": run.batch_size, "lambda": run.rate_lambda,
                                    "lambda_default": options.rate_lambda is None})
@@ -306,10 +306,14 @@ def steers(run: EncodeOptions) -> bool:
     return run.arch == "neogrid" and run.weights_dtype == bundle_io.QUANTIZED
 
 
-def rate_term(run: EncodeOptions, kind: str) -> RateTerm | None:
+def rate_term(run: EncodeOptions, signal: Signal, field_: nn.Module) -> RateTerm | None:
     """The fit's rate term on the latents at a fixed lambda (``--lambda``), at the latents' step for this
-    kind of signal and lambda (:func:`rate.fixed_step`); or None."""
-    return RateTerm(run.rate_lambda, rate.fixed_step(kind, run.rate_lambda)) if run.rate_lambda is not None else None
+    kind of signal, lambda and field (:func:`rate.fixed_step`); or None."""
+    if run.rate_lambda is None:
+        return None
+    latents = getattr(field_, "latents", None)
+    per_point = latents.table.numel() / signal.n_points if latents is not None else None
+    return RateTerm(run.rate_lambda, rate.fixed_step(signal.kind, run.rate_lambda, per_point))
 
 
 def write(output: Path, field_: nn.Module, meta: dict, symbols, bits, latents: dict | None, force: bool,
