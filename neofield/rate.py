@@ -260,17 +260,19 @@ def latent_step_for(bits_per_latent: float) -> float:
 # float field's 43.1 at 0.2 and 42.3 at 0.05 in fewer bytes; 2 s of bikes at 0.06 gained 0.08-0.19 dB at 0.1-0.05
 # for 5-13 % more bytes (docs/rate-term.md, "A fixed λ as the default, measured")
 FIXED_STEPS = {"audio": 0.05}
-# ... and a picture's finer at the top of its curve, where each latent gets more bits: below lambda
-# STEP_FROM_LAMBDA (so never at the default), LATENT_STEP x (bits / STEP_FROM_BITS) ** -STEP_SLOPE, where bits is
-# what a latent is expected to get, BITS_AT[1] bits a point at lambda BITS_AT[0] (slope BITS_SLOPE) shared among
-# the field's latents. 2 s of bikes, 3,000 steps, the 120 s field (0.17 latents a point): at lambda 0.01 (0.71
-# bits a latent) a step of 0.14 gave +0.48 dB for 4.5 % more bytes (the curve gives ~0.16 dB for that), at 0.003
-# (1.1 bits) 0.1 gave +0.20 dB in about the bytes 0.2 needed at 0.002 and 0.07 was worse, at 0.03 (0.43 bits) 0.1
-# was 0.3 dB under the curve; on the 300 s field (0.46 latents a point, 0.5 bits each at 0.003) 0.1 was 0.34 dB
-# under it, 0.2 best. A video with sound was on its curve with the finer step (1 s of Big Buck Bunny at 0.005)
-# and keeps FIXED_STEPS' rule (docs/rate-term.md, "A finer step at the top")
+# ... and a picture's finer at the top of its curve, where each latent gets more bits: LATENT_STEP x
+# (bits / STEP_FROM_BITS) ** -STEP_SLOPE, where bits is what a latent is expected to get, BITS_AT[1] bits a point
+# at lambda BITS_AT[0] (slope BITS_SLOPE) shared among the field's latents; never finer than (lambda /
+# STEP_FROM_LAMBDA) ** LAMBDA_STEP_SLOPE times LATENT_STEP, the same steps on the field measured, which keeps
+# the step continuous in lambda and the default (above STEP_FROM_LAMBDA) at LATENT_STEP. 2 s of bikes, 3,000
+# steps, the 120 s field (0.17 latents a point): at lambda 0.01 (0.71 bits a latent) a step of 0.14 gave
+# +0.48 dB for 4.5 % more bytes (the curve gives ~0.16 dB for that), at 0.003 (1.1 bits) 0.1 gave +0.20 dB in
+# about the bytes 0.2 needed at 0.002 and 0.07 was worse, at 0.03 (0.43 bits) 0.1 was 0.3 dB under the curve;
+# on the 300 s field (0.46 latents a point, 0.5 bits each at 0.003) 0.1 was 0.34 dB under it, 0.2 best. A
+# video with sound was on its curve with the finer step (1 s of Big Buck Bunny at 0.005) and keeps
+# FIXED_STEPS' rule (docs/rate-term.md, "A finer step at the top")
 FINER_STEP_KINDS = ("video", "image")
-STEP_FROM_LAMBDA = 0.036
+STEP_FROM_LAMBDA, LAMBDA_STEP_SLOPE = 0.036, 0.28
 BITS_AT, BITS_SLOPE = (0.01, 0.118), -0.37
 STEP_FROM_BITS, STEP_SLOPE = 0.44, 0.76
 
@@ -281,7 +283,8 @@ def fixed_step(kind: str, lam: float | None = None, latents_per_point: float | N
     if kind in FINER_STEP_KINDS and lam is not None and 0 < lam < STEP_FROM_LAMBDA and latents_per_point:
         at_lambda, at_bits = BITS_AT
         bits = at_bits * (lam / at_lambda) ** BITS_SLOPE / latents_per_point
-        step = LATENT_STEP * max(bits / STEP_FROM_BITS, 1.0) ** -STEP_SLOPE
+        step = LATENT_STEP * max(max(bits / STEP_FROM_BITS, 1.0) ** -STEP_SLOPE,
+                                 (lam / STEP_FROM_LAMBDA) ** LAMBDA_STEP_SLOPE)
         return float(f"{max(step, LATENT_STEP / 16):.4g}")
     return FIXED_STEPS.get(kind, LATENT_STEP)
 

@@ -128,6 +128,8 @@ def test_a_pictures_latents_at_a_low_fixed_lambda_are_fitted_at_a_finer_step_whe
     assert steps[4] == float(f"{steps[4]:.4g}")  # as the metadata holds it
     assert step(0.003, per_point=0.46) == rate.LATENT_STEP  # a larger field: fewer bits a latent, the coarse step
     assert step(0.003, per_point=0.3) > steps[4]
+    assert step(0.035, per_point=0.02) > 0.19  # a field of few latents: no jump below the default's lambdas ...
+    assert step(0.003, per_point=0.02) == step(0.003, per_point=0.05) > 0.09  # ... nor finer than the field measured
     assert step(0.003, kind="image") == steps[4]
     assert {step(0.003, kind=kind) for kind in ("audio", "audiovisual")} == {rate.FIXED_STEPS["audio"],
                                                                               rate.LATENT_STEP}
