@@ -117,7 +117,8 @@ class FitDisplay:
             taps = sum(p.taps for p in pyramids)
             read = f"{levels} levels"
             if taps:  # fields.pyramid.Pyramid.taps
-                read += ", the finest also read at 4 taps" if taps == 1 else f", the finest {taps} also read at 4 taps"
+                finest = "the finest" if taps == 1 else f"the finest {taps}"
+                read += f", {finest} also read at {len(pyramids[0].TAP_OFFSETS)} taps"
             err.print(f"[bold]model[/]  neogrid: {n['latents']:,} latents in pyramids ({read}) + a "
                       f"one-layer NeoMLP, D {c.dim} ({n['backbone']:,}), {n['total']:,} parameters, "
                       f"{macs_per_point(field):,} multiply-adds a point")

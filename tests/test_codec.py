@@ -490,9 +490,9 @@ def test_a_video_at_a_low_fixed_lambda_stores_its_latents_at_the_finer_step_that
 
     neofield.encode(tiny_clip, tmp_path / "v.nf", rate_lambda=0.0003, steps=5, batch_size=256, device="cpu",
                     evaluate=False)
-    q = neofield.load(tmp_path / "v.nf").meta["quantization"]
-    field = neofield.load(tmp_path / "v.nf").field
-    per_point = field.latents.table.numel() / (4 * 14 * 32)  # the tiny clip's frames x height x width
+    stored = neofield.load(tmp_path / "v.nf")
+    q = stored.meta["quantization"]
+    per_point = stored.field.latents.table.numel() / (4 * 14 * 32)  # the tiny clip's frames x height x width
     assert (q["lambda"], q["latent_step"]) == (0.0003, rate.fixed_step("video", 0.0003, per_point))
     assert q["latent_step"] < rate.LATENT_STEP
 
