@@ -277,16 +277,41 @@ BITS_AT, BITS_SLOPE = (0.01, 0.118), -0.37
 STEP_FROM_BITS, STEP_SLOPE = 0.44, 0.76
 
 
+def expected_bits_per_point(lam: float) -> float:
+    """The latents' bits a point a picture's fit at ``lam`` is expected to spend (BITS_AT, BITS_SLOPE)."""
+    at_lambda, at_bits = BITS_AT
+    return at_bits * (lam / at_lambda) ** BITS_SLOPE
+
+
 def fixed_step(kind: str, lam: float | None = None, latents_per_point: float | None = None) -> float:
     """The latents' quantization step under a rate term at a fixed ``lam``, for a signal of ``kind`` and a field
     of ``latents_per_point``; rounded as the bundle's metadata will hold it."""
     if kind in FINER_STEP_KINDS and lam is not None and 0 < lam < STEP_FROM_LAMBDA and latents_per_point:
-        at_lambda, at_bits = BITS_AT
-        bits = at_bits * (lam / at_lambda) ** BITS_SLOPE / latents_per_point
+        bits = expected_bits_per_point(lam) / latents_per_point
         step = LATENT_STEP * max(max(bits / STEP_FROM_BITS, 1.0) ** -STEP_SLOPE,
                                  (lam / STEP_FROM_LAMBDA) ** LAMBDA_STEP_SLOPE)
         return float(f"{max(step, LATENT_STEP / 16):.4g}")
     return FIXED_STEPS.get(kind, LATENT_STEP)
+
+
+# The backbone's depth under a rate term at a fixed lambda, for a picture: BitDepths' 6 bits, or 8 where the 2 bits
+# more a weight are at most FINE_BACKBONE_SHARE of the bytes lambda is expected to spend. The layer's few hundred
+# weights move the picture a lot at 6 bits (2 s of bikes at lambda 0.003: quantizing one tensor alone of a fitted
+# field moved it by -0.9 to +0.6 dB), so the finetuning's last step lands anywhere in a spread of ~1 dB: the same
+# 3,000 steps gave 37.27 dB eager and 36.22 compiled, and 37.32 and 37.34 at 8 bits (+0.8 % bytes); at lambda 0.03
+# 32.97 and 32.60 at 6 bits, 33.01 and 33.02 at 8; at lambda 0.3 (~5.4 KB) 8 bits cost 3.2 % more bytes for
+# +0.03 dB (docs/rate-term.md, "The backbone's depth")
+FINE_BACKBONE_BITS, FINE_BACKBONE_SHARE = 8.0, 0.01
+
+
+def backbone_bits(kind: str, lam: float | None, n_points: int, weights: int, default: float) -> float:
+    """The backbone's bit depth for a fit of ``weights`` backbone weights at a fixed ``lam`` over ``n_points``
+    points of a signal of ``kind`` (``default`` where the rule does not reach: sound, no lambda, a small bundle)."""
+    if kind not in FINER_STEP_KINDS or not lam or lam <= 0:
+        return default
+    extra = (FINE_BACKBONE_BITS - default) * weights
+    return FINE_BACKBONE_BITS if 0 < extra <= FINE_BACKBONE_SHARE * expected_bits_per_point(lam) * n_points \
+        else default
 
 
 # An encode given no target, no depths and no lambda fits a neogrid field at this lambda, per kind: a constant

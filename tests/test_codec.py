@@ -497,6 +497,24 @@ def test_a_video_at_a_low_fixed_lambda_stores_its_latents_at_the_finer_step_that
     assert q["latent_step"] < rate.LATENT_STEP
 
 
+def test_a_video_at_a_fixed_lambda_stores_its_backbone_at_the_depth_its_bytes_pay_for(tiny_clip, tmp_path,
+                                                                                      monkeypatch):
+    from neofield import rate
+
+    monkeypatch.setattr(rate, "FINE_BACKBONE_SHARE", 1.0)  # the tiny clip at a tiny lambda: its bytes pay for 8
+    report = neofield.encode(tiny_clip, tmp_path / "v.nf", rate_lambda=1e-5, steps=30, batch_size=256,
+                             device="cpu")
+    stored = neofield.load(tmp_path / "v.nf")
+    assert stored.meta["quantization"]["bits"] == {"backbone": rate.FINE_BACKBONE_BITS}
+    assert stored.meta["fit"]["config"]["quantization_aware"]["mode"] == "round"
+    assert neofield.psnr(tiny_clip, tmp_path / "v.nf")["video_psnr_db"] == report.quality["video_psnr_db"]
+    monkeypatch.setattr(rate, "FINE_BACKBONE_SHARE", 0.0)
+    neofield.encode(tiny_clip, tmp_path / "w.nf", rate_lambda=1e-5, steps=30, batch_size=256, device="cpu",
+                    evaluate=False)
+    assert neofield.load(tmp_path / "w.nf").meta["quantization"]["bits"] == {"backbone": 6.0}
+    assert (tmp_path / "w.nf").stat().st_size < (tmp_path / "v.nf").stat().st_size  # 2 bits a weight fewer
+
+
 def test_an_encode_naming_no_operating_point_fits_at_its_kinds_default_lambda_and_bits_keep_fixed_depths(
         tiny_clip, tiny_sound, tmp_path):
     from neofield import rate

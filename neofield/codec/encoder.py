@@ -29,6 +29,7 @@ from ..files import check_output
 from ..fit import DEFAULT_BATCH, FitConfig, FitInterrupted, FitProgress, FitResult, fit
 from ..latent_rate import RateTerm
 from ..media import Selection, fingerprint, read_media
+from ..quantize import BitDepths
 from ..render import plan_decode
 from ..signal import Signal
 from .build import default_preset, field_builder, rff_sigma_for
@@ -107,6 +108,8 @@ def encode(source: str | Path, output: str | Path | None = None, options: Encode
     meta.update(weights_dtype=run.weights_dtype, preset=run.preset)
     field_, width, control = build_field(signal, run, meta, saved, ckpt.path_for(output),
                                          by_budget=options.preset is None)
+    if options.depths() is None and run.rate_lambda is not None and run.weights_dtype == bundle_io.QUANTIZED:
+        run = dataclasses.replace(run, bits=backbone_depths(run, signal, field_))
     if options.batch_size is None:  # a latent grid's batch grows with it (registry.batch_for)
         run = dataclasses.replace(run, batch_size=batch_for(run.arch, signal.kind, field_.num_parameters()["total"],
                                                             run.batch_size))
@@ -314,6 +317,14 @@ def rate_term(run: EncodeOptions, signal: Signal, field_: nn.Module) -> RateTerm
     latents = getattr(field_, "latents", None)
     per_point = latents.table.numel() / signal.n_points if latents is not None else None
     return RateTerm(run.rate_lambda, rate.fixed_step(signal.kind, run.rate_lambda, per_point))
+
+
+def backbone_depths(run: EncodeOptions, signal: Signal, field_: nn.Module) -> BitDepths:
+    """The depths of a fit at a fixed lambda with none given: the backbone's as fine as the bytes that lambda
+    spends can pay for (:func:`rate.backbone_bits`)."""
+    weights = field_.num_parameters()["backbone"]
+    bits = rate.backbone_bits(signal.kind, run.rate_lambda, signal.n_points, weights, run.bits.backbone)
+    return dataclasses.replace(run.bits, backbone=bits)
 
 
 def write(output: Path, field_: nn.Module, meta: dict, symbols, bits, latents: dict | None, force: bool,
