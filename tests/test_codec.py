@@ -478,37 +478,37 @@ def test_a_latent_grid_is_fitted_with_a_shorter_adam_memory_than_a_network(tiny_
 
 
 def test_a_sound_at_a_fixed_lambda_stores_its_latents_at_sounds_finer_step(tiny_sound, tmp_path):
-    from neofield import rate
+    from neofield import operating_point
 
     neofield.encode(tiny_sound, tmp_path / "s.nf", rate_lambda=0.001, steps=60, batch_size=512, device="cpu")
     q = neofield.load(tmp_path / "s.nf").meta["quantization"]
-    assert (q["lambda"], q["latent_step"]) == (0.001, rate.FIXED_STEPS["audio"]) and q["latent_step"] < 0.2
+    assert (q["lambda"], q["latent_step"]) == (0.001, operating_point.FIXED_STEPS["audio"]) and q["latent_step"] < 0.2
 
 
 def test_a_video_at_a_low_fixed_lambda_stores_its_latents_at_the_finer_step_that_lambda_gets(tiny_clip, tmp_path):
-    from neofield import rate
+    from neofield import operating_point
 
     neofield.encode(tiny_clip, tmp_path / "v.nf", rate_lambda=0.0003, steps=5, batch_size=256, device="cpu",
                     evaluate=False)
     stored = neofield.load(tmp_path / "v.nf")
     q = stored.meta["quantization"]
     per_point = stored.field.latents.table.numel() / (4 * 14 * 32)  # the tiny clip's frames x height x width
-    assert (q["lambda"], q["latent_step"]) == (0.0003, rate.fixed_step("video", 0.0003, per_point))
-    assert q["latent_step"] < rate.LATENT_STEP
+    assert (q["lambda"], q["latent_step"]) == (0.0003, operating_point.fixed_step("video", 0.0003, per_point))
+    assert q["latent_step"] < operating_point.LATENT_STEP
 
 
 def test_a_video_at_a_fixed_lambda_stores_its_backbone_at_the_depth_its_bytes_pay_for(tiny_clip, tmp_path,
                                                                                       monkeypatch):
-    from neofield import rate
+    from neofield import operating_point
 
-    monkeypatch.setattr(rate, "FINE_BACKBONE_SHARE", 1.0)  # the tiny clip at a tiny lambda: its bytes pay for 8
+    monkeypatch.setattr(operating_point, "FINE_BACKBONE_SHARE", 1.0)  # a tiny lambda: the tiny clip pays for 8
     report = neofield.encode(tiny_clip, tmp_path / "v.nf", rate_lambda=1e-5, steps=30, batch_size=256,
                              device="cpu")
     stored = neofield.load(tmp_path / "v.nf")
-    assert stored.meta["quantization"]["bits"] == {"backbone": rate.FINE_BACKBONE_BITS}
+    assert stored.meta["quantization"]["bits"] == {"backbone": operating_point.FINE_BACKBONE_BITS}
     assert stored.meta["fit"]["config"]["quantization_aware"]["mode"] == "round"
     assert neofield.psnr(tiny_clip, tmp_path / "v.nf")["video_psnr_db"] == report.quality["video_psnr_db"]
-    monkeypatch.setattr(rate, "FINE_BACKBONE_SHARE", 0.0)
+    monkeypatch.setattr(operating_point, "FINE_BACKBONE_SHARE", 0.0)
     neofield.encode(tiny_clip, tmp_path / "w.nf", rate_lambda=1e-5, steps=30, batch_size=256, device="cpu",
                     evaluate=False)
     assert neofield.load(tmp_path / "w.nf").meta["quantization"]["bits"] == {"backbone": 6.0}
@@ -517,15 +517,16 @@ def test_a_video_at_a_fixed_lambda_stores_its_backbone_at_the_depth_its_bytes_pa
 
 def test_an_encode_naming_no_operating_point_fits_at_its_kinds_default_lambda_and_bits_keep_fixed_depths(
         tiny_clip, tiny_sound, tmp_path):
-    from neofield import rate
+    from neofield import operating_point
 
     def quantization(source, name, **kw) -> dict:
         neofield.encode(source, tmp_path / name, steps=5, batch_size=256, device="cpu", evaluate=False, **kw)
         return neofield.load(tmp_path / name).meta["quantization"]
 
-    assert quantization(tiny_clip, "v.nf")["lambda"] == rate.DEFAULT_LAMBDAS["video"] == 0.06
+    assert quantization(tiny_clip, "v.nf")["lambda"] == operating_point.DEFAULT_LAMBDAS["video"] == 0.06
     sound = quantization(tiny_sound, "s.nf")
-    assert (sound["lambda"], sound["latent_step"]) == (rate.DEFAULT_LAMBDAS["audio"], rate.FIXED_STEPS["audio"])
+    assert (sound["lambda"], sound["latent_step"]) == (operating_point.DEFAULT_LAMBDAS["audio"],
+                                                       operating_point.FIXED_STEPS["audio"])
     fixed = quantization(tiny_clip, "b.nf", bits=neofield.BitDepths(6, 6))  # the latents at 6 bits, no rate term
     assert fixed["bits"] == {"backbone": 6.0, "latents": 6.0} and "lambda" not in fixed
     assert "lambda" not in quantization(tiny_clip, "g.nf", arch="grid")  # the rate term prices neogrid's latents

@@ -1,7 +1,5 @@
 """Rate control: sizes and rates parsed strictly, depths and widths searched to hit a target."""
 
-import math
-
 import pytest
 
 import neofield
@@ -116,44 +114,6 @@ def test_latents_with_more_bits_each_are_fitted_at_a_finer_step():
     steps = [rate.latent_step_for(b) for b in (0.1, 1.0, 2.0, 3.0, 100.0)]
     assert steps[0] == steps[1] == rate.LATENT_STEP and steps[2] == rate.LATENT_STEP / 2
     assert steps[3] == rate.LATENT_STEP / 4 and steps[4] == rate.LATENT_STEP / 16  # no finer than a 16th
-
-
-def test_a_pictures_latents_at_a_low_fixed_lambda_are_fitted_at_a_finer_step_where_each_gets_more_bits():
-    def step(lam, per_point=0.17, kind="video"):
-        return rate.fixed_step(kind, lam, per_point)
-
-    steps = [step(lam) for lam in (0.3, rate.DEFAULT_LAMBDAS["video"], 0.03, 0.01, 0.003, 1e-9)]
-    assert steps[:2] == [rate.LATENT_STEP] * 2  # the default lambda and above: the step as before
-    assert all(a > b for a, b in zip(steps[1:], steps[2:]))  # finer as lambda falls ...
-    assert steps[-1] == rate.LATENT_STEP / 16  # ... down to a floor
-    assert 0.13 < steps[3] < 0.15 and 0.09 < steps[4] < 0.11  # the steps measured best on the 120 s field
-    assert steps[4] == float(f"{steps[4]:.4g}")  # as the metadata holds it
-    assert step(0.003, per_point=0.46) == rate.LATENT_STEP  # a larger field: fewer bits a latent, the coarse step
-    assert step(0.003, per_point=0.3) > steps[4]
-    assert step(0.035, per_point=0.02) > 0.19  # a field of few latents: no jump below the default's lambdas ...
-    assert step(0.003, per_point=0.02) == step(0.003, per_point=0.05) > 0.09  # ... nor finer than the field measured
-    assert step(0.003, kind="image") == steps[4]
-    assert {step(0.003, kind=kind) for kind in ("audio", "audiovisual")} == {rate.FIXED_STEPS["audio"],
-                                                                              rate.LATENT_STEP}
-    assert rate.fixed_step("video") == rate.fixed_step("video", 0.003) == rate.LATENT_STEP  # no field named
-
-
-def test_a_pictures_backbone_is_stored_finer_where_the_bytes_lambda_spends_can_pay_for_it():
-    bikes = 320 * 136 * 50  # 2 s of bikes at 320x136: the points the rule was measured on
-
-    def depth(lam, points=bikes, kind="video", weights=633):
-        return rate.backbone_bits(kind, lam, points, weights, 6.0)
-
-    assert depth(0.003) == depth(0.03) == rate.FINE_BACKBONE_BITS == 8.0  # tens of KB: 2 bits a weight pay
-    assert depth(0.3) == 6.0  # ~5 KB: 8 bits cost 3 % more bytes for 0.03 dB there
-    assert depth(0.3, points=40 * bikes) == 8.0  # the same lambda over a longer, larger clip spends more
-    assert depth(0.003, points=96 * 64 * 25) == 6.0  # a small clip's few bytes keep the default
-    assert depth(0.03, weights=100 * 633) == 6.0  # a backbone too large for the bytes
-    # the points where 2 bits more a weight are the share named of the bits lambda is expected to spend
-    edge = 2 * 633 / (rate.FINE_BACKBONE_SHARE * rate.expected_bits_per_point(0.03))
-    assert depth(0.03, points=math.ceil(1.01 * edge)) == 8.0 and depth(0.03, points=int(0.99 * edge)) == 6.0
-    assert {depth(0.003, kind=k) for k in ("audio", "audiovisual")} == {6.0} and depth(None) == depth(0.0) == 6.0
-    assert depth(0.003, kind="image") == 8.0
 
 
 def test_a_psnr_target_on_neogrid_is_met_by_steering_lambda_and_a_lower_one_costs_fewer_bytes(small_clip, tmp_path):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from torch import nn
 
-from .. import __version__, distributed, rate
+from .. import __version__, distributed, operating_point, rate
 from .. import bundle as bundle_io
 from .. import checkpoint as ckpt
 from ..errors import NeofieldError
@@ -85,7 +85,7 @@ def encode(source: str | Path, output: str | Path | None = None, options: Encode
     ``target_psnr`` (dB) hand the model width and the bit depths to rate control (:mod:`neofield.rate`);
     the report's ``target`` says what was reached, and by how much and why a target was missed. With none
     of them, nor ``bits`` nor ``rate_lambda``, the default field's latents are fitted for their own rate at
-    the default lambda of the signal's kind (:func:`neofield.rate.default_lambda`).
+    the default lambda of the signal's kind (:func:`neofield.operating_point.default_lambda`).
 
     A fit writes a checkpoint (``OUTPUT.ckpt``, :mod:`neofield.checkpoint`) every ``checkpoint_every``
     seconds (``"auto"``: every 60 s once the plan says the fit takes over 2 minutes; ``None`` or
@@ -192,7 +192,7 @@ def resolve(options: EncodeOptions, signal: Signal) -> EncodeOptions:
     """The options with every default that depends on the signal filled in: what the fit is, and what its
     checkpoint's fingerprint holds (the preset and its or the baseline's rate, one latent set per frame, the
     sound's Fourier sigma, the stopping rules, the storage depths, a bitrate as bytes, and on a quantized
-    neogrid field given no target, depths or lambda, the default lambda of :func:`rate.default_lambda`)."""
+    neogrid field given no target, depths or lambda, the default lambda of :func:`operating_point.default_lambda`)."""
     preset = options.preset or default_preset(signal.kind)
     lr, warmup = PRESETS[preset].lr, PRESETS[preset].warmup_steps
     if options.arch != "neomlp":  # a baseline's own rate and warm-up, unless given
@@ -207,7 +207,7 @@ def resolve(options: EncodeOptions, signal: Signal) -> EncodeOptions:
     budget = options.budget()
     rate_lambda = options.rate_lambda
     if rate_lambda is None and steers(options) and not options.targets() and options.depths() is None:
-        rate_lambda = rate.default_lambda(signal.kind)  # no operating point named: a constant RD slope
+        rate_lambda = operating_point.default_lambda(signal.kind)  # no operating point named: a constant RD slope
     precision = AUTO_PRECISION.get(options.arch, "auto") if options.precision == "auto" else options.precision
     return dataclasses.replace(
         options, preset=preset, segments=options.segments or default_segments(signal), lr=options.lr or lr,
@@ -311,19 +311,19 @@ def steers(run: EncodeOptions) -> bool:
 
 def rate_term(run: EncodeOptions, signal: Signal, field_: nn.Module) -> RateTerm | None:
     """The fit's rate term on the latents at a fixed lambda (``--lambda``), at the latents' step for this
-    kind of signal, lambda and field (:func:`rate.fixed_step`); or None."""
+    kind of signal, lambda and field (:func:`operating_point.fixed_step`); or None."""
     if run.rate_lambda is None:
         return None
     latents = getattr(field_, "latents", None)
     per_point = latents.table.numel() / signal.n_points if latents is not None else None
-    return RateTerm(run.rate_lambda, rate.fixed_step(signal.kind, run.rate_lambda, per_point))
+    return RateTerm(run.rate_lambda, operating_point.fixed_step(signal.kind, run.rate_lambda, per_point))
 
 
 def backbone_depths(run: EncodeOptions, signal: Signal, field_: nn.Module) -> BitDepths:
     """The depths of a fit at a fixed lambda with none given: the backbone's as fine as the bytes that lambda
-    spends can pay for (:func:`rate.backbone_bits`)."""
+    spends can pay for (:func:`operating_point.backbone_bits`)."""
     weights = field_.num_parameters()["backbone"]
-    bits = rate.backbone_bits(signal.kind, run.rate_lambda, signal.n_points, weights, run.bits.backbone)
+    bits = operating_point.backbone_bits(signal.kind, run.rate_lambda, signal.n_points, weights, run.bits.backbone)
     return dataclasses.replace(run.bits, backbone=bits)
 
 
