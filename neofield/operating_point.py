@@ -45,24 +45,29 @@ def fixed_step(kind: str, lam: float | None = None, latents_per_point: float | N
     return FIXED_STEPS.get(kind, LATENT_STEP)
 
 
-# The backbone's depth under a rate term at a fixed lambda, for a picture: BitDepths' 6 bits, or 8 where the 2 bits
-# more a weight are at most FINE_BACKBONE_SHARE of the bytes lambda is expected to spend. The layer's few hundred
-# weights move the picture a lot at 6 bits (2 s of bikes at lambda 0.003: quantizing one tensor alone of a fitted
-# field moved it by -0.9 to +0.6 dB), so the finetuning's last step lands anywhere in a spread of ~1 dB: the same
-# 3,000 steps gave 37.27 dB eager and 36.22 compiled, and 37.32 and 37.34 at 8 bits (+0.8 % bytes); at lambda 0.03
-# 32.97 and 32.60 at 6 bits, 33.01 and 33.02 at 8; at lambda 0.3 (~5.4 KB) 8 bits cost 3.2 % more bytes for
-# +0.03 dB (docs/rate-term.md, "The backbone's depth")
-FINE_BACKBONE_BITS, FINE_BACKBONE_SHARE = 8.0, 0.01
+# The backbone's depth under a rate term at a fixed lambda, for a picture or a video with sound: BitDepths' 6 bits, or 8
+# where the 2 bits more a weight are at most the kind's FINE_BACKBONE_SHARES of the bytes lambda is expected to spend.
+# The layer's few hundred weights move the picture a lot at 6 bits (2 s of bikes at lambda 0.003: quantizing one
+# tensor alone of a fitted field moved it by -0.9 to +0.6 dB), so the finetuning's last step lands anywhere in a
+# spread of ~1 dB: the same 3,000 steps gave 37.27 dB eager and 36.22 compiled, and 37.32 and 37.34 at 8 bits (+0.8 %
+# bytes); at lambda 0.03 32.97 and 32.60 at 6 bits, 33.01 and 33.02 at 8; at lambda 0.3 (~5.4 KB) 8 bits cost 3.2 %
+# more bytes for +0.03 dB. A video with sound's share is its own: its layer is 4x a picture's (8 hidden tokens, for
+# the sound) and its clip spends ~2x the bytes the pictures' law expects (1 s of Big Buck Bunny at 320x180, 3,000
+# steps: at lambda 0.005 8 bits gave +0.43 and +0.24 dB over two seeds for 0.9 % more bytes; at 0.02 +0.06 dB for
+# 2.4 %, at 0.08 +0.02 dB for 4.9 %: 0.03 takes the first and leaves the others). Sound alone keeps 6, unmeasured
+# (docs/rate-term.md, "The backbone's depth")
+FINE_BACKBONE_BITS = 8.0
+FINE_BACKBONE_SHARES = {"video": 0.01, "image": 0.01, "audiovisual": 0.03}
 
 
 def backbone_bits(kind: str, lam: float | None, n_points: int, weights: int, default: float) -> float:
     """The backbone's bit depth for a fit of ``weights`` backbone weights at a fixed ``lam`` over ``n_points``
     points of a signal of ``kind`` (``default`` where the rule does not reach: sound, no lambda, a small bundle)."""
-    if kind not in FINER_STEP_KINDS or not lam or lam <= 0:
+    share = FINE_BACKBONE_SHARES.get(kind)
+    if share is None or not lam or lam <= 0:
         return default
     extra = (FINE_BACKBONE_BITS - default) * weights
-    return FINE_BACKBONE_BITS if 0 < extra <= FINE_BACKBONE_SHARE * expected_bits_per_point(lam) * n_points \
-        else default
+    return FINE_BACKBONE_BITS if 0 < extra <= share * expected_bits_per_point(lam) * n_points else default
 
 
 # An encode given no target, no depths and no lambda fits a neogrid field at this lambda, per kind: a constant

@@ -501,14 +501,14 @@ def test_a_video_at_a_fixed_lambda_stores_its_backbone_at_the_depth_its_bytes_pa
                                                                                       monkeypatch):
     from neofield import operating_point
 
-    monkeypatch.setattr(operating_point, "FINE_BACKBONE_SHARE", 1.0)  # a tiny lambda: the tiny clip pays for 8
+    monkeypatch.setitem(operating_point.FINE_BACKBONE_SHARES, "video", 1.0)  # a tiny lambda: the tiny clip pays for 8
     report = neofield.encode(tiny_clip, tmp_path / "v.nf", rate_lambda=1e-5, steps=30, batch_size=256,
                              device="cpu")
     stored = neofield.load(tmp_path / "v.nf")
     assert stored.meta["quantization"]["bits"] == {"backbone": operating_point.FINE_BACKBONE_BITS}
     assert stored.meta["fit"]["config"]["quantization_aware"]["mode"] == "round"
     assert neofield.psnr(tiny_clip, tmp_path / "v.nf")["video_psnr_db"] == report.quality["video_psnr_db"]
-    monkeypatch.setattr(operating_point, "FINE_BACKBONE_SHARE", 0.0)
+    monkeypatch.setitem(operating_point.FINE_BACKBONE_SHARES, "video", 0.0)
     neofield.encode(tiny_clip, tmp_path / "w.nf", rate_lambda=1e-5, steps=30, batch_size=256, device="cpu",
                     evaluate=False)
     assert neofield.load(tmp_path / "w.nf").meta["quantization"]["bits"] == {"backbone": 6.0}

@@ -39,7 +39,21 @@ def test_a_pictures_backbone_is_stored_finer_where_the_bytes_lambda_spends_can_p
     assert depth(0.003, points=96 * 64 * 25) == 6.0  # a small clip's few bytes keep the default
     assert depth(0.03, weights=100 * 633) == 6.0  # a backbone too large for the bytes
     # the points where 2 bits more a weight are the share named of the bits lambda is expected to spend
-    edge = 2 * 633 / (operating_point.FINE_BACKBONE_SHARE * operating_point.expected_bits_per_point(0.03))
+    share = operating_point.FINE_BACKBONE_SHARES["video"]
+    edge = 2 * 633 / (share * operating_point.expected_bits_per_point(0.03))
     assert depth(0.03, points=math.ceil(1.01 * edge)) == 8.0 and depth(0.03, points=int(0.99 * edge)) == 6.0
-    assert {depth(0.003, kind=k) for k in ("audio", "audiovisual")} == {6.0} and depth(None) == depth(0.0) == 6.0
+    assert depth(0.003, kind="audio") == 6.0 and depth(None) == depth(0.0) == 6.0  # sound alone: unmeasured
     assert depth(0.003, kind="image") == 8.0
+
+
+def test_a_video_with_sound_stores_its_backbone_finer_only_at_the_top_of_its_curve():
+    bbb = 320 * 180 * 25 + 48_000  # 1 s of Big Buck Bunny at 320x180 with its sound: the points it was measured on
+
+    def depth(lam, points=bbb):
+        return operating_point.backbone_bits("audiovisual", lam, points, 2_713, 6.0)  # its layer: 8 hidden tokens
+
+    assert depth(0.005) == 8.0  # +0.24 to +0.43 dB for 0.9 % more bytes
+    assert depth(0.02) == depth(0.08) == depth(operating_point.default_lambda("audiovisual")) == 6.0  # bytes for ~0
+    assert depth(0.02, points=4 * bbb) == 8.0  # four seconds of it spend 4x the bytes on the same layer
+    # a picture's share would keep 6 bits where the video with sound gained: its own share is larger
+    assert operating_point.backbone_bits("video", 0.005, bbb, 2_713, 6.0) == 6.0
