@@ -171,7 +171,7 @@ def test_a_start_inside_streams_of_unequal_length(uneven_av_clip, tmp_path):
 
 
 def test_no_budget_means_the_default_budget(tiny_clip, tmp_path):
-    report = neofield.encode(tiny_clip, tmp_path / "d.nf", batch_size=256, device="cpu")
+    report = neofield.encode(tiny_clip, tmp_path / "d.nf", batch_size=256, device="cpu", compile_mode="off")
     assert report.budget == {"steps": None, "epochs": 150.0, "time_budget": 300.0, "default": True}
     points = 4 * 14 * 32
     assert report.fit.steps == -(-150 * points // 256)  # 150 epochs of the default field, well inside 5 minutes
