@@ -29,7 +29,7 @@ from .options import check_device
 from .pricing import Pricing
 from .probe import masked_mse, mse_to_psnr
 from .qat import QuantizationAware, perturb
-from .runtime import COMPILE_MODES, autocast, compiler_available, flush_denormals
+from .runtime import COMPILE_MODES, autocast, compiled, compiler_available, flush_denormals
 from .schedule import (
     PROBE_SECONDS,
     PROBE_SKIP,
@@ -274,7 +274,7 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
                 note=f"resuming from step {step:,} of " + (f"{total:,}" if final else
                                                            f"a {config.time_budget:g} s budget, {spent:.0f} s spent"))
         if resume.compiled:  # the fit it continues was compiled: so is this one (the same kernels)
-            forward, compiled_at = torch.compile(model, dynamic=False), step
+            forward, compiled_at = compiled(model), step
             _report(callback, step, total if final else None, ema, config, spent, lr=config.lr * lr_scale,
                     note=COMPILING)
     snapshot: FitState | None = None  # the last state known good, that a divergence goes back to
@@ -347,7 +347,7 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
                 _report(callback, step, total, ema, config, elapsed, planned=True, lr=opt.param_groups[0]["lr"])
                 if sync.from_main(_should_compile(config, device, step, total, elapsed, mark, signal.kind,
                                                   getattr(field, "eager_kinds", EAGER_KINDS))):
-                    forward, compiled_at = torch.compile(model, dynamic=False), step
+                    forward, compiled_at = compiled(model), step
                     _report(callback, step, total, ema, config, elapsed, lr=opt.param_groups[0]["lr"],
                             note=COMPILING)
             elif announced and replans and levels is None and elapsed >= replans[0] * config.time_budget and \

@@ -18,7 +18,7 @@ from torch import nn
 
 from .errors import NeofieldError
 from .media import Media
-from .runtime import compiler_available, flush_denormals
+from .runtime import compiled, compiler_available, flush_denormals
 from .signal import CoordinateMap, ValueMap, centre_times
 
 # Points per forward pass. Small chunks stay in the CPU's caches: 2,048 decodes
@@ -138,7 +138,7 @@ def compiled_forward(field: nn.Module) -> Callable:
     """The field's forward pass through torch.compile: the parts it names as worth compiling
     (``field.compiled()``: a latent grid's network, not its reads), else all of it."""
     own = getattr(field, "compiled", None)
-    return own() if callable(own) else torch.compile(field, dynamic=False)
+    return own() if callable(own) else compiled(field)
 
 
 def evaluate(field: nn.Module, coords: torch.Tensor, chunk: int | None = None) -> torch.Tensor:

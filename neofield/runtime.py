@@ -7,7 +7,7 @@ one.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 
 import torch
@@ -68,6 +68,22 @@ def autocast(device: torch.device, precision: str):
     if resolve_precision(precision, device) == "bfloat16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext()
+
+
+def intra_op_threads() -> int:
+    """The intra-op threads, a constant to torch.compile once :func:`compiled` has marked it so:
+    ``torch.get_num_threads()`` traced inline breaks the graph, and inside the pyramids' loop the whole read fell
+    back to eager (a compiled video-with-sound fit then ran half the steps of an eager one)."""
+    return torch.get_num_threads()
+
+
+def compiled(module: Callable, **options) -> Callable:
+    """``torch.compile(module, dynamic=False)``, with :func:`intra_op_threads` marked as a constant first.
+
+    Marked here and not where it is defined: marking imports torch._dynamo (~1 s, sympy with it), which a
+    decode that never compiles, or a command that stops at a bad option, would pay for nothing."""
+    torch.compiler.assume_constant_result(intra_op_threads)
+    return torch.compile(module, dynamic=False, **options)
 
 
 def compiler_available(device: torch.device) -> bool:

@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -54,3 +57,21 @@ def test_bfloat16_path_matches_float32_within_its_precision():
             mixed = field(coords).float()
     assert mixed.dtype == torch.float32
     assert (mixed - exact).abs().max() < 0.05 and not torch.equal(mixed, exact)
+
+
+def test_a_compiled_grid_read_takes_the_thread_count_as_a_constant():
+    # torch.get_num_threads() traced inline breaks the graph: fullgraph would raise
+    from neofield.fields.grid import read_grids
+    from neofield.runtime import compiled
+
+    grids = [torch.randn(2, 3, 4, 5)]
+    u = torch.rand(2048, 3) * 2 - 1
+    read = compiled(lambda g, x: read_grids(g, x)[0], backend="eager", fullgraph=True)
+    torch.testing.assert_close(read(grids, u), read_grids(grids, u)[0])
+
+
+def test_the_codec_imports_no_compiler_until_it_compiles():
+    # torch._dynamo costs ~1 s of every command's start, a decode's or a bad option's
+    code = ("import sys, neofield.codec.decoder, neofield.codec.encoder, neofield.fit; "
+            "print('torch._dynamo' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..runtime import intra_op_threads
+
 
 def level_sizes(coarse: tuple[int, ...], fine: tuple[int, ...], levels: int) -> list[tuple[int, ...]]:
     """Nodes per axis of each level, from ``coarse`` up to ``fine`` by a constant factor per axis (an axis
@@ -37,14 +39,6 @@ def pyramid_parameters(coarse: tuple[int, ...], fine: tuple[int, ...], levels: i
     return channels * sum(math.prod(s) for s in level_sizes(coarse, fine, levels))
 
 
-@torch.compiler.assume_constant_result
-def _threads() -> int:
-    """The intra-op threads, a constant to torch.compile: ``torch.get_num_threads()`` traced inline breaks the
-    graph, and inside the pyramids' loop the whole read fell back to eager (a compiled video-with-sound fit then
-    ran half the steps of an eager one)."""
-    return torch.get_num_threads()
-
-
 def read_grids(grids: list[torch.Tensor], u: torch.Tensor) -> list[torch.Tensor]:
     """Each grid ``(channels, *nodes)`` (axes reversed: t, y, x) read at ``u (B, axes)`` in grid_sample's
     ``[-1, 1]`` by linear interpolation, clamped at the borders: one ``(channels, B)`` per grid.
@@ -52,7 +46,7 @@ def read_grids(grids: list[torch.Tensor], u: torch.Tensor) -> list[torch.Tensor]
     grid_sample's CPU kernels share the batch's items out among threads, so the points go in as one item
     per thread (the grid expanded, not copied): 1.9x the speed of one item on 2 cores."""
     n, axes = u.shape
-    split = 1 if u.device.type != "cpu" or n < 1024 else max(1, _threads())
+    split = 1 if u.device.type != "cpu" or n < 1024 else max(1, intra_op_threads())
     if n % split:  # padded with the last point to whole items
         u = torch.cat([u, u[-1:].expand(split - n % split, -1)])
     if axes == 1:  # a 1-D grid read as a 2-D one of height 1

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from .. import runtime
 from .grid import Box, LatentPyramid, pyramid_parameters
 
 
@@ -106,7 +107,7 @@ class GridField(nn.Module):
     def compiled(self):
         """The forward pass for a compiled decode: the heads through torch.compile, the reads eager
         (inductor's grid_sample ran at half the speed of ATen's)."""
-        heads = {name: torch.compile(h, dynamic=False) for name, h in self.heads.items()}
+        heads = {name: runtime.compiled(h) for name, h in self.heads.items()}
         return lambda coords, outputs=None: self._forward(coords, outputs, heads)
 
     def num_parameters(self) -> dict[str, int]:

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from .. import runtime
 from .gridmlp import AUDIO_LEVELS, CHANNELS, PICTURE_LEVELS, GridConfig, grid_config_for
 from .layouts import Latents
 from .neomlp import Block
@@ -226,7 +227,7 @@ class NeoGridField(nn.Module):
         """The forward pass for a compiled decode: the backbone through torch.compile (inductor fuses its
         small operations: 6x eager's points per second on 2 cores), the reads eager (inductor's grid_sample
         ran at half the speed of ATen's)."""
-        backbone = torch.compile(self.backbone, dynamic=False)
+        backbone = runtime.compiled(self.backbone)
         table = self.latents.table
 
         def forward(coords: torch.Tensor, outputs: slice | None = None) -> torch.Tensor:
