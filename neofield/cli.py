@@ -39,6 +39,7 @@ from .console import (
     piece,
     speaks,
 )
+from .codec.options import check_decode_options
 from .options import parse_crop, parse_size
 from .sets.cli import app as set_app
 
@@ -160,6 +161,9 @@ def decode(
     The cost (points, memory, time at a speed measured here) is checked against
     the limits before anything is rendered, and printed.
     """
+    size_wh, crop_box = parse_size(size, "--size") if size else None, parse_crop(crop) if crop else None
+    check_decode_options(scale, scale_time, scale_rate, size_wh, fps, sample_rate, start, end, frame, crf, crop_box,
+                         compile_mode, between)  # before torch is imported: a mistyped number answers at once
     from . import codec
 
     progress = Progress(TextColumn("[bold]decoding"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
@@ -181,8 +185,8 @@ def decode(
 
     with progress:
         report = codec.decode(bundle, output, scale=scale, scale_time=scale_time, scale_rate=scale_rate,
-                              size=parse_size(size, "--size") if size else None, fps=fps, sample_rate=sample_rate,
-                              start=start, end=end, frame=frame, crop=parse_crop(crop) if crop else None,
+                              size=size_wh, fps=fps, sample_rate=sample_rate,
+                              start=start, end=end, frame=frame, crop=crop_box,
                               between=between, codec=codec_name, crf=crf, lossless=lossless,
                               format=format, force=force, compile_mode=compile_mode, limits=limits_for(allow_large),
                               item=item, on_plan=on_plan, on_progress=on_progress)

@@ -21,6 +21,7 @@ MAX_SAMPLE_RATE = 768_000  # the highest rate audio interfaces and FFmpeg's enco
 MAX_BATCH = 1 << 22
 PRECISIONS = ("auto", "float32", "bfloat16")  # matmul precision of a fit (neofield.runtime)
 COMPILE_MODES = ("auto", "on", "off")  # torch.compile of a fit or a decode
+BETWEEN = ("blend", "field")  # what a frame between fitted frames shows (neofield.render.plan_decode)
 
 
 def positive_int(name: str, value: int | None, maximum: int | None = None) -> int | None:

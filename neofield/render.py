@@ -18,6 +18,7 @@ from torch import nn
 
 from .errors import NeofieldError
 from .media import Media
+from .options import BETWEEN
 from .runtime import compiled, compiler_available, flush_denormals
 from .signal import CoordinateMap, ValueMap, centre_times
 
@@ -257,7 +258,6 @@ def stream_extents(geometry: dict) -> dict[str, float]:
     return out
 
 
-BETWEEN = ("blend", "field")  # what a frame between fitted frames shows (plan_decode)
 
 
 def plan_decode(meta: dict, scale: float = 1.0, size: tuple[int, int] | None = None, fps: float | None = None,

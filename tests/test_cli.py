@@ -191,6 +191,18 @@ def test_bad_decode_numbers_are_one_line_errors(encoded, tmp_path, args, message
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("args", [["--fps", "0"], ["--size", "0x10"], ["--compile", "maybe"], ["--between", "x"]])
+def test_bad_decode_numbers_answer_before_torch_is_imported(encoded, tmp_path, args):
+    # importing torch is most of a failed command's second: the numbers need no bundle and no torch
+    out, _ = encoded
+    code = ("import sys; from neofield.cli import run; sys.argv = ['neofield', *sys.argv[1:]]\n"
+            "try:\n    run()\nexcept SystemExit as e:\n    print(e.code, 'torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code, "decode", str(out), "-o", str(tmp_path / "x.mp4"), *args],
+                            capture_output=True, text=True)
+    assert result.stdout.split() == ["1", "False"], result.stdout + result.stderr
+    assert not any(tmp_path.iterdir())
+
+
 def test_decode_of_a_clip_to_a_png_asks_for_a_frame_or_a_pattern(encoded, tmp_path):
     out, _ = encoded
     assert_one_line_error(neofield("decode", out, "-o", tmp_path / "f.png"), "--frame SECONDS")

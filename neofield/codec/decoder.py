@@ -39,8 +39,9 @@ from ..render import (
     render_media,
     should_compile,
 )
-from ..runtime import COMPILE_MODES, compiler_available
+from ..runtime import compiler_available
 from ..schema import DEFAULT_LIMITS, Limits
+from .options import check_decode_options
 
 
 def load(path: str | Path, limits: Limits = DEFAULT_LIMITS, item: str | int | None = None) -> Bundle:
@@ -70,25 +71,6 @@ class DecodeReport:
         return {"path": str(self.path) if self.path else "-", "kind": self.kind, "grid": self.plan.to_dict(),
                 "points": self.plan.points, "bytes": self.bytes, "files": self.files, "notes": self.notes,
                 "cost": self.cost.to_dict() if self.cost else None, "seconds": round(self.seconds, 2)}
-
-
-def check_decode_options(scale: float, scale_time: float | None, scale_rate: float | None,
-                         size: tuple[int, int] | None, fps: float | None, sample_rate: int | None,
-                         start: float | None, end: float | None, frame: float | None, crf: float | None,
-                         crop: tuple[int, int, int, int] | None = None) -> None:
-    opt.positive_float("--scale", scale, maximum=64.0)
-    opt.positive_float("--scale-time", scale_time, maximum=64.0)
-    opt.positive_float("--scale-rate", scale_rate, maximum=64.0)
-    if size is not None:
-        opt.check_size("--size", size)
-    opt.positive_float("--fps", fps, maximum=opt.MAX_FPS)
-    opt.positive_int("--sample-rate", sample_rate, opt.MAX_SAMPLE_RATE)
-    opt.non_negative_float("--start", start)
-    opt.non_negative_float("--end", end)
-    opt.non_negative_float("--frame", frame)
-    opt.non_negative_float("--crf", crf)
-    if crop is not None and not (len(crop) == 4 and all(isinstance(v, int) and not isinstance(v, bool) for v in crop)):
-        raise NeofieldError(f"--crop must be four whole numbers X,Y,W,H, not {crop!r}")
 
 
 def check_cost(cost: DecodeCost, limits: Limits) -> None:
@@ -169,9 +151,8 @@ def decode(
     ``crop`` (x, y, width, height in pixels of the frames the other options give) renders that window alone.
     ``between`` is what a frame between the fitted frames' times shows (:func:`neofield.render.plan_decode`).
     """
-    check_decode_options(scale, scale_time, scale_rate, size, fps, sample_rate, start, end, frame, crf, crop)
-    if compile_mode not in COMPILE_MODES:
-        raise NeofieldError(f"--compile must be one of {', '.join(COMPILE_MODES)}, not {compile_mode!r}")
+    check_decode_options(scale, scale_time, scale_rate, size, fps, sample_rate, start, end, frame, crf, crop,
+                         compile_mode, between)
     bundle_path = Path(bundle_path)
     b = load(bundle_path, limits, item)
     target = resolve_target(output, bundle_path, b.meta, scale, format, frame)

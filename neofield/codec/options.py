@@ -276,3 +276,29 @@ class EncodeOptions:
                 value = getattr(self, f.name)
                 out[fl.name] = value.to_dict() if hasattr(value, "to_dict") else value
         return json.loads(json.dumps(out, default=float))
+
+
+def check_decode_options(scale: float, scale_time: float | None, scale_rate: float | None,
+                         size: tuple[int, int] | None, fps: float | None, sample_rate: int | None,
+                         start: float | None, end: float | None, frame: float | None, crf: float | None,
+                         crop: tuple[int, int, int, int] | None = None, compile_mode: str = "auto",
+                         between: str = "blend") -> None:
+    """A decode's numbers and names, checked before a bundle is read: a pure function that imports no torch,
+    so that the command runs it first and a mistyped option answers at once."""
+    opt.positive_float("--scale", scale, maximum=64.0)
+    opt.positive_float("--scale-time", scale_time, maximum=64.0)
+    opt.positive_float("--scale-rate", scale_rate, maximum=64.0)
+    if size is not None:
+        opt.check_size("--size", size)
+    opt.positive_float("--fps", fps, maximum=opt.MAX_FPS)
+    opt.positive_int("--sample-rate", sample_rate, opt.MAX_SAMPLE_RATE)
+    opt.non_negative_float("--start", start)
+    opt.non_negative_float("--end", end)
+    opt.non_negative_float("--frame", frame)
+    opt.non_negative_float("--crf", crf)
+    if crop is not None and not (len(crop) == 4 and all(isinstance(v, int) and not isinstance(v, bool) for v in crop)):
+        raise NeofieldError(f"--crop must be four whole numbers X,Y,W,H, not {crop!r}")
+    if compile_mode not in opt.COMPILE_MODES:
+        raise NeofieldError(f"--compile must be one of {', '.join(opt.COMPILE_MODES)}, not {compile_mode!r}")
+    if between not in opt.BETWEEN:
+        raise NeofieldError(f"--between must be one of {', '.join(opt.BETWEEN)}, not {between!r}")
