@@ -30,6 +30,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from neofield.render import Evaluator
 from neofield.runtime import autocast, flush_denormals, resolve_precision
+from neofield.runtime import compiled as compile_field  # as the fit compiles
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from equal_time import matmul_peak  # noqa: E402
@@ -41,7 +42,7 @@ def points_per_second(model: nn.Module, inputs: int, outputs: int, train: bool, 
     x = torch.rand(batch, inputs) * 2 - 1
     y = torch.rand(batch, outputs)
     opt = torch.optim.Adam(model.parameters(), 1e-4)
-    forward = torch.compile(model, dynamic=False) if compiled and train else model
+    forward = compile_field(model) if compiled and train else model
     decoder = Evaluator(model, compiled=compiled)
     steps, start = 0, None
     while True:
