@@ -4,9 +4,10 @@ import sys
 import pytest
 import torch
 
+from neofield.fields.grid import read_grids
 from neofield.fields.layouts import TimeSegments
 from neofield.fields.neomlp import NeoMLPField, build_config
-from neofield.runtime import autocast, cpu_has_bf16, flush_denormals, resolve_precision
+from neofield.runtime import autocast, compiled, cpu_has_bf16, flush_denormals, resolve_precision
 
 TINY = 1e-40  # subnormal in float32
 
@@ -61,9 +62,6 @@ def test_bfloat16_path_matches_float32_within_its_precision():
 
 def test_a_compiled_grid_read_takes_the_thread_count_as_a_constant():
     # torch.get_num_threads() traced inline breaks the graph: fullgraph would raise
-    from neofield.fields.grid import read_grids
-    from neofield.runtime import compiled
-
     grids = [torch.randn(2, 3, 4, 5)]
     u = torch.rand(2048, 3) * 2 - 1
     read = compiled(lambda g, x: read_grids(g, x)[0], backend="eager", fullgraph=True)
