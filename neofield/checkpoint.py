@@ -4,7 +4,7 @@ A checkpoint is a file beside the bundle (``clip.nf.ckpt``), written
 atomically while a long fit runs and whenever one is interrupted, and removed
 once the bundle is written. It holds a :class:`FitState` (the step and the
 plan, the running loss, the field's and Adam's tensors, the sampler's random
-state, the quantization-aware finetuning once it began, the learning-rate
+state and error map, the quantization-aware finetuning once it began, the learning-rate
 scale that divergence rollbacks left) and a fingerprint of what the fit is for
 (the encode's options and the source's samples), so that ``--resume`` with
 other options or other media is refused instead of continued.
@@ -57,6 +57,7 @@ class FitState:
     lam: float | None = None  # the rate term's lambda, as a size or PSNR target has steered it so far
     scales: torch.Tensor | None = None  # ... and its latents' pricing (a scale per block, or a scale and a centre
     # per latent), as refreshed
+    errors: torch.Tensor | None = None  # the error map that draws a picture's points (neofield.sampling)
 
 
 @dataclass
@@ -126,6 +127,8 @@ def from_payload(payload: dict) -> FitState:
         "lam": state.lam is None or (isinstance(state.lam, (int, float)) and state.lam >= 0),
         "scales": state.scales is None or (isinstance(state.scales, torch.Tensor) and state.scales.ndim in (1, 3)
                                            and state.scales.is_floating_point()),
+        "errors": state.errors is None or (isinstance(state.errors, torch.Tensor) and state.errors.ndim == 1
+                                           and state.errors.is_floating_point()),
     }
     wrong = [name for name, ok in checks.items() if not ok]
     if wrong:

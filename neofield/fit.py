@@ -30,6 +30,7 @@ from .pricing import Pricing
 from .probe import masked_mse, mse_to_psnr
 from .qat import QuantizationAware, perturb
 from .runtime import COMPILE_MODES, autocast, compiled, compiler_available, flush_denormals
+from .sampling import ErrorMap
 from .schedule import (
     PROBE_SECONDS,
     PROBE_SKIP,
@@ -41,7 +42,7 @@ from .schedule import (
     seconds_per_step,
     timed_past,
 )
-from .signal import Signal
+from .signal import Draw, Signal
 from .stopping import StopRequest, interrupts
 
 # what the progress line says while torch.compile builds the step (15-25 s for a preset-sized field on 2 cores; the
@@ -72,6 +73,7 @@ class FitConfig:
     deterministic: bool = True  # bit-identical reruns for a seed; costs ~6 % speed on CPU
     precision: str = "auto"  # float32 | bfloat16 matmuls; auto: bfloat16 where native (runtime.resolve_precision)
     compile: str = "auto"  # torch.compile the training step: on | off | auto (CPU fits with minutes left)
+    sampling: str = "error"  # a picture's points: drawn by the field's error (neofield.sampling) | uniform
     quantization: QuantizationAware | None = None
     rate: RateTerm | None = None  # a rate term on the latents (--lambda): MSE + lambda * their bits per point
     checkpoint_every: float | None = None  # seconds between checkpoints handed to fit's on_checkpoint
@@ -156,6 +158,7 @@ COMPILE_MIN_SECONDS = 150.0
 """``compile="auto"`` compiles when at least this much fitting is left. On two EPYC cores inductor's kernels
 ran the training step 23-25 % faster (float32 and bfloat16) after 11-18 s of compiling, which pays back
 after about 80 s (docs/cpu-defaults.md)."""
+SAMPLINGS = ("error", "uniform")
 EAGER_KINDS = ("audiovisual",)  # the kinds of signal --compile auto leaves eager, where a field names none
 
 
@@ -183,6 +186,8 @@ def fit(field: nn.Module, signal: Signal, config: FitConfig,
     """
     if config.steps is None and config.epochs is None and config.time_budget is None:
         raise NeofieldError("give a number of --steps, --epochs or a --time-budget")
+    if config.sampling not in SAMPLINGS:
+        raise NeofieldError(f"sampling must be one of {', '.join(SAMPLINGS)}, not {config.sampling!r}")
     if config.compile not in COMPILE_MODES:
         raise NeofieldError(f"--compile must be one of {', '.join(COMPILE_MODES)}, not {config.compile!r}")
     if config.compile == "on" and not compiler_available(resolve_device(config.device)):
@@ -219,6 +224,8 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
     if not world.main:  # rank 0 speaks and writes for all
         callback = on_checkpoint = None
     sample_gen = torch.Generator().manual_seed(distributed.rank_seed(config.seed, world.rank))
+    # where the pictures' points are drawn: by a map of the field's error, each rank's from its own points
+    errors = error_map(signal) if config.sampling == "error" else None
     # a field may bring its own optimiser (a nu-set's latent table: neofield.sets.field); groups may scale the rate
     make = getattr(field, "make_optimizer", None)
     opt = make(config.lr) if make else torch.optim.Adam(field.parameters(), lr=config.lr,
@@ -240,7 +247,7 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
     lr_scale, rollbacks = 1.0, 0  # each divergence rolled back halves the rate from then on
     periodic = config.checkpoint_every is not None and config.checkpoint_min_seconds <= 0  # else decided by the plan
     if resume is not None:
-        _restore(field, opt, sample_gen, resume, config, total)
+        _restore(field, opt, sample_gen, resume, config, total, errors)
         if not world.main:  # the checkpoint holds rank 0's sampler: the others take streams of their own
             sample_gen.manual_seed(distributed.rank_seed(config.seed + resume.step, world.rank))
         step, total, final, announced, ema, spent = (resume.step, resume.total, resume.final, resume.announced,
@@ -288,7 +295,8 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
                         levels=dict(levels) if levels is not None else None, q_start=q_start, lr_scale=lr_scale,
                         rollbacks=rollbacks, replans=list(replans), compiled=compiled_at is not None,
                         periodic=periodic, lam=pricing.lam if pricing else None,
-                        scales=pricing.scales if pricing else None)
+                        scales=pricing.scales if pricing else None,
+                        errors=errors.error.clone() if errors is not None else None)
 
     def roll_back(what: str, at: int) -> None:
         nonlocal step, ema, levels, q_start, lr_scale, rollbacks, snapshot
@@ -300,6 +308,8 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
         step, ema, levels, q_start = snapshot.step, snapshot.ema, snapshot.levels, snapshot.q_start
         if pricing is not None:
             pricing.load(snapshot.lam, snapshot.scales)
+        if errors is not None:
+            errors.load(snapshot.errors)
         lr_scale, rollbacks = lr_scale * 0.5, rollbacks + 1
         snapshot = None  # taken again at once, with the new rate
         _report(callback, step, total if final else None, ema, config, time.perf_counter() - t_start,
@@ -373,15 +383,17 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
                 group["lr"] = lr * group.get("lr_scale", 1.0)
             if pricing is not None:  # the weights are whole here
                 pricing.refresh(field, step, total, final, sync)
-            coords, target, mask = (t.to(device, non_blocking=True)
-                                    for t in signal.sample(batch, sample_gen))
+            drawn = signal.draw(batch, sample_gen, errors) if errors is not None else \
+                Draw(*signal.sample(batch, sample_gen))
+            coords, target, mask = (t.to(device, non_blocking=True) for t in drawn[:3])
+            weight = drawn.weight.to(device, non_blocking=True) if drawn.weight is not None else None
             saved = perturb(field, {k: v for k, v in levels.items() if k != priced}, q.mode, sample_gen) \
                 if levels is not None else None
             if pricing is not None:  # the latents a step's noise from their values, or rounded once finetuning
                 saved = [*(saved or []), pricing.perturb(levels is not None, sample_gen)]
             opt.zero_grad(set_to_none=True)
             try:
-                loss = _forward_backward(forward, coords, target, mask, mixed, penalty)
+                loss, point_errors = _forward_backward(forward, coords, target, mask, mixed, penalty, weight)
             except Exception as e:  # inductor failed to build its kernels (compiler, headers): go on eagerly
                 if step != compiled_at:
                     raise
@@ -389,7 +401,7 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
                 opt.zero_grad(set_to_none=True)
                 _report(callback, step, total if final else None, ema, config, time.perf_counter() - t_start,
                         lr=lr, note=f"torch.compile failed ({type(e).__name__}); fitting without it")
-                loss = _forward_backward(forward, coords, target, mask, mixed, penalty)
+                loss, point_errors = _forward_backward(forward, coords, target, mask, mixed, penalty, weight)
             for p in sparse.values():  # none in one process
                 if p.grad is not None:
                     distributed.all_reduce_rows(p.grad, world.size, min(len(p), batch))
@@ -404,6 +416,8 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
                           step + 1)
                 continue
             opt.step()
+            if errors is not None:  # each video point's squared error, per channel
+                errors.update(drawn.tile, point_errors[:len(drawn.tile)] / signal.video_channels)
             step += 1
             ema = value if ema is None else 0.95 * ema + 0.05 * value
             if step % config.report_every == 0 or (final and step == total):
@@ -425,9 +439,17 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
                      lam=pricing.lam if pricing else None)
 
 
+def error_map(signal) -> ErrorMap | None:
+    """The error map a fit draws a signal's pictures by: None for a signal without pictures, or one that
+    draws its own points (a nu-set's)."""
+    if not isinstance(signal, Signal) or signal.video is None:
+        return None
+    return ErrorMap(*signal.video.shape[:3])
+
+
 def _restore(field: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator, state: FitState,
-             config: FitConfig, planned: int | None) -> None:
-    """Load a checkpoint's field, optimiser and sampler, after checking it is this fit's."""
+             config: FitConfig, planned: int | None, errors: ErrorMap | None = None) -> None:
+    """Load a checkpoint's field, optimiser, sampler and error map, after checking it is this fit's."""
     if config.time_budget is None and state.final and state.total != planned:
         raise NeofieldError(f"the checkpoint is of a fit of {state.total} steps, not {planned}: resume it with "
                             "the same --steps, --epochs and --batch-size")
@@ -435,6 +457,8 @@ def _restore(field: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator,
         field.load_state_dict(state.field)
         opt.load_state_dict(copy.deepcopy(state.optimizer))
         gen.set_state(state.sampler)
+        if errors is not None and state.errors is not None:  # a checkpoint of before the map: it starts afresh
+            errors.load(state.errors)
     except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise NeofieldError(f"the checkpoint does not fit this model ({first})") from None
@@ -446,13 +470,21 @@ def _finite(field: nn.Module) -> bool:
 
 
 def _forward_backward(forward: Callable, coords: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
-                      mixed, penalty: Callable[[], torch.Tensor] | None = None) -> torch.Tensor:
-    """The batch's MSE, after the backward pass of it and of ``penalty`` (the rate term) added to it."""
+                      mixed, penalty: Callable[[], torch.Tensor] | None = None,
+                      weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The batch's MSE, after the backward pass of it and of ``penalty`` (the rate term) added to it; with
+    importance ``weight``\s, their weighted MSE (the whole signal's, in expectation), and each point's
+    squared error summed over its channels."""
     with mixed:
         pred = forward(coords)
-    loss = masked_mse(pred, target, mask)
+    if weight is None:
+        loss, errors = masked_mse(pred, target, mask), None
+    else:
+        errors = ((pred.float() - target) ** 2 * mask).sum(1)
+        loss = (weight * errors).sum() / mask.sum().clamp_min(1)
+        errors = errors.detach()
     (loss + penalty() if penalty is not None else loss).backward()
-    return loss
+    return loss, errors
 
 
 def _should_compile(config: FitConfig, device: torch.device, step: int, total: int, elapsed: float,

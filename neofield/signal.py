@@ -24,12 +24,14 @@ bundle):
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from .errors import NeofieldError
 from .media import Media
+from .sampling import ErrorMap
 
 AUDIO_UNITS_PER_SECOND = 200.0 / 7.0  # the paper's [-100, 100] for 7 s of Bach
 
@@ -127,6 +129,17 @@ def centre_times(count: int, rate: float, start: float = 0.0, first: int = 0,
     return (start + (n + 0.5) / rate)
 
 
+class Draw(NamedTuple):
+    """A step's points: field coordinates ``(B, I)``, targets and loss mask ``(B, O)``; drawn by an error
+    map, each point's importance weight ``(B,)`` and the video points' tiles (else both None)."""
+
+    coords: torch.Tensor
+    target: torch.Tensor
+    mask: torch.Tensor
+    weight: torch.Tensor | None = None
+    tile: torch.Tensor | None = None
+
+
 class Signal:
     """A decoded clip, sound or image, ready to be sampled for fitting.
 
@@ -207,11 +220,19 @@ class Signal:
 
     # ---- sampling ----------------------------------------------------------
     def sample(self, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Draw ``batch`` points i.i.d. with replacement over the whole signal.
+        """Draw ``batch`` points i.i.d. with replacement, uniformly over the whole signal.
 
         Returns field coordinates ``(B, I)``, target values ``(B, O)`` and a
         loss mask ``(B, O)`` that is 1 on the outputs of each point's own
         modality (video points: RGB; audio points: the audio channels).
+        """
+        return self.draw(batch, generator)[:3]
+
+    def draw(self, batch: int, generator: torch.Generator, errors: ErrorMap | None = None) -> Draw:
+        """Draw ``batch`` points as :meth:`sample` does; with ``errors``, the pictures' points by the
+        error map (the sound's stay uniform), each weighted so that a weighted mean is the plain MSE.
+
+        Video points come first, then audio: ``Draw.tile`` holds the video points' tiles.
         """
         if 0 < self.audio_share < 1:  # each point is audio with probability audio_share
             n_audio = int(torch.binomial(torch.tensor(float(batch)), torch.tensor(self.audio_share),
@@ -219,22 +240,38 @@ class Signal:
         else:
             n_audio = int(batch * self.audio_share)
         coords, values, masks = [], [], []
+        weight = tile = None
         for modality, n in (("video", batch - n_audio), ("audio", n_audio)):
-            if n:
-                c, v = self._sample_video(n, generator) if modality == "video" else self._sample_audio(n, generator)
-                coords.append(c)
-                values.append(self._pad(v, modality))
-                masks.append(self._mask(n, modality))
-        return torch.cat(coords), torch.cat(values), torch.cat(masks)
+            if not n:
+                continue
+            if modality == "audio":
+                c, v = self._sample_audio(n, generator)
+            elif errors is None:
+                c, v = self._sample_video(n, generator)
+            else:
+                frame, row, col, tile, weight = errors.draw(n, generator)
+                c, v = self._video_points(frame, row, col)
+            coords.append(c)
+            values.append(self._pad(v, modality))
+            masks.append(self._mask(n, modality))
+        if errors is not None:  # importance weights: the video's, then 1 for each sound point
+            weight = torch.cat([weight if weight is not None else torch.ones(0), torch.ones(n_audio)])
+            tile = tile if tile is not None else torch.zeros(0, dtype=torch.long)
+        return Draw(torch.cat(coords), torch.cat(values), torch.cat(masks), weight, tile)
 
     def _sample_video(self, n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         f, h, w, _ = self.video.shape
         idx = torch.randint(0, f * h * w, (n,), generator=g)
         frame, rest = idx // (h * w), idx % (h * w)
-        row, col = rest // w, rest % w
+        return self._video_points(frame, rest // w, rest % w)
+
+    def _video_points(self, frame: torch.Tensor, row: torch.Tensor, col: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Field coordinates and values of the pixels at ``frame``, ``row``, ``col``."""
+        _, h, w, _ = self.video.shape
         t = (frame.double() + 0.5) / self.fps
         coords = self.coordinate_map.coords(t.float(), (col.float() + 0.5) / w, (row.float() + 0.5) / h)
-        values = self.value_maps["video"].to_field(self.video.view(-1, 3)[idx].float())
+        values = self.value_maps["video"].to_field(self.video.view(-1, 3)[(frame * h + row) * w + col].float())
         return coords.float(), values
 
     def _sample_audio(self, n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
