@@ -77,7 +77,7 @@ def test_a_resumed_fit_ends_on_the_very_weights_of_one_never_stopped(tiny_clip, 
     fit(whole, signal_, config(whole, checkpoint_every=1e-9), on_checkpoint=states.append)  # one after every step
     assert torch.equal(flat(whole), flat(plain))  # taking checkpoints changes nothing
     at_30 = next(s for s in states if s.step == 30)
-    assert at_30.levels is not None and at_30.q_start == 24
+    assert at_30.levels is not None and at_30.q_start == 24 and at_30.errors is not None  # drawn by its error
     path = checkpoint.save(tmp_path / "x.nf.ckpt", at_30, {"what": "test"})
 
     resumed, notes = make_field(signal_, "tiny", segments=2, seed=2), []  # same seed: the RFF matrix is not stored
@@ -154,6 +154,19 @@ def test_a_checkpoint_whose_latent_scales_do_not_fit_the_table_is_refused_in_one
     assert "latents' scales are of another shape" in last_line(result.stderr) and not out.exists()
 
 
+def test_a_checkpoint_whose_error_map_does_not_fit_the_clip_is_refused_in_one_line(interrupted, tiny_clip, tmp_path):
+    out = copy_checkpoint(interrupted, tmp_path)
+    path = out.with_name("clip.nf.ckpt")
+    payload = torch.load(path, weights_only=True)
+    assert payload["state"]["errors"].shape == (4 * 2 * 4,)  # 4 frames of 32x14 in tiles of 8x8
+    payload["state"]["errors"] = payload["state"]["errors"][:-1]
+    torch.save(payload, path)
+    result = encode_cli(tiny_clip, out, "--resume")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "does not fit this model (an error map of (31,), not (32,))" in last_line(result.stderr)
+    assert not out.exists()
+
+
 def test_a_checkpoint_of_other_media_is_refused(interrupted, tiny_sound, tmp_path):
     out = copy_checkpoint(interrupted, tmp_path)
     with pytest.raises(NeofieldError, match="is from another encode: the source"):
@@ -172,15 +185,17 @@ def test_a_corrupt_checkpoint_is_one_line(interrupted, tmp_path):
         assert "\n" not in str(failure.value) and "checkpoint" in str(failure.value)
 
 
-def test_a_checkpoint_with_a_steered_lambda_of_the_wrong_type_is_refused(interrupted, tmp_path):
+def test_a_checkpoint_with_a_steered_lambda_or_an_error_map_of_the_wrong_type_is_refused(interrupted, tmp_path):
     path = copy_checkpoint(interrupted, tmp_path).with_name("clip.nf.ckpt")
     payload = torch.load(path, weights_only=True)
-    for lam, scales in ((-1.0, None), ("0.1", None), (0.1, torch.ones(2, 2)), (0.1, torch.ones(2, 2, 2, 2)), (0.1, [1.0])):
-        payload["state"].update(lam=lam, scales=scales)
+    for lam, scales, errors in ((-1.0, None, None), ("0.1", None, None), (0.1, torch.ones(2, 2), None),
+                                (0.1, torch.ones(2, 2, 2, 2), None), (0.1, [1.0], None), (0.1, None, [1.0]),
+                                (0.1, None, torch.ones(2, 2)), (0.1, None, torch.ones(2, dtype=torch.long))):
+        payload["state"].update(lam=lam, scales=scales, errors=errors)
         torch.save(payload, path)
         with pytest.raises(NeofieldError, match="damaged|wrong type"):
             checkpoint.load(path)
-    payload["state"].update(lam=0.1, scales=torch.ones(3))
+    payload["state"].update(lam=0.1, scales=torch.ones(3), errors=torch.ones(3))
     torch.save(payload, path)
     assert checkpoint.load(path).state.lam == 0.1
 

@@ -283,3 +283,30 @@ def test_auto_compiles_a_long_fit_unless_its_kind_of_signal_is_one_the_field_fit
     neogrid = NeoGridField.eager_kinds
     assert not fit_module._should_compile(auto, cpu, **long_plan, kind="audio", eager_kinds=neogrid)
     assert fit_module._should_compile(auto, cpu, **long_plan, kind="video", eager_kinds=neogrid)
+
+
+def test_a_pictures_points_are_drawn_by_a_map_that_finds_where_its_error_is():
+    from neofield.media import Media
+
+    video = torch.full((2, 16, 32, 3), 128, dtype=torch.uint8)
+    video[:, :8, :8] = torch.randint(0, 256, (2, 8, 8, 3), generator=torch.Generator().manual_seed(0),
+                                     dtype=torch.uint8)  # noise in the first tile of each frame, flat elsewhere
+    signal = Signal(Media(video=video.numpy(), fps=10.0))
+    states = []
+    fit(make_field(signal, "tiny", segments=1), signal,
+        FitConfig(steps=60, batch_size=256, device="cpu", compile="off", checkpoint_every=1e-9),
+        on_checkpoint=states.append)
+    errors = states[-1].errors.view(2, 2, 4)  # frames x tile rows x tile columns
+    noisy = errors[:, 0, 0]
+    assert noisy.min() > 5 * errors.flatten(1)[:, 1:].max(), errors
+
+
+def test_a_fit_drawn_uniformly_or_a_sound_keeps_no_error_map(tiny_clip, tiny_sound):
+    for source, sampling in ((tiny_clip, "uniform"), (tiny_sound, "error")):
+        signal, states = Signal(read_media(source)), []
+        fit(make_field(signal, "tiny", segments=1), signal,
+            FitConfig(steps=3, batch_size=64, device="cpu", compile="off", sampling=sampling, checkpoint_every=1e-9),
+            on_checkpoint=states.append)
+        assert states and all(s.errors is None for s in states)
+    with pytest.raises(NeofieldError, match="sampling must be one of error, uniform"):
+        fit(make_field(signal, "tiny", segments=1), signal, FitConfig(steps=3, sampling="tiles"))
