@@ -9,9 +9,10 @@ weighted by ``1 / (pixels * q)``, ``q`` its chance of being drawn, so the weight
 expectation, the plain MSE over every pixel: the fit aims at the same target as before, with less noise
 where the error is. The uniform share keeps every tile seen, so no error in the map stays stale for long.
 
-Measured on 2 s of bikes at 320x136 (docs/rate-term.md, "Where the latents lie, and where the fit looks"):
-at the top of the rate-distortion curve, +0.23-0.25 dB at equal steps over two seeds and +0.19 dB at equal
-time; level with uniform draws lower down. Sound stays uniform (not measured drawn by error).
+Measured on 2 s of bikes at 320x136 (docs/rate-term.md, "Points drawn by their error, built in"): at the top
+of the rate-distortion curve +0.17-0.25 dB at equal steps over four fits; level lower down, and level at equal
+time on the RD curves of bikes and Big Buck Bunny. Sound stays uniform (drawn by error it measured level on
+Bach and unresolved on Big Buck Bunny).
 
 Pure tensor arithmetic on the CPU, below the signal that uses it; it knows nothing of fields or media.
 """
