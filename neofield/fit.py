@@ -473,8 +473,8 @@ def _forward_backward(forward: Callable, coords: torch.Tensor, target: torch.Ten
                       mixed, penalty: Callable[[], torch.Tensor] | None = None,
                       weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The batch's MSE, after the backward pass of it and of ``penalty`` (the rate term) added to it; with
-    importance ``weight``\s, their weighted MSE (the whole signal's, in expectation), and each point's
-    squared error summed over its channels."""
+    importance weights (``weight``), the weighted MSE, which is the whole signal's in expectation, and each
+    point's squared error summed over its channels."""
     with mixed:
         pred = forward(coords)
     if weight is None:
