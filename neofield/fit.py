@@ -61,6 +61,7 @@ class FitConfig:
     lr: float = 3e-3
     warmup_steps: int = 50
     final_lr_ratio: float = 0.05  # cosine decays to this fraction of lr
+    lr_steps: int | None = None  # a fit planned longer starts its decay from lr * lr_steps / steps (schedule.peak_lr)
     batch_size: int = DEFAULT_BATCH
     steps: int | None = None
     epochs: float | None = None
@@ -375,7 +376,7 @@ def _fit(field: nn.Module, signal: Signal, config: FitConfig,
             if q and final and levels is None and (step >= total * (1 - q.fraction) or (
                     config.time_budget is not None and elapsed >= config.time_budget * (1 - q.fraction))):
                 levels, q_start = sync.from_main(q.levels(field) if callable(q.levels) else q.levels), step
-            lr = lr_at(step, total if final else 10**9, config)  # warm-up, then hold until the plan is known
+            lr = lr_at(step, total if final else None, config)  # warm-up, then hold until the plan is known
             if levels is not None:  # finetuning anneals further, to a tenth of the tail's rate: weights settle
                 lr *= 1 - 0.9 * min(1.0, (step - q_start) / max(total - q_start, 1))
             lr *= lr_scale  # 1 unless a divergence was rolled back

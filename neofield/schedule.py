@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-FitConfig = Any  # a neofield.fit.FitConfig (lr, warmup_steps, final_lr_ratio, steps, epochs, batch_size, time_budget)
+FitConfig = Any  # a neofield.fit.FitConfig (lr, lr_steps, warmup_steps, final_lr_ratio, steps, epochs, batch_size,
+#                   time_budget)
 
 PROBE_SECONDS = 3.0  # how long to time the loop before turning a time budget into steps
 PROBE_SKIP = 5  # first steps left out of the speed probe: kernel set-up makes them several times slower
@@ -18,18 +19,33 @@ REPLAN_AT = (0.25, 0.5, 0.75)  # shares of a time budget at which its step count
 REPLAN_MIN_STEPS = 20  # ... each from at least this many steps since the last mark
 
 
-def lr_at(step: int, total: int, config: FitConfig) -> float:
-    """Linear warm-up, then cosine decay to ``final_lr_ratio * lr``.
+def peak_lr(config: FitConfig, total: int | None) -> float:
+    """The rate the schedule starts its decay from: ``lr``, or for a fit planned longer than ``lr_steps``
+    steps, ``lr * lr_steps / total``. A latent grid priced by a rate term was tuned at ~3,000 steps, and five
+    times as many at that rate end at a worse rate-distortion loss than 3,000 (its latents drift outward); a
+    quarter of the rate over ~13,000 steps ends ahead (docs/rate-term.md, "A learning rate that falls with
+    the steps"). Unknown until the plan: the warm-up and the few seconds before it run at ``lr``."""
+    if total is None or config.lr_steps is None or total <= config.lr_steps:
+        return config.lr
+    return config.lr * config.lr_steps / total
+
+
+def lr_at(step: int, total: int | None, config: FitConfig) -> float:
+    """Linear warm-up to :func:`peak_lr`, then cosine decay to ``final_lr_ratio`` of it; warmed up to ``lr``
+    and held there while ``total`` is None (a time budget not yet turned into steps).
 
     The warm-up matters: at the paper's rate with none, NeoMLP sits at the
     signal mean for minutes on a CPU (docs/cpu-defaults.md).
     """
+    if total is None:
+        return config.lr * min(1.0, (step + 1) / max(config.warmup_steps, 1))
+    peak = peak_lr(config, total)
     warm = min(config.warmup_steps, max(total - 1, 1))
     if step < warm:
-        return config.lr * (step + 1) / warm
+        return peak * (step + 1) / warm
     progress = min(1.0, (step - warm) / max(total - warm, 1))
     floor = config.final_lr_ratio
-    return config.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+    return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def seconds_per_step(step: int, elapsed: float, mark: tuple[int, float]) -> float:

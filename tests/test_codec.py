@@ -485,6 +485,22 @@ def test_a_sound_at_a_fixed_lambda_stores_its_latents_at_sounds_finer_step(tiny_
     assert (q["lambda"], q["latent_step"]) == (0.001, operating_point.FIXED_STEPS["audio"]) and q["latent_step"] < 0.2
 
 
+
+def test_a_fit_under_a_rate_term_planned_past_its_tuned_steps_starts_lower_and_one_without_does_not(
+        tiny_clip, tmp_path, monkeypatch):
+    from neofield.fields import registry
+
+    monkeypatch.setitem(registry.LR_STEPS, "neogrid", 10)  # the tiny fit's 40 steps: four times as many
+    rates = {}
+    for name, options in (("priced", {"rate_lambda": 0.05}), ("plain", {"bits": neofield.BitDepths(6, 6)})):
+        seen = []
+        neofield.encode(tiny_clip, tmp_path / f"{name}.nf", steps=40, batch_size=256, device="cpu", evaluate=False,
+                        callback=lambda p: seen.append(p.lr), **options)
+        rates[name] = max(seen)
+    lr = registry.RATES["neogrid"][0]
+    assert rates["priced"] == pytest.approx(lr / 4, rel=0.01)  # warmed up to a quarter, never past it
+    assert rates["plain"] == pytest.approx(lr, rel=0.01)
+
 def test_a_video_at_a_low_fixed_lambda_stores_its_latents_at_the_finer_step_that_lambda_gets(tiny_clip, tmp_path):
     from neofield import operating_point
 

@@ -3,7 +3,7 @@
 import math
 
 from neofield.fit import FitConfig
-from neofield.schedule import budget_steps, lr_at, planned_seconds, planned_steps, seconds_per_step
+from neofield.schedule import budget_steps, lr_at, peak_lr, planned_seconds, planned_steps, seconds_per_step
 
 
 def test_schedule_warms_up_linearly_then_decays_to_its_floor():
@@ -13,6 +13,21 @@ def test_schedule_warms_up_linearly_then_decays_to_its_floor():
     assert lr_at(50, 100, cfg) < 1e-2
     assert math.isclose(lr_at(100, 100, cfg), 1e-3)
 
+
+
+def test_a_fit_planned_past_its_tuned_steps_starts_lower_in_proportion():
+    cfg = FitConfig(lr=1e-2, warmup_steps=10, final_lr_ratio=0.1, lr_steps=3000)
+    assert peak_lr(cfg, 3000) == 1e-2 and peak_lr(cfg, 1000) == 1e-2  # at or under the tuned steps: as given
+    assert math.isclose(peak_lr(cfg, 12_000), 2.5e-3)  # four times as long: a quarter
+    assert math.isclose(lr_at(9, 12_000, cfg), 2.5e-3)  # warmed up to it
+    assert math.isclose(lr_at(12_000, 12_000, cfg), 2.5e-4)  # and decayed to the floor of it
+    assert peak_lr(FitConfig(lr=1e-2), 12_000) == 1e-2  # no tuned steps: no rule
+
+
+def test_before_the_plan_the_rate_warms_up_to_lr_and_holds():
+    cfg = FitConfig(lr=1e-2, warmup_steps=10, lr_steps=3000)
+    assert math.isclose(lr_at(4, None, cfg), 5e-3)
+    assert lr_at(500, None, cfg) == 1e-2
 
 def test_a_time_budget_allows_the_steps_the_measured_speed_fits_in_it_and_no_more_than_a_limit():
     config = FitConfig(time_budget=100.0)

@@ -24,7 +24,7 @@ from ..errors import NeofieldError
 from ..fields.layouts import default_segments
 from ..fields.neogrid import without_idle_taps
 from ..fields.neomlp import PRESETS
-from ..fields.registry import ADAM_BETA2, AUTO_PRECISION, BATCHES, GRID_AUDIO_SHARE, RATES, batch_for
+from ..fields.registry import ADAM_BETA2, AUTO_PRECISION, BATCHES, GRID_AUDIO_SHARE, LR_STEPS, RATES, batch_for
 from ..files import check_output
 from ..fit import DEFAULT_BATCH, FitConfig, FitInterrupted, FitProgress, FitResult, fit
 from ..latent_rate import RateTerm
@@ -121,9 +121,10 @@ def encode(source: str | Path, output: str | Path | None = None, options: Encode
         ckpt.check_fingerprint(saved, fingerprint_, ckpt.path_for(output))
     steered = isinstance(control, rate.SteeredRate)
     depths = control.choose if control and not steered else run.bits
+    term = control.term(field_) if steered else rate_term(run, signal, field_)
     config = fit_config(run, quantization=bundle_io.quantization_aware(field_, depths)
                         if run.weights_dtype == bundle_io.QUANTIZED else None,
-                        rate=control.term(field_) if steered else rate_term(run, signal, field_))
+                        rate=term, lr_steps=LR_STEPS.get(run.arch) if term is not None else None)
     if on_signal:
         on_signal(signal, field_, {**options.budget(), "batch_size": run.batch_size, "lambda": run.rate_lambda,
                                    "lambda_default": options.rate_lambda is None})

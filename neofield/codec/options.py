@@ -84,7 +84,8 @@ class EncodeOptions:
                                 f"{DEFAULT_EPOCHS:g} for the others, or {DEFAULT_TIME_BUDGET / 60:g} "
                                 "minutes if that comes first].")
     time_budget: float | None = flag(None, "--time-budget", float, "Stop after this many seconds.")
-    lr: float | None = flag(None, "--lr", float, "Peak learning rate \\[default: the preset's].")
+    lr: float | None = flag(None, "--lr", float, "Peak learning rate \\[default: the preset's]; a neogrid fit "
+                                "under a rate term planned past 3,000 steps starts lower, in proportion.")
     warmup_steps: int | None = flag(None, "--warmup", int, "Warm-up steps \\[default: the preset's].")
     batch_size: int | None = flag(None, "--batch-size", int, "Points per step \\[default: 1,024; 4,096 for the "
                                                              "latent-grid fields, neogrid and grid, and on a video "

@@ -82,6 +82,10 @@ def parameter_count(arch: str, config, layout: layouts.LatentLayout | None = Non
 # (1e-3 broke on sound); SPDER shares SIREN's network and initialisation; the RFF-MLP 1e-3 after 50 warm-up
 # steps, best of 1e-3 and 3e-3 at 30 s on all three signals (docs/cpu-defaults.md, "The paper's Table 1").
 RATES = {"siren": (3e-4, 0), "spder": (3e-4, 0), "rffnet": (3e-3, 50), "grid": (1e-2, 20), "neogrid": (1e-2, 20)}
+# The steps a rate was chosen at, where a longer fit takes a lower one (schedule.peak_lr): a latent grid priced by
+# a rate term. At 1e-2, 600 s on 2 s of bikes (~13,000 steps) ended at a worse MSE + lambda * bits than 120 s
+# (~2,300); at a quarter of the rate ahead of it (docs/rate-term.md, "A learning rate that falls with the steps")
+LR_STEPS = {"neogrid": 3000}
 # Adam's beta2 where not torch's 0.999: a latent grid's node is in a step's batch now and then, and an average of
 # its squared gradients over ~100 steps, not ~1,000, follows its own scale sooner (Instant-NGP's 0.99). At a fixed
 # 3,000 steps on 2 s of bikes: -3.6 % BD-rate over 30.1-35.3 dB, +0.53 dB at lambda 0.003 for 6.8 % more bytes
