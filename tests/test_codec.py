@@ -485,7 +485,6 @@ def test_a_sound_at_a_fixed_lambda_stores_its_latents_at_sounds_finer_step(tiny_
     assert (q["lambda"], q["latent_step"]) == (0.001, operating_point.FIXED_STEPS["audio"]) and q["latent_step"] < 0.2
 
 
-
 def test_a_fit_under_a_rate_term_planned_past_its_tuned_steps_starts_lower_and_one_without_does_not(
         tiny_clip, tmp_path, monkeypatch):
     from neofield.fields import registry
