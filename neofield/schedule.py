@@ -37,12 +37,12 @@ def lr_at(step: int, total: int | None, config: FitConfig) -> float:
     The warm-up matters: at the paper's rate with none, NeoMLP sits at the
     signal mean for minutes on a CPU (docs/cpu-defaults.md).
     """
-    if total is None:
-        return config.lr * min(1.0, (step + 1) / max(config.warmup_steps, 1))
     peak = peak_lr(config, total)
-    warm = min(config.warmup_steps, max(total - 1, 1))
+    warm = config.warmup_steps if total is None else min(config.warmup_steps, max(total - 1, 1))
     if step < warm:
         return peak * (step + 1) / warm
+    if total is None:
+        return peak
     progress = min(1.0, (step - warm) / max(total - warm, 1))
     floor = config.final_lr_ratio
     return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))

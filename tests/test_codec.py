@@ -500,6 +500,7 @@ def test_a_fit_under_a_rate_term_planned_past_its_tuned_steps_starts_lower_and_o
     assert rates["priced"] == pytest.approx(lr / 4, rel=0.01)  # warmed up to a quarter, never past it
     assert rates["plain"] == pytest.approx(lr, rel=0.01)
 
+
 def test_a_video_at_a_low_fixed_lambda_stores_its_latents_at_the_finer_step_that_lambda_gets(tiny_clip, tmp_path):
     from neofield import operating_point
 

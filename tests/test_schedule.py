@@ -14,7 +14,6 @@ def test_schedule_warms_up_linearly_then_decays_to_its_floor():
     assert math.isclose(lr_at(100, 100, cfg), 1e-3)
 
 
-
 def test_a_fit_planned_past_its_tuned_steps_starts_lower_in_proportion():
     cfg = FitConfig(lr=1e-2, warmup_steps=10, final_lr_ratio=0.1, lr_steps=3000)
     assert peak_lr(cfg, 3000) == 1e-2 and peak_lr(cfg, 1000) == 1e-2  # at or under the tuned steps: as given
@@ -28,6 +27,7 @@ def test_before_the_plan_the_rate_warms_up_to_lr_and_holds():
     cfg = FitConfig(lr=1e-2, warmup_steps=10, lr_steps=3000)
     assert math.isclose(lr_at(4, None, cfg), 5e-3)
     assert lr_at(500, None, cfg) == 1e-2
+
 
 def test_a_time_budget_allows_the_steps_the_measured_speed_fits_in_it_and_no_more_than_a_limit():
     config = FitConfig(time_budget=100.0)
