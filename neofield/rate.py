@@ -219,8 +219,14 @@ PARAMETERS_PER_BYTE = 12  # a steered field's parameters per byte of the target 
 MIN_STEERED_PARAMETERS = 32_000  # ... never fewer: below this a field runs out of detail, not of bits
 MAX_PARAMETERS_PER_POINT = 0.5  # ... nor more than this per point of the signal (it would store it raw)
 # ... nor more than a time budget trains: in 60 s on 2 s of bikes 181-207 k parameters fit best, 384 k lost
-# 1.1 dB at 32 KB and 724 k 1.2 dB at 64 KB (docs/rate-term.md)
-PARAMETERS_PER_SECOND = 3_500
+# 1.1 dB at 32 KB and 724 k 1.2 dB at 64 KB (docs/rate-term.md). Past GROWTH_SECONDS of budget the field grows
+# on only while it has under LONG_FIT_PARAMETERS_PER_POINT: a field already that large relative to its signal
+# turns the extra time into steps, which the learning rate falling with them (schedule.peak_lr) makes worth more
+# than parameters (2 s of bikes at 320x136, 600 s: 362 k parameters, a sixth of one a point, against 1.0 M;
+# 300 s: 1-8 % lower loss), where a larger signal still wants the larger field (the first 1 s and 10 s of bikes
+# at 640x272, 300 s: a 1.6 % and 26 % higher loss at 362 k than at 1.0 M; docs/rate-term.md, "The field stops
+# growing")
+PARAMETERS_PER_SECOND, GROWTH_SECONDS, LONG_FIT_PARAMETERS_PER_POINT = 3_500, 120.0, 1 / 6
 # the latents are fitted at LATENT_STEP while they get up to this many bits each; each bit more halves the
 # step (at high rates a uniform quantizer's entropy grows by a bit as its step halves), down to a 16th
 BITS_PER_LATENT_AT_STEP = 1.0
@@ -235,12 +241,17 @@ STEP_SEARCH = (1 / 64, 8.0)
 def steered_parameters(target_bytes: int | None, n_points: int, seconds: float | None = None) -> int:
     """The rung of :data:`PARAMETERS` a field fitted for ``target_bytes`` (None: for a PSNR, as large as the caps
     allow) under a rate term gets, for a signal of ``n_points`` points and a fit of ``seconds`` (None: a fit by
-    steps or epochs, not capped by time)."""
+    steps or epochs, not capped by time). Past :data:`GROWTH_SECONDS` a longer budget buys steps, not size, for a
+    field of :data:`LONG_FIT_PARAMETERS_PER_POINT` or more."""
     want = MAX_PARAMETERS_PER_POINT * n_points
     if target_bytes is not None:
         want = min(max(PARAMETERS_PER_BYTE * target_bytes, MIN_STEERED_PARAMETERS), want)
     if seconds is not None:
-        want = min(want, max(PARAMETERS_PER_SECOND * seconds, MIN_STEERED_PARAMETERS))
+        by_time = PARAMETERS_PER_SECOND * seconds
+        if seconds > GROWTH_SECONDS:
+            grown = PARAMETERS_PER_SECOND * GROWTH_SECONDS
+            by_time = max(grown, min(by_time, LONG_FIT_PARAMETERS_PER_POINT * n_points))
+        want = min(want, max(by_time, MIN_STEERED_PARAMETERS))
     return min(PARAMETERS, key=lambda p: abs(math.log(p / want)))
 
 

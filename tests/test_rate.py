@@ -110,6 +110,16 @@ def test_a_steered_field_grows_with_the_target_but_never_past_half_a_parameter_a
     assert rate.lambda_for(0.02) > rate.lambda_for(0.2) > 0
 
 
+def test_a_budget_past_the_growth_seconds_buys_steps_where_the_field_is_already_large_for_its_signal():
+    small, large = 2 * 10**6, 10**8  # points: a sixth of a parameter each is under, then over, the grown field
+    grown = rate.steered_parameters(None, large, seconds=rate.GROWTH_SECONDS)
+    assert rate.steered_parameters(None, large, seconds=rate.GROWTH_SECONDS / 2) < grown
+    assert rate.steered_parameters(None, small, seconds=300) == rate.steered_parameters(None, small, seconds=3600) \
+        == rate.steered_parameters(None, small, seconds=rate.GROWTH_SECONDS)
+    assert grown < rate.steered_parameters(None, large, seconds=300) < rate.steered_parameters(None, large, seconds=600)
+    assert rate.steered_parameters(None, small) > grown  # a fit by steps is not held by a clock
+
+
 def test_latents_with_more_bits_each_are_fitted_at_a_finer_step():
     steps = [rate.latent_step_for(b) for b in (0.1, 1.0, 2.0, 3.0, 100.0)]
     assert steps[0] == steps[1] == rate.LATENT_STEP and steps[2] == rate.LATENT_STEP / 2
