@@ -222,10 +222,11 @@ MAX_PARAMETERS_PER_POINT = 0.5  # ... nor more than this per point of the signal
 # 1.1 dB at 32 KB and 724 k 1.2 dB at 64 KB (docs/rate-term.md). Past GROWTH_SECONDS of budget the field grows
 # on only while it has under LONG_FIT_PARAMETERS_PER_POINT: a field already that large relative to its signal
 # turns the extra time into steps, which the learning rate falling with them (schedule.peak_lr) makes worth more
-# than parameters (2 s of bikes at 320x136, 600 s: 362 k parameters, a sixth of one a point, against 1.0 M;
-# 300 s: 1-8 % lower loss), where a larger signal still wants the larger field (the first 1 s and 10 s of bikes
-# at 640x272, 300 s: a 1.6 % and 26 % higher loss at 362 k than at 1.0 M; docs/rate-term.md, "The field stops
-# growing")
+# than parameters (2 s of bikes at 320x136, 600 s a point: 362 k parameters, a sixth of one a point, +26.7 %
+# BD-rate against x264 where 1.0 M was +38.1 %; at 300 s 1-8 % lower loss), where a larger signal still wants
+# the larger field (bikes at 640x272, 300 s: on all 10 s a 26 % higher loss at 362 k than at 1.0 M; on its
+# first second 1.6 % at 362 k and 1.3 % at the 724 k rung this rule gives it; docs/rate-term.md, "The field
+# stops growing")
 PARAMETERS_PER_SECOND, GROWTH_SECONDS, LONG_FIT_PARAMETERS_PER_POINT = 3_500, 120.0, 1 / 6
 # the latents are fitted at LATENT_STEP while they get up to this many bits each; each bit more halves the
 # step (at high rates a uniform quantizer's entropy grows by a bit as its step halves), down to a 16th
