@@ -242,8 +242,8 @@ STEP_SEARCH = (1 / 64, 8.0)
 def steered_parameters(target_bytes: int | None, n_points: int, seconds: float | None = None) -> int:
     """The rung of :data:`PARAMETERS` a field fitted for ``target_bytes`` (None: for a PSNR, as large as the caps
     allow) under a rate term gets, for a signal of ``n_points`` points and a fit of ``seconds`` (None: a fit by
-    steps or epochs, not capped by time). Past :data:`GROWTH_SECONDS` a longer budget buys steps, not size, for a
-    field of :data:`LONG_FIT_PARAMETERS_PER_POINT` or more."""
+    steps or epochs, not capped by time). Past :data:`GROWTH_SECONDS` a longer budget buys steps, not size, once
+    the field has :data:`LONG_FIT_PARAMETERS_PER_POINT` parameters a point."""
     want = MAX_PARAMETERS_PER_POINT * n_points
     if target_bytes is not None:
         want = min(max(PARAMETERS_PER_BYTE * target_bytes, MIN_STEERED_PARAMETERS), want)
